@@ -1,0 +1,51 @@
+# Needle's two commands: `make test` (every test) and `make demo` (the main job).
+# Each installs missing Debian packages, configures once, builds incrementally, and runs.
+PYTHON     ?= /usr/bin/python3
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+CMAKE_ARGS ?=
+export PYTHONPATH := $(CURDIR)/python$(if $(PYTHONPATH),:$(PYTHONPATH))
+
+.PHONY: all deps build build-asan test test-cpp test-asan test-python demo bench format clean
+
+all: build
+
+deps:
+	@.ci/install-deps
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DPython3_EXECUTABLE=$(PYTHON) $(CMAKE_ARGS)
+
+build: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD)
+
+$(ASAN_BUILD)/build.ninja:
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DNEEDLE_SANITIZE=ON \
+	  -DNEEDLE_CUDA=OFF -DNEEDLE_PYTHON=OFF -DCMAKE_CXX_FLAGS=-O1
+
+build-asan: deps $(ASAN_BUILD)/build.ninja
+	cmake --build $(ASAN_BUILD) --target needle_tests
+
+test-cpp: build
+	$(BUILD)/needle_tests
+
+test-asan: build-asan
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $(ASAN_BUILD)/needle_tests
+
+test-python: build
+	$(PYTHON) -m pytest -q tests/python
+
+test: test-cpp test-asan test-python
+
+demo: build
+	@.ci/install-deps dataset-fashion-mnist
+	$(PYTHON) -m needle.apps.demo
+
+bench: build
+	$(PYTHON) bench/bench_ndarray.py
+
+format:
+	clang-format -i $$(git ls-files '*.h' '*.cc' '*.cu' '*.cuh')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) python/needle/_needle*.so

@@ -1,0 +1,124 @@
+// The Backend interface: the one small set of kernels a device implements, plus the
+// registry that finds backends by name ("cpu", "cuda"). NDArray (ndarray.h) turns every
+// array operation into calls on this interface; nothing above it knows which device runs.
+//
+// A kernel sees Views: a device buffer, a dtype, a shape and strides (in elements) and an
+// offset. Inputs may be arbitrary strided views, including broadcast dimensions with
+// stride 0; kernels keep a fast path for the all-contiguous case. Unless a method says
+// otherwise, `out` may be any (non-overlapping) strided view of the same shape.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "needle/dtype.h"
+#include "needle/error.h"
+
+namespace needle {
+
+struct View {
+  void* data = nullptr;  // base of the device buffer; element i lives at data[offset + sum(idx*stride)]
+  DType dtype = DType::float32;
+  Shape shape;
+  Strides strides;
+  int64_t offset = 0;
+
+  int64_t ndim() const { return int64_t(shape.size()); }
+  int64_t size() const {
+    int64_t n = 1;
+    for (auto s : shape) n *= s;
+    return n;
+  }
+  // Row-major contiguous (strides equal the compact strides; size-1 dims ignored).
+  bool is_contiguous() const {
+    int64_t expected = 1;
+    for (int64_t i = ndim() - 1; i >= 0; --i) {
+      if (shape[i] != 1 && strides[i] != expected) return false;
+      expected *= shape[i];
+    }
+    return true;
+  }
+  template <class T>
+  T* ptr() const {
+    return static_cast<T*>(data) + offset;
+  }
+};
+
+enum class UnaryOp { negate, abs, sqrt, exp, log, tanh, sigmoid, erf, sign };
+enum class BinaryOp { add, subtract, multiply, divide, power, maximum, minimum, eq, ne, lt, le, gt, ge };
+enum class ReduceOp { sum, max, min };
+
+const char* op_name(UnaryOp op);
+const char* op_name(BinaryOp op);
+const char* op_name(ReduceOp op);
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // "cpu", "cuda", ...: the name users pass to select the device.
+  virtual std::string name() const = 0;
+  // False when the device cannot run here (CUDA not compiled in, or no GPU present).
+  virtual bool enabled() const = 0;
+  // Why enabled() is false, for error messages ("no CUDA device found").
+  virtual std::string disabled_reason() const { return ""; }
+
+  // --- Buffers (sizes in bytes) ---
+  virtual void* allocate(size_t bytes) = 0;
+  virtual void deallocate(void* ptr) noexcept = 0;
+  virtual void copy_from_host(void* device_dst, const void* host_src, size_t bytes) = 0;
+  virtual void copy_to_host(void* host_dst, const void* device_src, size_t bytes) = 0;
+  // Blocks until queued work is done (a no-op on synchronous backends).
+  virtual void synchronize() {}
+
+  // --- Kernels ---
+  // out[...] = value.   (fill, scalar setitem)
+  virtual void fill(const View& out, double value) = 0;
+  // out[...] = in[...]; same shape, dtypes may differ (converts).   (compact, setitem, astype)
+  virtual void copy(const View& in, const View& out) = 0;
+  // out = op(a).
+  virtual void unary(UnaryOp op, const View& a, const View& out) = 0;
+  // out = op(a, b); a, b, out share one shape (broadcasting is stride 0 in a or b).
+  virtual void binary(BinaryOp op, const View& a, const View& b, const View& out) = 0;
+  // out = op(a, s), or op(s, a) when scalar_on_left.
+  virtual void binary_scalar(BinaryOp op, const View& a, double s, const View& out,
+                             bool scalar_on_left) = 0;
+  // out[i...] = reduce over j... of a[i..., j...]. The reduced axes are the trailing
+  // a.ndim() - out.ndim() axes of `a`; `out` is contiguous with shape a.shape[:out.ndim()].
+  // A reduction over zero elements gives 0 for sum; NDArray rejects max/min over none.
+  virtual void reduce(ReduceOp op, const View& a, const View& out) = 0;
+  // Batched matrix product: a (B..., m, k), b (B..., k, n) -> out (B..., m, n).
+  // a, b and out have the same rank and batch shape (batch broadcasting arrives as stride 0);
+  // out is contiguous. Each matrix of a or b may have any strides.
+  virtual void matmul(const View& a, const View& b, const View& out) = 0;
+};
+
+// --- Registry ---
+// Backends register once at start-up (see NEEDLE_REGISTER_BACKEND). Lookup by name throws
+// RuntimeError for an unknown name; it returns disabled backends so callers can ask enabled().
+void register_backend(std::unique_ptr<Backend> backend);
+Backend& find_backend(const std::string& name);
+// Like find_backend, but throws RuntimeError with disabled_reason() when it cannot run here.
+Backend& require_backend(const std::string& name);
+std::vector<Backend*> all_backends();
+Backend& default_backend();  // "cpu"
+
+namespace detail {
+struct BackendRegistrar {
+  explicit BackendRegistrar(std::function<std::unique_ptr<Backend>()> make) {
+    register_backend(make());
+  }
+};
+}  // namespace detail
+
+#define NEEDLE_CONCAT_INNER(a, b) a##b
+#define NEEDLE_CONCAT(a, b) NEEDLE_CONCAT_INNER(a, b)
+// Registers a backend at static-initialization time: NEEDLE_REGISTER_BACKEND(CpuBackend).
+#define NEEDLE_REGISTER_BACKEND(Type)                                                     \
+  static ::needle::detail::BackendRegistrar NEEDLE_CONCAT(needle_backend_registrar_, \
+                                                          __LINE__)(                 \
+      [] { return std::unique_ptr<::needle::Backend>(new Type()); })
+
+}  // namespace needle

@@ -1,0 +1,188 @@
+// NDArray: an n-dimensional array on a device. A value type over a shared device Buffer,
+// described by dtype, shape, strides (in elements) and offset. Reshape (when the layout
+// allows), permute, broadcast_to, slicing and flip only rewrite that metadata; compact()
+// materializes. All arithmetic goes through the Backend interface of the array's device.
+#pragma once
+
+#include <limits>
+#include <memory>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "needle/backend.h"
+
+namespace needle {
+
+// A device allocation. Arrays share it through shared_ptr; it frees itself on its backend.
+class Buffer {
+ public:
+  Buffer(Backend& backend, int64_t size, DType dtype);
+  ~Buffer();
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  Backend& backend() const { return *backend_; }
+  void* data() const { return data_; }
+  int64_t size() const { return size_; }  // in elements
+  DType dtype() const { return dtype_; }
+
+ private:
+  Backend* backend_;
+  void* data_;
+  int64_t size_;
+  DType dtype_;
+};
+
+// One entry of an indexing key: an integer (drops the axis) or a slice with optional
+// start/stop and a non-zero step (negative steps walk backwards, as in Python).
+struct Index {
+  static constexpr int64_t kNone = std::numeric_limits<int64_t>::min();
+  bool is_slice = true;
+  int64_t start = kNone, stop = kNone, step = 1;  // for is_slice
+  int64_t value = 0;                              // for !is_slice
+
+  static Index at(int64_t i) { return Index{false, kNone, kNone, 1, i}; }
+  static Index slice(int64_t start = kNone, int64_t stop = kNone, int64_t step = 1) {
+    return Index{true, start, stop, step, 0};
+  }
+  static Index all() { return slice(); }
+};
+using IndexKey = std::vector<Index>;
+
+class NDArray {
+ public:
+  NDArray() = default;  // an undefined array: defined() is false
+  NDArray(std::shared_ptr<Buffer> buffer, Shape shape, Strides strides, int64_t offset);
+
+  // --- Creation ---
+  static NDArray empty(const Shape& shape, DType dtype = DType::float32,
+                       Backend& device = default_backend());
+  static NDArray full(const Shape& shape, double value, DType dtype = DType::float32,
+                      Backend& device = default_backend());
+  // Copies `shape`'s worth of compact row-major host data of type `dtype`.
+  static NDArray from_host(const void* data, const Shape& shape, DType dtype,
+                           Backend& device = default_backend());
+  template <class T>
+  static NDArray from_vector(const std::vector<T>& values, const Shape& shape,
+                             Backend& device = default_backend()) {
+    check_size_matches("from_vector", int64_t(values.size()), shape);
+    return from_host(values.data(), shape, dtype_of<T>(), device);
+  }
+  static Strides compact_strides(const Shape& shape);
+
+  // --- Metadata ---
+  bool defined() const { return buffer_ != nullptr; }
+  const Shape& shape() const { return shape_; }
+  const Strides& strides() const { return strides_; }
+  int64_t offset() const { return offset_; }
+  DType dtype() const { return buffer_->dtype(); }
+  Backend& device() const { return buffer_->backend(); }
+  const std::shared_ptr<Buffer>& buffer() const { return buffer_; }
+  int64_t ndim() const { return int64_t(shape_.size()); }
+  int64_t size() const { return size_; }
+  // Compact = row-major contiguous from offset 0 of a buffer holding exactly size() elements
+  // (the course's definition, so compact arrays can be reshaped as flat memory).
+  bool is_compact() const { return is_compact_; }
+  View view() const;
+
+  // --- To and from the host ---
+  void to_host(void* dst) const;  // compact row-major, in dtype()
+  template <class T>
+  std::vector<T> to_vector() const {
+    NDArray a = dtype() == dtype_of<T>() ? *this : astype(dtype_of<T>());
+    std::vector<T> out(size_t(a.size()));
+    a.to_host(out.data());
+    return out;
+  }
+  double item() const;  // the single element of a size-1 array
+
+  // --- Views (no copy) ---
+  // A view when the layout allows (always for compact arrays); one -1 entry is inferred.
+  // Throws ValueError when the sizes differ or when the strides cannot express the result.
+  NDArray reshape(const Shape& new_shape) const;
+  NDArray permute(const Axes& axes) const;
+  NDArray swapaxes(int64_t a, int64_t b) const;
+  // numpy rules: align trailing dims; size-1 (or missing) dims become stride 0.
+  NDArray broadcast_to(const Shape& new_shape) const;
+  NDArray as_strided(const Shape& shape, const Strides& strides) const;
+  NDArray getitem(const IndexKey& key) const;  // missing trailing entries mean ":"
+  NDArray flip(const Axes& axes) const;
+
+  // --- Copies ---
+  NDArray compact() const;  // *this when already compact
+  NDArray clone() const;    // always a fresh compact copy
+  NDArray astype(DType dtype) const;
+  NDArray to(Backend& device) const;
+  void fill(double value);
+  // Writes into the view selected by key (a view of this array's buffer): in place.
+  void setitem(const IndexKey& key, const NDArray& value);  // value broadcast to the view
+  void setitem(const IndexKey& key, double value);
+  void assign(const NDArray& value);  // this[...] = value (broadcast)
+
+  // --- Element-wise (numpy broadcasting; mixed float32/float64 gives float64) ---
+  NDArray unary(UnaryOp op) const;
+  static NDArray binary(BinaryOp op, const NDArray& a, const NDArray& b);
+  NDArray scalar(BinaryOp op, double s, bool scalar_on_left = false) const;
+
+  NDArray operator-() const { return unary(UnaryOp::negate); }
+  NDArray log() const { return unary(UnaryOp::log); }
+  NDArray exp() const { return unary(UnaryOp::exp); }
+  NDArray tanh() const { return unary(UnaryOp::tanh); }
+  NDArray sqrt() const { return unary(UnaryOp::sqrt); }
+  NDArray abs() const { return unary(UnaryOp::abs); }
+  NDArray pow(double e) const { return scalar(BinaryOp::power, e); }
+  NDArray maximum(const NDArray& b) const { return binary(BinaryOp::maximum, *this, b); }
+  NDArray maximum(double s) const { return scalar(BinaryOp::maximum, s); }
+
+  // --- Reductions: nullopt = every axis; negative axes count from the end ---
+  NDArray sum(const std::optional<Axes>& axes = std::nullopt, bool keepdims = false) const;
+  NDArray max(const std::optional<Axes>& axes = std::nullopt, bool keepdims = false) const;
+  NDArray min(const std::optional<Axes>& axes = std::nullopt, bool keepdims = false) const;
+  NDArray reduce(ReduceOp op, const std::optional<Axes>& axes, bool keepdims) const;
+
+  // --- Linear algebra and layout ---
+  // (..., m, k) @ (..., k, n) with numpy batch broadcasting; 1-D operands as in numpy.
+  NDArray matmul(const NDArray& b) const;
+  NDArray pad(const std::vector<std::pair<int64_t, int64_t>>& widths, double value = 0) const;
+  static NDArray concatenate(const std::vector<NDArray>& arrays, int64_t axis);
+  static NDArray stack(const std::vector<NDArray>& arrays, int64_t axis);
+
+  // Helpers shared with the layers above.
+  static void check_size_matches(const char* op, int64_t size, const Shape& shape);
+  // Normalizes a possibly negative axis for an array of rank ndim; IndexError names `op`.
+  static int64_t normalize_axis(const char* op, int64_t axis, int64_t ndim);
+  static Shape broadcast_shapes(const char* op, const Shape& a, const Shape& b);
+
+ private:
+  std::shared_ptr<Buffer> buffer_;
+  Shape shape_;
+  Strides strides_;
+  int64_t offset_ = 0;
+  // Cached at construction; metadata never changes afterwards (every view op builds a new
+  // NDArray), so size_ and is_compact_ stay true to shape_/strides_/offset_.
+  int64_t size_ = 0;
+  bool is_compact_ = false;
+};
+
+#define NEEDLE_NDARRAY_BINARY_OPERATOR(sym, op)                                           \
+  inline NDArray operator sym(const NDArray& a, const NDArray& b) {                      \
+    return NDArray::binary(BinaryOp::op, a, b);                                           \
+  }                                                                                       \
+  inline NDArray operator sym(const NDArray& a, double s) { return a.scalar(BinaryOp::op, s); } \
+  inline NDArray operator sym(double s, const NDArray& a) {                              \
+    return a.scalar(BinaryOp::op, s, true);                                               \
+  }
+NEEDLE_NDARRAY_BINARY_OPERATOR(+, add)
+NEEDLE_NDARRAY_BINARY_OPERATOR(-, subtract)
+NEEDLE_NDARRAY_BINARY_OPERATOR(*, multiply)
+NEEDLE_NDARRAY_BINARY_OPERATOR(/, divide)
+NEEDLE_NDARRAY_BINARY_OPERATOR(==, eq)
+NEEDLE_NDARRAY_BINARY_OPERATOR(!=, ne)
+NEEDLE_NDARRAY_BINARY_OPERATOR(<, lt)
+NEEDLE_NDARRAY_BINARY_OPERATOR(<=, le)
+NEEDLE_NDARRAY_BINARY_OPERATOR(>, gt)
+NEEDLE_NDARRAY_BINARY_OPERATOR(>=, ge)
+#undef NEEDLE_NDARRAY_BINARY_OPERATOR
+
+}  // namespace needle

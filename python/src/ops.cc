@@ -1,0 +1,6 @@
+// Bindings for this area; filled in by its issue.
+#include "bindings.h"
+
+namespace needle::python {
+void init_ops(pybind11::module_&) {}
+}  // namespace needle::python
