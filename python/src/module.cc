@@ -22,6 +22,7 @@ PYBIND11_MODULE(_needle, m) {
       PyErr_SetString(PyExc_RuntimeError, e.what());
     }
   });
+  needle::python::init_device(m);
   needle::python::init_ndarray(m);
   needle::python::init_tensor(m);
   needle::python::init_ops(m);

@@ -1,0 +1,507 @@
+// NDArray: metadata-only views (reshape, permute, broadcast, slicing, flip), the copies
+// that materialize them, and the array operations, each turned into Backend kernel calls.
+#include "needle/ndarray.h"
+
+#include <algorithm>
+#include <numeric>
+
+namespace needle {
+
+// ---------------------------------------------------------------- Buffer
+Buffer::Buffer(Backend& backend, int64_t size, DType dtype)
+    : backend_(&backend), data_(nullptr), size_(size), dtype_(dtype) {
+  data_ = backend.allocate(size_t(std::max<int64_t>(size, 1)) * dtype_size(dtype));
+}
+
+Buffer::~Buffer() { backend_->deallocate(data_); }
+
+// ---------------------------------------------------------------- helpers
+namespace {
+
+int64_t product(const Shape& shape) {
+  int64_t n = 1;
+  for (auto s : shape) n *= s;
+  return n;
+}
+
+void check_shape(const char* op, const Shape& shape) {
+  for (auto s : shape)
+    if (s < 0) fail<ValueError>("[", op, "] negative dimension in shape ", shape_str(shape));
+}
+
+void check_same_device(const char* op, const NDArray& a, const NDArray& b) {
+  if (&a.device() != &b.device())
+    fail<RuntimeError>("[", op, "] arrays are on different devices: ", a.device().name(), " and ",
+                       b.device().name());
+}
+
+DType promote(DType a, DType b) { return dtype_size(a) >= dtype_size(b) ? a : b; }
+
+}  // namespace
+
+void NDArray::check_size_matches(const char* op, int64_t size, const Shape& shape) {
+  check_shape(op, shape);
+  if (size != product(shape))
+    fail<ValueError>("[", op, "] ", size, " values cannot fill shape ", shape_str(shape));
+}
+
+int64_t NDArray::normalize_axis(const char* op, int64_t axis, int64_t ndim) {
+  if (axis < -ndim || axis >= std::max<int64_t>(ndim, 1) || (ndim == 0 && axis != 0 && axis != -1))
+    fail<IndexError>("[", op, "] axis ", axis, " is out of range for an array of ", ndim,
+                     " dimension", ndim == 1 ? "" : "s");
+  return axis < 0 ? axis + ndim : axis;
+}
+
+Shape NDArray::broadcast_shapes(const char* op, const Shape& a, const Shape& b) {
+  size_t n = std::max(a.size(), b.size());
+  Shape out(n);
+  for (size_t i = 0; i < n; ++i) {
+    int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
+    int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
+    if (da != db && da != 1 && db != 1)
+      fail<ValueError>("[", op, "] shapes ", shape_str(a), " and ", shape_str(b),
+                       " cannot be broadcast together");
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+Strides NDArray::compact_strides(const Shape& shape) {
+  Strides strides(shape.size());
+  int64_t s = 1;
+  for (int64_t i = int64_t(shape.size()) - 1; i >= 0; --i) {
+    strides[i] = s;
+    s *= shape[i];
+  }
+  return strides;
+}
+
+// ---------------------------------------------------------------- construction
+NDArray::NDArray(std::shared_ptr<Buffer> buffer, Shape shape, Strides strides, int64_t offset)
+    : buffer_(std::move(buffer)),
+      shape_(std::move(shape)),
+      strides_(std::move(strides)),
+      offset_(offset),
+      size_(product(shape_)) {
+  is_compact_ = offset_ == 0 && buffer_->size() == size_ && view().is_contiguous();
+}
+
+NDArray NDArray::empty(const Shape& shape, DType dtype, Backend& device) {
+  check_shape("empty", shape);
+  if (!device.enabled())
+    fail<RuntimeError>("device '", device.name(), "' is not available: ", device.disabled_reason());
+  auto buffer = std::make_shared<Buffer>(device, product(shape), dtype);
+  return NDArray(std::move(buffer), shape, compact_strides(shape), 0);
+}
+
+NDArray NDArray::full(const Shape& shape, double value, DType dtype, Backend& device) {
+  NDArray out = empty(shape, dtype, device);
+  out.fill(value);
+  return out;
+}
+
+NDArray NDArray::from_host(const void* data, const Shape& shape, DType dtype, Backend& device) {
+  NDArray out = empty(shape, dtype, device);
+  if (out.size()) device.copy_from_host(out.buffer_->data(), data, out.size() * dtype_size(dtype));
+  return out;
+}
+
+View NDArray::view() const {
+  return View{buffer_->data(), buffer_->dtype(), shape_, strides_, offset_};
+}
+
+void NDArray::to_host(void* dst) const {
+  NDArray c = compact();
+  if (c.size()) device().copy_to_host(dst, c.buffer_->data(), c.size() * dtype_size(dtype()));
+}
+
+double NDArray::item() const {
+  if (size_ != 1)
+    fail<ValueError>("[item] only size-1 arrays convert to a scalar, got shape ", shape_str(shape_));
+  return to_vector<double>()[0];
+}
+
+// ---------------------------------------------------------------- views
+NDArray NDArray::as_strided(const Shape& shape, const Strides& strides) const {
+  check_shape("as_strided", shape);
+  if (shape.size() != strides.size())
+    fail<ValueError>("[as_strided] shape ", shape_str(shape), " and strides ", shape_str(strides),
+                     " differ in length");
+  // Every reachable element must lie inside the buffer.
+  int64_t lo = offset_, hi = offset_;
+  bool empty_view = product(shape) == 0;
+  for (size_t i = 0; i < shape.size() && !empty_view; ++i) {
+    int64_t reach = (shape[i] - 1) * strides[i];
+    (reach < 0 ? lo : hi) += reach;
+  }
+  if (!empty_view && (lo < 0 || hi >= buffer_->size()))
+    fail<ValueError>("[as_strided] shape ", shape_str(shape), " with strides ", shape_str(strides),
+                     " and offset ", offset_, " reaches outside a buffer of ", buffer_->size(),
+                     " elements");
+  return NDArray(buffer_, shape, strides, offset_);
+}
+
+NDArray NDArray::reshape(const Shape& requested) const {
+  // Resolve one -1 entry.
+  Shape shape = requested;
+  int64_t known = 1, infer = -1;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == -1 && infer < 0) {
+      infer = int64_t(i);
+    } else if (shape[i] < 0) {
+      fail<ValueError>("[reshape] invalid target shape ", shape_str(requested));
+    } else {
+      known *= shape[i];
+    }
+  }
+  if (infer >= 0) {
+    if (known == 0 || size_ % known != 0)
+      fail<ValueError>("[reshape] cannot reshape ", shape_str(shape_), " into ",
+                       shape_str(requested));
+    shape[infer] = size_ / known;
+  }
+  if (product(shape) != size_)
+    fail<ValueError>("[reshape] cannot reshape ", shape_str(shape_), " into ", shape_str(requested));
+  if (is_compact_ || size_ == 0) return NDArray(buffer_, shape, compact_strides(shape), offset_);
+
+  // A view of strided data: match groups of old and new dims with equal products; inside a
+  // group the old dims must be laid out contiguously relative to each other.
+  Shape old_shape;
+  Strides old_strides;
+  for (size_t i = 0; i < shape_.size(); ++i)
+    if (shape_[i] != 1) old_shape.push_back(shape_[i]), old_strides.push_back(strides_[i]);
+  Strides strides(shape.size(), 0);
+  size_t oi = 0, ni = 0;
+  while (oi < old_shape.size() && ni < shape.size()) {
+    size_t oj = oi + 1, nj = ni + 1;
+    int64_t op = old_shape[oi], np = shape[ni];
+    while (op != np) {
+      if (np < op) np *= shape[nj++];
+      else op *= old_shape[oj++];
+    }
+    for (size_t k = oi; k + 1 < oj; ++k)
+      if (old_strides[k] != old_strides[k + 1] * old_shape[k + 1])
+        fail<ValueError>("[reshape] cannot reshape a non-contiguous view of shape ",
+                         shape_str(shape_), " with strides ", shape_str(strides_), " into ",
+                         shape_str(requested), " without a copy; call compact() first");
+    strides[nj - 1] = old_strides[oj - 1];
+    for (size_t k = nj - 1; k > ni; --k) strides[k - 1] = strides[k] * shape[k];
+    oi = oj;
+    ni = nj;
+  }
+  // Trailing size-1 dims of the new shape keep stride 0 (any stride is valid for them).
+  return NDArray(buffer_, shape, strides, offset_);
+}
+
+NDArray NDArray::permute(const Axes& axes) const {
+  if (int64_t(axes.size()) != ndim())
+    fail<ValueError>("[permute] axes ", shape_str(axes), " do not match an array of shape ",
+                     shape_str(shape_));
+  std::vector<bool> seen(axes.size(), false);
+  Shape shape(axes.size());
+  Strides strides(axes.size());
+  for (size_t i = 0; i < axes.size(); ++i) {
+    int64_t a = axes[i] < 0 ? axes[i] + ndim() : axes[i];
+    if (a < 0 || a >= ndim() || seen[a])
+      fail<ValueError>("[permute] axes ", shape_str(axes), " are not a permutation of ", ndim(),
+                       " dimensions");
+    seen[a] = true;
+    shape[i] = shape_[a];
+    strides[i] = strides_[a];
+  }
+  return NDArray(buffer_, shape, strides, offset_);
+}
+
+NDArray NDArray::swapaxes(int64_t a, int64_t b) const {
+  Axes axes(ndim());
+  std::iota(axes.begin(), axes.end(), 0);
+  std::swap(axes[normalize_axis("swapaxes", a, ndim())], axes[normalize_axis("swapaxes", b, ndim())]);
+  return permute(axes);
+}
+
+NDArray NDArray::broadcast_to(const Shape& new_shape) const {
+  check_shape("broadcast_to", new_shape);
+  if (new_shape.size() < shape_.size())
+    fail<ValueError>("[broadcast_to] cannot broadcast ", shape_str(shape_), " to ",
+                     shape_str(new_shape));
+  size_t lead = new_shape.size() - shape_.size();
+  Strides strides(new_shape.size(), 0);
+  for (size_t i = 0; i < shape_.size(); ++i) {
+    if (shape_[i] == new_shape[lead + i]) {
+      strides[lead + i] = strides_[i];
+    } else if (shape_[i] != 1) {
+      fail<ValueError>("[broadcast_to] cannot broadcast ", shape_str(shape_), " to ",
+                       shape_str(new_shape));
+    }
+  }
+  return NDArray(buffer_, new_shape, strides, offset_);
+}
+
+NDArray NDArray::getitem(const IndexKey& key) const {
+  if (int64_t(key.size()) > ndim())
+    fail<IndexError>("[getitem] too many indices (", key.size(), ") for an array of shape ",
+                     shape_str(shape_));
+  Shape shape;
+  Strides strides;
+  int64_t offset = offset_;
+  for (int64_t axis = 0; axis < ndim(); ++axis) {
+    Index idx = axis < int64_t(key.size()) ? key[axis] : Index::all();
+    int64_t n = shape_[axis], stride = strides_[axis];
+    if (!idx.is_slice) {
+      int64_t i = idx.value < 0 ? idx.value + n : idx.value;
+      if (i < 0 || i >= n)
+        fail<IndexError>("[getitem] index ", idx.value, " is out of bounds for axis ", axis,
+                         " with size ", n, " (shape ", shape_str(shape_), ")");
+      offset += i * stride;
+      continue;
+    }
+    int64_t step = idx.step;
+    if (step == 0) fail<ValueError>("[getitem] slice step cannot be zero");
+    int64_t start, stop;
+    auto clamp = [](int64_t v, int64_t lo, int64_t hi) { return std::min(std::max(v, lo), hi); };
+    if (step > 0) {
+      start = idx.start == Index::kNone ? 0 : clamp(idx.start < 0 ? idx.start + n : idx.start, 0, n);
+      stop = idx.stop == Index::kNone ? n : clamp(idx.stop < 0 ? idx.stop + n : idx.stop, 0, n);
+    } else {
+      start = idx.start == Index::kNone ? n - 1
+                                        : clamp(idx.start < 0 ? idx.start + n : idx.start, -1, n - 1);
+      stop = idx.stop == Index::kNone ? -1
+                                      : clamp(idx.stop < 0 ? idx.stop + n : idx.stop, -1, n - 1);
+    }
+    int64_t length = step > 0 ? (stop - start + step - 1) / step : (start - stop - step - 1) / -step;
+    length = std::max<int64_t>(length, 0);
+    if (length > 0) offset += start * stride;
+    shape.push_back(length);
+    strides.push_back(stride * step);
+  }
+  return NDArray(buffer_, shape, strides, offset);
+}
+
+NDArray NDArray::flip(const Axes& axes) const {
+  Strides strides = strides_;
+  int64_t offset = offset_;
+  std::vector<bool> done(ndim(), false);
+  for (int64_t a : axes) {
+    a = normalize_axis("flip", a, ndim());
+    if (done[a]) fail<ValueError>("[flip] repeated axis ", a, " in ", shape_str(axes));
+    done[a] = true;
+    if (shape_[a] > 0) offset += (shape_[a] - 1) * strides[a];
+    strides[a] = -strides[a];
+  }
+  return NDArray(buffer_, shape_, strides, offset);
+}
+
+// ---------------------------------------------------------------- copies
+NDArray NDArray::compact() const { return is_compact_ ? *this : clone(); }
+
+NDArray NDArray::clone() const { return astype(dtype()); }
+
+NDArray NDArray::astype(DType dtype) const {
+  NDArray out = empty(shape_, dtype, device());
+  if (size_) device().copy(view(), out.view());
+  return out;
+}
+
+NDArray NDArray::to(Backend& target) const {
+  if (&target == &device()) return *this;
+  NDArray c = compact();
+  std::vector<char> host(size_t(size_) * dtype_size(dtype()));
+  c.to_host(host.data());
+  return from_host(host.data(), shape_, dtype(), target);
+}
+
+void NDArray::fill(double value) {
+  if (size_) device().fill(view(), value);
+}
+
+void NDArray::assign(const NDArray& value) {
+  check_same_device("setitem", *this, value);
+  NDArray src = value.broadcast_to(shape_);
+  if (src.buffer_ == buffer_) src = src.clone();  // overlapping source: read it before writing
+  if (size_) device().copy(src.view(), view());
+}
+
+void NDArray::setitem(const IndexKey& key, const NDArray& value) {
+  NDArray target = getitem(key);
+  if (!value.defined()) fail<ValueError>("[setitem] value is an undefined array");
+  try {
+    target.assign(value);
+  } catch (const ValueError&) {
+    fail<ValueError>("[setitem] could not broadcast a value of shape ", shape_str(value.shape()),
+                     " into a selection of shape ", shape_str(target.shape()));
+  }
+}
+
+void NDArray::setitem(const IndexKey& key, double value) { getitem(key).fill(value); }
+
+// ---------------------------------------------------------------- element-wise
+NDArray NDArray::unary(UnaryOp op) const {
+  NDArray out = empty(shape_, dtype(), device());
+  if (size_) device().unary(op, view(), out.view());
+  return out;
+}
+
+NDArray NDArray::binary(BinaryOp op, const NDArray& a, const NDArray& b) {
+  check_same_device(op_name(op), a, b);
+  DType dtype = promote(a.dtype(), b.dtype());
+  Shape shape = a.shape_ == b.shape_ ? a.shape_ : broadcast_shapes(op_name(op), a.shape_, b.shape_);
+  const NDArray& ca = a.dtype() == dtype ? a : a.astype(dtype);
+  const NDArray& cb = b.dtype() == dtype ? b : b.astype(dtype);
+  NDArray out = empty(shape, dtype, a.device());
+  if (out.size_) {
+    View va = ca.shape_ == shape ? ca.view() : ca.broadcast_to(shape).view();
+    View vb = cb.shape_ == shape ? cb.view() : cb.broadcast_to(shape).view();
+    a.device().binary(op, va, vb, out.view());
+  }
+  return out;
+}
+
+NDArray NDArray::scalar(BinaryOp op, double s, bool scalar_on_left) const {
+  NDArray out = empty(shape_, dtype(), device());
+  if (size_) device().binary_scalar(op, view(), s, out.view(), scalar_on_left);
+  return out;
+}
+
+// ---------------------------------------------------------------- reductions
+NDArray NDArray::sum(const std::optional<Axes>& axes, bool keepdims) const {
+  return reduce(ReduceOp::sum, axes, keepdims);
+}
+NDArray NDArray::max(const std::optional<Axes>& axes, bool keepdims) const {
+  return reduce(ReduceOp::max, axes, keepdims);
+}
+NDArray NDArray::min(const std::optional<Axes>& axes, bool keepdims) const {
+  return reduce(ReduceOp::min, axes, keepdims);
+}
+
+NDArray NDArray::reduce(ReduceOp op, const std::optional<Axes>& axes, bool keepdims) const {
+  const char* name = op_name(op);
+  std::vector<bool> reduced(ndim(), !axes.has_value());
+  if (axes) {
+    for (int64_t a : *axes) {
+      a = normalize_axis(name, a, ndim());
+      if (ndim() == 0) continue;
+      if (reduced[a]) fail<ValueError>("[", name, "] repeated axis ", a, " in ", shape_str(*axes));
+      reduced[a] = true;
+    }
+  }
+  // Kept axes first, reduced axes last: the layout the reduce kernel expects.
+  Axes order;
+  Shape out_shape, keep_shape;
+  int64_t reduce_count = 1;
+  for (int64_t i = 0; i < ndim(); ++i) {
+    if (!reduced[i]) order.push_back(i), out_shape.push_back(shape_[i]);
+    keep_shape.push_back(reduced[i] ? 1 : shape_[i]);
+  }
+  for (int64_t i = 0; i < ndim(); ++i)
+    if (reduced[i]) order.push_back(i), reduce_count *= shape_[i];
+  if (reduce_count == 0 && op != ReduceOp::sum && product(out_shape) > 0)
+    fail<ValueError>("[", name, "] zero-size array of shape ", shape_str(shape_),
+                     " has no identity for this reduction");
+  NDArray out = empty(out_shape, dtype(), device());
+  if (out.size_) device().reduce(op, permute(order).view(), out.view());
+  return keepdims ? out.reshape(keep_shape) : out;
+}
+
+// ---------------------------------------------------------------- linear algebra and layout
+NDArray NDArray::matmul(const NDArray& other) const {
+  check_same_device("matmul", *this, other);
+  if (ndim() == 0 || other.ndim() == 0)
+    fail<ValueError>("[matmul] operands must have at least one dimension, got shapes ",
+                     shape_str(shape_), " and ", shape_str(other.shape_));
+  // numpy: a 1-D left operand is a row, a 1-D right operand a column; both dropped after.
+  NDArray a = ndim() == 1 ? NDArray(buffer_, {1, shape_[0]}, {0, strides_[0]}, offset_) : *this;
+  NDArray b = other.ndim() == 1
+                  ? NDArray(other.buffer_, {other.shape_[0], 1}, {other.strides_[0], 0}, other.offset_)
+                  : other;
+  int64_t m = a.shape_[a.ndim() - 2], k = a.shape_[a.ndim() - 1];
+  int64_t k2 = b.shape_[b.ndim() - 2], n = b.shape_[b.ndim() - 1];
+  if (k != k2)
+    fail<ValueError>("[matmul] shapes ", shape_str(shape_), " and ", shape_str(other.shape_),
+                     " are not aligned: ", k, " (dim ", ndim() - 1, ") != ", k2);
+  Shape batch = broadcast_shapes("matmul", Shape(a.shape_.begin(), a.shape_.end() - 2),
+                                 Shape(b.shape_.begin(), b.shape_.end() - 2));
+  DType dtype = promote(a.dtype(), b.dtype());
+  if (a.dtype() != dtype) a = a.astype(dtype);
+  if (b.dtype() != dtype) b = b.astype(dtype);
+  Shape a_shape = batch, b_shape = batch, out_shape = batch;
+  a_shape.insert(a_shape.end(), {m, k});
+  b_shape.insert(b_shape.end(), {k, n});
+  out_shape.insert(out_shape.end(), {m, n});
+  NDArray out = empty(out_shape, dtype, device());
+  if (out.size_) {
+    if (k == 0) {
+      out.fill(0);
+    } else {
+      device().matmul(a.broadcast_to(a_shape).view(), b.broadcast_to(b_shape).view(), out.view());
+    }
+  }
+  Shape result_shape = batch;
+  if (ndim() > 1) result_shape.push_back(m);
+  if (other.ndim() > 1) result_shape.push_back(n);
+  return result_shape == out_shape ? out : out.reshape(result_shape);
+}
+
+NDArray NDArray::pad(const std::vector<std::pair<int64_t, int64_t>>& widths, double value) const {
+  if (int64_t(widths.size()) != ndim())
+    fail<ValueError>("[pad] got ", widths.size(), " (low, high) pairs for an array of shape ",
+                     shape_str(shape_));
+  Shape shape = shape_;
+  IndexKey inner;
+  for (int64_t i = 0; i < ndim(); ++i) {
+    auto [lo, hi] = widths[i];
+    if (lo < 0 || hi < 0) fail<ValueError>("[pad] negative pad width on axis ", i);
+    shape[i] += lo + hi;
+    inner.push_back(Index::slice(lo, lo + shape_[i]));
+  }
+  NDArray out = full(shape, value, dtype(), device());
+  out.getitem(inner).assign(*this);
+  return out;
+}
+
+NDArray NDArray::concatenate(const std::vector<NDArray>& arrays, int64_t axis) {
+  if (arrays.empty()) fail<ValueError>("[concatenate] needs at least one array");
+  const NDArray& first = arrays[0];
+  if (first.ndim() == 0) fail<ValueError>("[concatenate] zero-dimensional arrays cannot be joined");
+  axis = normalize_axis("concatenate", axis, first.ndim());
+  Shape shape = first.shape_;
+  shape[axis] = 0;
+  DType dtype = first.dtype();
+  for (const NDArray& a : arrays) {
+    check_same_device("concatenate", first, a);
+    bool ok = a.ndim() == first.ndim();
+    for (int64_t i = 0; ok && i < a.ndim(); ++i) ok = i == axis || a.shape_[i] == first.shape_[i];
+    if (!ok)
+      fail<ValueError>("[concatenate] shapes ", shape_str(first.shape_), " and ",
+                       shape_str(a.shape_), " differ outside axis ", axis);
+    shape[axis] += a.shape_[axis];
+    dtype = promote(dtype, a.dtype());
+  }
+  NDArray out = empty(shape, dtype, first.device());
+  int64_t at = 0;
+  for (const NDArray& a : arrays) {
+    IndexKey key(size_t(axis), Index::all());
+    key.push_back(Index::slice(at, at + a.shape_[axis]));
+    out.getitem(key).assign(a.dtype() == dtype ? a : a.astype(dtype));
+    at += a.shape_[axis];
+  }
+  return out;
+}
+
+NDArray NDArray::stack(const std::vector<NDArray>& arrays, int64_t axis) {
+  if (arrays.empty()) fail<ValueError>("[stack] needs at least one array");
+  axis = normalize_axis("stack", axis, arrays[0].ndim() + 1);
+  std::vector<NDArray> expanded;
+  for (const NDArray& a : arrays) {
+    if (a.shape_ != arrays[0].shape_)
+      fail<ValueError>("[stack] all arrays must have the same shape, got ",
+                       shape_str(arrays[0].shape_), " and ", shape_str(a.shape_));
+    Shape shape = a.shape_;
+    Strides strides = a.strides_;
+    shape.insert(shape.begin() + axis, 1);
+    strides.insert(strides.begin() + axis, 0);
+    expanded.emplace_back(a.buffer_, shape, strides, a.offset_);
+  }
+  return concatenate(expanded, axis);
+}
+
+}  // namespace needle
