@@ -1,0 +1,25 @@
+// Host entry points of the CUDA kernels, one per Backend kernel method, grouped by the file
+// that defines them. CudaBackend (cuda_backend.cu) checks that a device is present and then
+// forwards here; each entry point validates its views, picks the dtype and launches.
+#pragma once
+
+#include "needle/backend.h"
+
+namespace needle::cuda {
+
+// compact.cu
+void fill(const View& out, double value);
+void copy(const View& in, const View& out);
+
+// ewise.cu
+void unary(UnaryOp op, const View& a, const View& out);
+void binary(BinaryOp op, const View& a, const View& b, const View& out);
+void binary_scalar(BinaryOp op, const View& a, double s, const View& out, bool scalar_on_left);
+
+// reduce.cu
+void reduce(ReduceOp op, const View& a, const View& out);
+
+// matmul.cu
+void matmul(const View& a, const View& b, const View& out);
+
+}  // namespace needle::cuda
