@@ -1,0 +1,72 @@
+"""The course's simple_ml helpers: MNIST parsing, softmax loss and a two-layer
+network epoch written directly with needle tensors (no nn, no optim)."""
+import numpy as np
+
+import needle as ndl
+from needle.data.datasets.mnist_dataset import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, read_idx
+
+__all__ = ["parse_mnist", "softmax_loss", "nn_epoch"]
+
+
+def parse_mnist(image_filename, label_filename):
+    """Read MNIST-format idx files (gzip or plain).
+
+    Returns:
+        X: float32 (num_examples, rows*cols) with values in [0, 1].
+        y: uint8 (num_examples,) class labels.
+    """
+    # BEGIN SOLUTION hw2
+    images = read_idx(image_filename, IDX_IMAGES_MAGIC)
+    labels = read_idx(label_filename, IDX_LABELS_MAGIC)
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"{image_filename} holds {images.shape[0]} images but {label_filename} "
+            f"holds {labels.shape[0]} labels"
+        )
+    X = images.reshape(images.shape[0], -1).astype(np.float32)
+    X /= 255.0
+    return X, labels.copy()
+    # END SOLUTION
+
+
+def softmax_loss(Z, y_one_hot):
+    """Mean softmax (cross-entropy) loss of logits Z (B, k) against one-hot labels (B, k)."""
+    # BEGIN SOLUTION hw2
+    batch_size = Z.shape[0]
+    lse = ndl.ops.log(ndl.ops.summation(ndl.ops.exp(Z), axes=(1,)))
+    zy = ndl.ops.summation(Z * y_one_hot, axes=(1,))
+    return ndl.ops.summation(lse - zy) / batch_size
+    # END SOLUTION
+
+
+def nn_epoch(X, y, W1, W2, lr=0.1, batch=100):
+    """One epoch of minibatch SGD on logits = relu(X W1) W2, in order (no shuffling).
+
+    X: numpy (num_examples, input_dim); y: numpy class labels; W1, W2: Tensors.
+    Returns the updated (W1, W2) as new leaf Tensors.
+    """
+    # BEGIN SOLUTION hw2
+    num_examples = X.shape[0]
+    num_classes = W2.shape[1]
+    for start in range(0, num_examples, batch):
+        X_batch = ndl.Tensor(X[start : start + batch], dtype=W1.dtype, requires_grad=False)
+        y_batch = np.asarray(y[start : start + batch]).astype(np.int64)
+        one_hot = np.zeros((y_batch.shape[0], num_classes), dtype=np.float32)
+        one_hot[np.arange(y_batch.shape[0]), y_batch] = 1
+        y_one_hot = ndl.Tensor(one_hot, dtype=W1.dtype, requires_grad=False)
+        Z = ndl.ops.relu(X_batch @ W1) @ W2
+        loss = softmax_loss(Z, y_one_hot)
+        loss.backward()
+        W1 = ndl.Tensor(W1.realize_cached_data() - lr * W1.grad.realize_cached_data())
+        W2 = ndl.Tensor(W2.realize_cached_data() - lr * W2.grad.realize_cached_data())
+    return W1, W2
+    # END SOLUTION
+
+
+def loss_err(h, y):
+    """Helper: (softmax loss, error rate) of logits h (Tensor) against labels y (numpy)."""
+    y = np.asarray(y).astype(np.int64)
+    y_one_hot = np.zeros((y.shape[0], h.shape[-1]), dtype=np.float32)
+    y_one_hot[np.arange(y.size), y] = 1
+    y_ = ndl.Tensor(y_one_hot, dtype=h.dtype, requires_grad=False)
+    return softmax_loss(h, y_).numpy(), np.mean(h.numpy().argmax(axis=1) != y)

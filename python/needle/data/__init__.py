@@ -1,0 +1,4 @@
+"""Datasets, the DataLoader and image transforms (``needle.data``)."""
+from .data_basic import *  # noqa: F401,F403
+from .data_transforms import *  # noqa: F401,F403
+from .datasets import *  # noqa: F401,F403

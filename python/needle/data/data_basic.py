@@ -1,0 +1,103 @@
+"""Dataset and DataLoader, as in the course framework.
+
+A DataLoader splits the index range into batches (the last short batch is kept);
+with ``shuffle=True`` it draws a fresh ``np.random.permutation`` at the start of
+each iteration, so ``np.random.seed`` fixes the order. Each batch is a tuple of
+Tensors, one per field the dataset returns, that do not require grad.
+"""
+from typing import List, Optional
+
+import numpy as np
+
+import needle as ndl
+
+__all__ = ["Dataset", "DataLoader"]
+
+
+class Dataset:
+    """An abstract dataset: subclasses define __getitem__ and __len__.
+
+    ``__getitem__`` returns one sample as a tuple of numpy arrays (or numbers). A
+    dataset whose ``__getitem__`` also accepts an integer index array and returns the
+    stacked batch may set ``batched_indexing = True``; the DataLoader then fetches a
+    whole batch with one call.
+    """
+
+    batched_indexing = False
+
+    def __init__(self, transforms: Optional[List] = None):
+        self.transforms = transforms
+
+    def __getitem__(self, index) -> object:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def apply_transforms(self, x):
+        if self.transforms is not None:
+            for tform in self.transforms:
+                x = tform(x)
+        return x
+
+
+def _collate(samples):
+    """Stack a list of samples (each a tuple of fields, or one array) field by field."""
+    first = samples[0]
+    if isinstance(first, tuple):
+        return tuple(np.stack([np.asarray(s[f]) for s in samples]) for f in range(len(first)))
+    return (np.stack([np.asarray(s) for s in samples]),)
+
+
+class DataLoader:
+    """Iterates a Dataset in batches of ``batch_size``: tuples of Tensors.
+
+    ``device`` and ``dtype`` (extensions) place the batches; by default the default
+    device and the array's own dtype (float64 stays float64, other types float32).
+    """
+
+    dataset: Dataset
+    batch_size: Optional[int]
+
+    def __init__(self, dataset: Dataset, batch_size: Optional[int] = 1, shuffle: bool = False,
+                 device=None, dtype=None):
+        if batch_size is None or int(batch_size) < 1:
+            raise ValueError(f"DataLoader: batch_size must be a positive integer, got {batch_size}")
+        self.dataset = dataset
+        self.shuffle = shuffle
+        self.batch_size = int(batch_size)
+        self.device = device
+        self.dtype = dtype
+        if not self.shuffle:
+            self.ordering = self._split(np.arange(len(dataset)))
+
+    def _split(self, indices):
+        return np.array_split(indices, range(self.batch_size, len(indices), self.batch_size))
+
+    def __len__(self) -> int:
+        return (len(self.dataset) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        # BEGIN SOLUTION hw2
+        if self.shuffle:
+            self.ordering = self._split(np.random.permutation(len(self.dataset)))
+        self.n = 0
+        # END SOLUTION
+        return self
+
+    def __next__(self):
+        # BEGIN SOLUTION hw2
+        if self.n >= len(self.ordering):
+            raise StopIteration
+        indices = self.ordering[self.n]
+        self.n += 1
+        if getattr(self.dataset, "batched_indexing", False):
+            batch = self.dataset[indices]
+            if not isinstance(batch, tuple):
+                batch = (batch,)
+        else:
+            batch = _collate([self.dataset[int(i)] for i in indices])
+        return tuple(
+            ndl.Tensor(x, device=self.device, dtype=self.dtype, requires_grad=False) for x in batch
+        )
+        # END SOLUTION

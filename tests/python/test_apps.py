@@ -1,0 +1,150 @@
+"""needle.apps: simple_ml (parse_mnist, softmax_loss, nn_epoch), mlp_resnet (blocks,
+epoch, train_mnist) and the Fashion-MNIST demo's command line."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import needle as ndl
+import needle.data
+import needle.optim
+from needle.apps import mlp_resnet, simple_ml
+
+from test_data import write_idx
+
+pytestmark = pytest.mark.hw2
+
+
+def softmax_loss_np(z, y):
+    z = z - z.max(axis=1, keepdims=True)
+    return np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y])
+
+
+def test_parse_mnist(tmp_path):
+    images = np.random.RandomState(0).randint(0, 256, size=(6, 28, 28))
+    labels = np.arange(6) % 10
+    X, y = simple_ml.parse_mnist(str(write_idx(tmp_path / "i.gz", images)), str(write_idx(tmp_path / "l", labels, gz=False)))
+    assert X.shape == (6, 784) and X.dtype == np.float32 and y.dtype == np.uint8
+    np.testing.assert_allclose(X, images.reshape(6, 784) / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(y, labels)
+
+
+def test_softmax_loss():
+    rng = np.random.RandomState(0)
+    z = rng.randn(7, 4).astype(np.float32)
+    y = rng.randint(0, 4, 7)
+    loss = simple_ml.softmax_loss(ndl.Tensor(z), ndl.Tensor(np.eye(4, dtype=np.float32)[y]))
+    np.testing.assert_allclose(loss.numpy(), softmax_loss_np(z.astype(np.float64), y), rtol=1e-5)
+
+
+def test_nn_epoch_matches_numpy():
+    rng = np.random.RandomState(1)
+    X = rng.randn(50, 5).astype(np.float32)
+    y = rng.randint(0, 3, 50).astype(np.uint8)
+    W1 = rng.randn(5, 10).astype(np.float32) / np.sqrt(10)
+    W2 = rng.randn(10, 3).astype(np.float32) / np.sqrt(3)
+    w1, w2 = W1.astype(np.float64), W2.astype(np.float64)
+    for i in range(0, 50, 15):  # batches of 15, the last one short
+        xb, yb = X[i : i + 15], y[i : i + 15]
+        h = np.maximum(xb @ w1, 0)
+        z = h @ w2
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        p[np.arange(len(yb)), yb] -= 1
+        g2 = h.T @ p / len(yb)
+        g1 = xb.T @ ((p @ w2.T) * (h > 0)) / len(yb)
+        w1, w2 = w1 - 0.2 * g1, w2 - 0.2 * g2
+    T1, T2 = simple_ml.nn_epoch(X, y, ndl.Tensor(W1), ndl.Tensor(W2), lr=0.2, batch=15)
+    np.testing.assert_allclose(T1.numpy(), w1, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(T2.numpy(), w2, rtol=1e-4, atol=1e-5)
+
+
+def _synthetic(n, seed):
+    rng = np.random.RandomState(seed)
+    centers = rng.rand(10, 28, 28) * 255
+    y = rng.randint(0, 10, n)
+    x = np.clip(centers[y] + rng.randn(n, 28, 28) * 40, 0, 255).astype(np.uint8)
+    return x, y.astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mnist")
+    rng_train, rng_test = _synthetic(300, 0), _synthetic(100, 0)
+    write_idx(d / "train-images-idx3-ubyte.gz", rng_train[0])
+    write_idx(d / "train-labels-idx1-ubyte.gz", rng_train[1])
+    write_idx(d / "t10k-images-idx3-ubyte.gz", rng_test[0])
+    write_idx(d / "t10k-labels-idx1-ubyte.gz", rng_test[1])
+    return str(d)
+
+
+def test_epoch_trains_and_evaluates(mnist_dir):
+    ds = ndl.data.MNISTDataset(os.path.join(mnist_dir, "train-images-idx3-ubyte.gz"),
+                               os.path.join(mnist_dir, "train-labels-idx1-ubyte.gz"))
+    loader = ndl.data.DataLoader(ds, batch_size=50, shuffle=True)
+    np.random.seed(0)
+    model = mlp_resnet.MLPResNet(784, 32, num_blocks=1)
+    opt = ndl.optim.Adam(model.parameters(), lr=0.01)
+    err0, loss0 = mlp_resnet.epoch(loader, model)
+    assert not model.training
+    assert 0.0 <= err0 <= 1.0 and loss0 > 0
+    for _ in range(3):
+        err, loss = mlp_resnet.epoch(loader, model, opt)
+        assert model.training
+    err1, loss1 = mlp_resnet.epoch(loader, model)
+    assert loss1 < 0.5 * loss0 and err1 < err0
+
+
+def test_train_mnist_small(mnist_dir):
+    out = mlp_resnet.train_mnist(batch_size=100, epochs=2, optimizer=ndl.optim.Adam, lr=0.01,
+                                 weight_decay=0.001, hidden_dim=20, data_dir=mnist_dir)
+    assert len(out) == 4
+    train_err, train_loss, test_err, test_loss = out
+    assert all(np.isfinite(v) for v in out)
+    assert 0 <= train_err <= 1 and 0 <= test_err <= 1
+    # deterministic: train_mnist seeds numpy itself
+    assert mlp_resnet.train_mnist(100, 2, ndl.optim.Adam, 0.01, 0.001, 20, mnist_dir) == pytest.approx(out)
+
+
+def _demo(*args):
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(ndl.__path__[0]), MPLBACKEND="Agg")
+    return subprocess.run([sys.executable, "-m", "needle.apps.demo", *args], capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--lr", "-1"], "--lr must be a positive number"),
+    (["--batch-size", "x"], "invalid int value"),
+    (["--device", "tpu"], "--device must be cpu or cuda"),
+    (["--bogus"], "unrecognized arguments"),
+    (["--data-dir", "/nonexistent/fashion"], "data directory /nonexistent/fashion not found"),
+])
+def test_demo_bad_options(args, message):
+    r = _demo(*args)
+    assert r.returncode == 2
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.stderr
+
+
+def test_demo_missing_file(tmp_path):
+    r = _demo("--data-dir", str(tmp_path))
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and "train-images-idx3-ubyte" in r.stderr
+
+
+@pytest.mark.skipif(not hasattr(ndl, "save"), reason="needle.save (checkpoints) not available yet")
+def test_demo_tiny_run(mnist_dir, tmp_path):
+    out = tmp_path / "out"
+    r = _demo("--data-dir", mnist_dir, "--epochs", "1", "--batch-size", "50", "--hidden", "16",
+              "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    last = r.stdout.strip().splitlines()[-1]
+    assert last.startswith("test accuracy: 0.") or last == "test accuracy: 1.0000"
+    assert (out / "mlp_resnet_fashion_mnist.safetensors").is_file()
+    assert (out / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    state = ndl.load(str(out / "mlp_resnet_fashion_mnist.safetensors"))
+    model = mlp_resnet.MLPResNet(784, 16)
+    model.load_state_dict(state)
