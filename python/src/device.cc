@@ -3,6 +3,7 @@
 // `device.compact(a, out, shape, strides, offset)`, ...), each mapped onto one Backend call.
 #include <string>
 
+#include "backend_cpu/threads.h"
 #include "bindings.h"
 
 namespace py = pybind11;
@@ -199,6 +200,9 @@ void init_device(py::module_& m) {
 
   m.def("device", [](const std::string& name) { return Device{&find_backend(name)}; },
         py::arg("name"), "The device registered under `name` (\"cpu\", \"cuda\").");
+  m.def("set_num_threads", &cpu::set_num_threads, py::arg("n"),
+        "Threads the CPU backend may use (OpenMP loops and Eigen GEMM); n <= 0 restores the default.");
+  m.def("get_num_threads", &cpu::get_num_threads);
   m.def("all_device_names", [] {
     std::vector<std::string> names;
     for (Backend* b : all_backends()) names.push_back(b->name());

@@ -1,0 +1,133 @@
+// The "cpu" backend: host memory buffers (64-byte aligned, so vector loads of a fresh array
+// never split a cache line) and the kernels of this folder. Each kernel method checks that
+// its views agree (shapes, dtypes), so a bug in a caller raises a clear error instead of
+// reading out of bounds, then forwards to the kernel in kernels.h.
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "backend_cpu/kernels.h"
+#include "needle/backend.h"
+
+namespace needle::cpu {
+
+namespace {
+
+constexpr size_t kAlignment = 64;
+
+void check_view(const char* op, const char* what, const View& v) {
+  if (v.strides.size() != v.shape.size())
+    fail<ValueError>("[", op, "] ", what, " has shape ", shape_str(v.shape), " but strides ",
+                     shape_str(v.strides));
+  if (v.data == nullptr && v.size() != 0) fail<ValueError>("[", op, "] ", what, " has no buffer");
+}
+
+void check_same_shape(const char* op, const View& x, const View& y) {
+  if (x.shape != y.shape)
+    fail<ValueError>("[", op, "] shape mismatch: ", shape_str(x.shape), " vs ", shape_str(y.shape));
+}
+
+void check_same_dtype(const char* op, const View& x, const View& y) {
+  if (x.dtype != y.dtype)
+    fail<TypeError>("[", op, "] dtype mismatch: ", dtype_name(x.dtype), " vs ",
+                    dtype_name(y.dtype));
+}
+
+}  // namespace
+
+class CpuBackend final : public Backend {
+ public:
+  std::string name() const override { return "cpu"; }
+  bool enabled() const override { return true; }
+
+  void* allocate(size_t bytes) override {
+    // aligned_alloc wants a size that is a multiple of the alignment (and never 0 here).
+    const size_t size = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+    void* p = std::aligned_alloc(kAlignment, size == 0 ? kAlignment : size);
+    if (p == nullptr) fail<RuntimeError>("[cpu] out of memory allocating ", bytes, " bytes");
+    return p;
+  }
+  void deallocate(void* ptr) noexcept override { std::free(ptr); }
+  void copy_from_host(void* device_dst, const void* host_src, size_t bytes) override {
+    if (bytes > 0) std::memcpy(device_dst, host_src, bytes);
+  }
+  void copy_to_host(void* host_dst, const void* device_src, size_t bytes) override {
+    if (bytes > 0) std::memcpy(host_dst, device_src, bytes);
+  }
+
+  void fill(const View& out, double value) override {
+    check_view("fill", "out", out);
+    cpu::fill(out, value);
+  }
+
+  void copy(const View& in, const View& out) override {
+    check_view("copy", "in", in);
+    check_view("copy", "out", out);
+    check_same_shape("copy", in, out);
+    cpu::copy(in, out);
+  }
+
+  void unary(UnaryOp op, const View& a, const View& out) override {
+    const char* name = op_name(op);
+    check_view(name, "input", a);
+    check_view(name, "out", out);
+    check_same_shape(name, a, out);
+    check_same_dtype(name, a, out);
+    cpu::unary(op, a, out);
+  }
+
+  void binary(BinaryOp op, const View& a, const View& b, const View& out) override {
+    const char* name = op_name(op);
+    check_view(name, "lhs", a);
+    check_view(name, "rhs", b);
+    check_view(name, "out", out);
+    check_same_shape(name, a, b);
+    check_same_shape(name, a, out);
+    check_same_dtype(name, a, b);
+    check_same_dtype(name, a, out);
+    cpu::binary(op, a, b, out);
+  }
+
+  void binary_scalar(BinaryOp op, const View& a, double s, const View& out,
+                     bool scalar_on_left) override {
+    const char* name = op_name(op);
+    check_view(name, "input", a);
+    check_view(name, "out", out);
+    check_same_shape(name, a, out);
+    check_same_dtype(name, a, out);
+    cpu::binary_scalar(op, a, s, out, scalar_on_left);
+  }
+
+  void reduce(ReduceOp op, const View& a, const View& out) override {
+    const char* name = op_name(op);
+    check_view(name, "input", a);
+    check_view(name, "out", out);
+    check_same_dtype(name, a, out);
+    if (out.ndim() > a.ndim() || !std::equal(out.shape.begin(), out.shape.end(), a.shape.begin()))
+      fail<ValueError>("[", name, "] cannot reduce ", shape_str(a.shape), " into ",
+                       shape_str(out.shape), ": out must be a leading part of the input shape");
+    cpu::reduce(op, a, out);
+  }
+
+  void matmul(const View& a, const View& b, const View& out) override {
+    check_view("matmul", "lhs", a);
+    check_view("matmul", "rhs", b);
+    check_view("matmul", "out", out);
+    check_same_dtype("matmul", a, b);
+    check_same_dtype("matmul", a, out);
+    const int64_t nd = a.ndim();
+    bool ok = nd >= 2 && b.ndim() == nd && out.ndim() == nd;
+    for (int64_t d = 0; ok && d < nd - 2; ++d)
+      ok = a.shape[d] == out.shape[d] && b.shape[d] == out.shape[d];
+    ok = ok && a.shape[nd - 1] == b.shape[nd - 2] && out.shape[nd - 2] == a.shape[nd - 2] &&
+         out.shape[nd - 1] == b.shape[nd - 1];
+    if (!ok)
+      fail<ValueError>("[matmul] shapes ", shape_str(a.shape), " @ ", shape_str(b.shape), " -> ",
+                       shape_str(out.shape), " do not match");
+    cpu::matmul(a, b, out);
+  }
+};
+
+NEEDLE_REGISTER_BACKEND(CpuBackend);
+
+}  // namespace needle::cpu

@@ -1,0 +1,122 @@
+// The one GEMM of the CPU backend: C = A @ B on strided matrices, C (m x n), A (m x k),
+// B (k x n), every matrix given by a pointer and a (row, column) stride in elements.
+//
+// Two implementations sit behind gemm<T>():
+//  - gemm_naive: the teaching version, a plain triple loop in i-k-j order (the innermost
+//    loop walks rows of B and C, so it vectorizes when they are contiguous);
+//  - gemm_eigen: Eigen's blocked, vectorized, multi-threaded GEMM. Each matrix is mapped
+//    in place as row-major or column-major with an outer stride, so transposed views need
+//    no copy; only a matrix with neither stride 1 is first compacted into a temporary.
+// Building with -DNEEDLE_NAIVE_GEMM selects the naive one everywhere.
+//
+// Include this header only from backend_cpu/ sources. Eigen's templates compile differently
+// with and without -mavx2/-mfma; instantiating them in a target built with other flags
+// (tests, the Python extension) breaks the one-definition rule, and the linker may mix the
+// two versions (misaligned AVX stores inside Eigen's GEMM). Tests reach the naive GEMM
+// through matmul_naive() in kernels.h instead.
+#pragma once
+
+#include <Eigen/Core>
+#include <cstdint>
+#include <vector>
+
+namespace needle::cpu {
+
+template <class T>
+void gemm_naive(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int64_t a_cs, const T* b,
+                int64_t b_rs, int64_t b_cs, T* c, int64_t c_rs, int64_t c_cs) {
+  // BEGIN SOLUTION hw0
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) c[i * c_rs + j * c_cs] = T(0);
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t p = 0; p < k; ++p) {
+      const T a_ip = a[i * a_rs + p * a_cs];
+      for (int64_t j = 0; j < n; ++j) c[i * c_rs + j * c_cs] += a_ip * b[p * b_rs + j * b_cs];
+    }
+  }
+  // END SOLUTION
+}
+
+namespace detail {
+
+template <class T>
+using RowMajorMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using ColMajorMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+using OuterStride = Eigen::OuterStride<>;
+
+// The stride of a dimension of size 1 is never used: give it the value that lets the
+// matrix be mapped directly.
+inline void normalize_strides(int64_t rows, int64_t cols, int64_t& rs, int64_t& cs) {
+  if (cols == 1) cs = 1;
+  if (rows == 1) rs = cs == 1 ? cols : 1;
+}
+
+// Calls fn(map) with an Eigen map of the (rows x cols) matrix at p: row-major when its
+// columns are contiguous, column-major when its rows are, else over a compacted copy.
+template <class T, class Fn>
+void with_input_matrix(const T* p, int64_t rows, int64_t cols, int64_t rs, int64_t cs,
+                       const Fn& fn) {
+  normalize_strides(rows, cols, rs, cs);
+  if (cs == 1 && rs >= cols) {
+    fn(Eigen::Map<const RowMajorMatrix<T>, 0, OuterStride>(p, rows, cols, OuterStride(rs)));
+  } else if (rs == 1 && cs >= rows) {
+    fn(Eigen::Map<const ColMajorMatrix<T>, 0, OuterStride>(p, rows, cols, OuterStride(cs)));
+  } else {
+    std::vector<T> tmp(size_t(rows * cols));
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < cols; ++j) tmp[size_t(i * cols + j)] = p[i * rs + j * cs];
+    fn(Eigen::Map<const RowMajorMatrix<T>>(tmp.data(), rows, cols));
+  }
+}
+
+}  // namespace detail
+
+template <class T>
+void gemm_eigen(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int64_t a_cs, const T* b,
+                int64_t b_rs, int64_t b_cs, T* c, int64_t c_rs, int64_t c_cs) {
+  using namespace detail;
+  normalize_strides(m, n, c_rs, c_cs);
+  const bool c_row_major = c_cs == 1 && c_rs >= n;
+  const bool c_col_major = !c_row_major && c_rs == 1 && c_cs >= m;
+  std::vector<T> c_tmp;  // when C cannot be mapped: compute compact, then scatter
+  T* c_data = c;
+  if (!c_row_major && !c_col_major) {
+    c_tmp.resize(size_t(m * n));
+    c_data = c_tmp.data();
+  }
+  auto product = [&](auto&& out) {
+    if (k == 0) {
+      out.setZero();
+      return;
+    }
+    with_input_matrix(a, m, k, a_rs, a_cs, [&](const auto& ma) {
+      with_input_matrix(b, k, n, b_rs, b_cs, [&](const auto& mb) { out.noalias() = ma * mb; });
+    });
+  };
+  if (c_col_major) {
+    Eigen::Map<ColMajorMatrix<T>, 0, OuterStride> out(c_data, m, n, OuterStride(c_cs));
+    product(out);
+  } else {
+    Eigen::Map<RowMajorMatrix<T>, 0, OuterStride> out(c_data, m, n,
+                                                      OuterStride(c_row_major ? c_rs : n));
+    product(out);
+  }
+  if (!c_tmp.empty()) {
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * c_rs + j * c_cs] = c_tmp[size_t(i * n + j)];
+  }
+}
+
+// The GEMM the backend uses.
+template <class T>
+void gemm(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int64_t a_cs, const T* b,
+          int64_t b_rs, int64_t b_cs, T* c, int64_t c_rs, int64_t c_cs) {
+#ifdef NEEDLE_NAIVE_GEMM
+  gemm_naive(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, c_rs, c_cs);
+#else
+  gemm_eigen(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, c_rs, c_cs);
+#endif
+}
+
+}  // namespace needle::cpu

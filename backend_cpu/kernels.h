@@ -1,0 +1,21 @@
+// The CPU backend's kernels, one function per Backend method. CpuBackend (cpu_backend.cc)
+// checks arguments and forwards here; the kernels trust that views are consistent.
+// Defined by family: compact.cc (fill, copy), ewise.cc, reduce.cc, matmul.cc.
+#pragma once
+
+#include "needle/backend.h"
+
+namespace needle::cpu {
+
+void fill(const View& out, double value);
+void copy(const View& in, const View& out);
+void unary(UnaryOp op, const View& a, const View& out);
+void binary(BinaryOp op, const View& a, const View& b, const View& out);
+void binary_scalar(BinaryOp op, const View& a, double s, const View& out, bool scalar_on_left);
+void reduce(ReduceOp op, const View& a, const View& out);
+void matmul(const View& a, const View& b, const View& out);
+// matmul through gemm_naive, whatever NEEDLE_NAIVE_GEMM says: lets tests check the teaching
+// GEMM without including Eigen (see gemm.h) into code built with other compiler flags.
+void matmul_naive(const View& a, const View& b, const View& out);
+
+}  // namespace needle::cpu

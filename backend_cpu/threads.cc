@@ -1,0 +1,47 @@
+// The CPU backend's thread count: one atomic setting, mirrored into OpenMP and Eigen.
+#include "backend_cpu/threads.h"
+
+#include <omp.h>
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+
+namespace needle::cpu {
+
+namespace {
+std::atomic<int> g_num_threads{0};  // 0 until first use or set_num_threads
+std::mutex g_mutex;
+
+int default_threads() {
+  return std::max(1, omp_get_max_threads());
+}
+
+void apply(int n) {
+  g_num_threads.store(n);
+  omp_set_num_threads(n);
+  Eigen::setNbThreads(n);
+}
+}  // namespace
+
+void set_num_threads(int n) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  apply(n > 0 ? n : default_threads());
+}
+
+int get_num_threads() {
+  int n = g_num_threads.load(std::memory_order_relaxed);
+  if (n > 0) return n;
+  std::lock_guard<std::mutex> lock(g_mutex);
+  if (g_num_threads.load() == 0) apply(default_threads());
+  return g_num_threads.load();
+}
+
+int threads_for(int64_t work, int64_t grain) {
+  if (work < grain) return 1;
+  int64_t by_work = std::max<int64_t>(2, 2 * work / grain);
+  return int(std::min<int64_t>(by_work, get_num_threads()));
+}
+
+}  // namespace needle::cpu

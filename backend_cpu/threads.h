@@ -1,0 +1,54 @@
+// Thread count of the CPU backend. One setting drives both OpenMP (our parallel loops) and
+// Eigen (its GEMM), so the two never oversubscribe the cores against each other.
+#pragma once
+
+#include <omp.h>
+
+#include <cstdint>
+#include <exception>
+
+namespace needle::cpu {
+
+// Number of threads the CPU kernels may use; n <= 0 restores the default (the number of
+// cores, or OMP_NUM_THREADS when set).
+void set_num_threads(int n);
+int get_num_threads();
+
+// Below this many elements a kernel runs on the calling thread: waking a thread team costs
+// a few microseconds, more than a cheap element-wise pass over 32k floats takes.
+constexpr int64_t kParallelGrain = 32768;
+// Grain for element-wise ops that call a transcendental function (exp, tanh, pow, ...):
+// each element costs ~10x more, so threads pay off sooner.
+constexpr int64_t kParallelGrainHeavy = 4096;
+
+// Threads to use for `work` units of which `grain` justify one thread: 1 below the grain,
+// never more than get_num_threads().
+int threads_for(int64_t work, int64_t grain = kParallelGrain);
+
+// Runs fn(t, team) on a team of nt threads (inline when nt <= 1). An exception thrown by any
+// thread (a homework stub's NotImplemented, say) is rethrown here instead of terminating.
+template <class Fn>
+void parallel(int nt, const Fn& fn) {
+  if (nt <= 1) {
+    fn(int64_t(0), int64_t(1));
+    return;
+  }
+  std::exception_ptr error;
+#pragma omp parallel num_threads(nt)
+  {
+    try {
+      fn(int64_t(omp_get_thread_num()), int64_t(omp_get_num_threads()));
+    } catch (...) {
+#pragma omp critical(needle_cpu_parallel_error)
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+// The t-th of `team` near-equal parts of [0, total).
+inline int64_t part_begin(int64_t total, int64_t t, int64_t team) {
+  return total * t / team;
+}
+
+}  // namespace needle::cpu
