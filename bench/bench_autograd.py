@@ -1,0 +1,152 @@
+"""Autograd benchmark: needle vs PyTorch (CPU) side by side, in one run.
+
+    PYTHONPATH=python /usr/bin/python3 bench/bench_autograd.py [--quick]
+
+Cases (float32):
+  * per-op overhead from Python: 10,000 x (a + b) on (16, 16) tensors with requires_grad;
+  * a 2-layer MLP (784-512-10, batch 128, softmax loss): forward + backward;
+  * conv forward + backward: (32, 32, 32, 64) NHWC input, 3x3 kernel, 64 out channels.
+PyTorch runs at 1 and at 2 threads and the better time is its score. Prints milliseconds and
+needle / torch (lower is better; the goals are <= 1.0, 1.0 and 1.5).
+"""
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
+import needle as ndl  # noqa: E402
+
+try:
+    import torch
+except ImportError:  # pragma: no cover
+    torch = None
+
+
+def best_time(fn, repeat=5, min_time=1.0):
+    fn()  # warm up
+    best = float("inf")
+    for _ in range(repeat):
+        n, start = 0, time.perf_counter()
+        while True:
+            fn()
+            n += 1
+            elapsed = time.perf_counter() - start
+            if elapsed > min_time / repeat:
+                break
+        best = min(best, elapsed / n)
+    return best
+
+
+def torch_best(fn, **kw):
+    """Best time over 1 and 2 threads; returns (seconds, threads)."""
+    results = []
+    saved = torch.get_num_threads()
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        results.append((best_time(fn, **kw), threads))
+    torch.set_num_threads(saved)
+    return min(results)
+
+
+def row(name, needle_fn, torch_fn, **kw):
+    t_needle = best_time(needle_fn, **kw)
+    if torch is None:
+        print(f"{name:<44} {t_needle * 1e3:>10.2f} {'-':>10}")
+        return
+    t_torch, threads = torch_best(torch_fn, **kw)
+    print(f"{name:<44} {t_needle * 1e3:>10.2f} {t_torch * 1e3:>10.2f} {threads:>4} {t_needle / t_torch:>7.2f}x")
+
+
+# ------------------------------------------------------------------ cases
+def per_op_overhead(n_ops=10000):
+    x = np.random.randn(16, 16).astype(np.float32)
+    a, b = ndl.Tensor(x), ndl.Tensor(x)
+    ta = torch.tensor(x, requires_grad=True) if torch else None
+    tb = torch.tensor(x, requires_grad=True) if torch else None
+
+    def needle_fn():
+        for _ in range(n_ops):
+            a + b
+
+    def torch_fn():
+        for _ in range(n_ops):
+            ta + tb
+
+    return needle_fn, torch_fn
+
+
+def mlp(batch=128, d_in=784, hidden=512, classes=10):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((batch, d_in)).astype(np.float32)
+    y = rng.integers(0, classes, batch)
+    onehot = np.eye(classes, dtype=np.float32)[y]
+    W1 = (rng.standard_normal((d_in, hidden)) / np.sqrt(d_in)).astype(np.float32)
+    b1 = np.zeros((1, hidden), np.float32)
+    W2 = (rng.standard_normal((hidden, classes)) / np.sqrt(hidden)).astype(np.float32)
+    b2 = np.zeros((1, classes), np.float32)
+
+    nX, nY = ndl.Tensor(X, requires_grad=False), ndl.Tensor(onehot, requires_grad=False)
+    params = [ndl.Tensor(p) for p in (W1, b1, W2, b2)]
+
+    def needle_fn():
+        w1, c1, w2, c2 = params
+        h = ndl.relu(nX @ w1 + ndl.broadcast_to(c1, (batch, hidden)))
+        logits = h @ w2 + ndl.broadcast_to(c2, (batch, classes))
+        loss = (ndl.logsumexp(logits, axes=(1,)).sum() - (logits * nY).sum()) / batch
+        for p in params:
+            p.grad = None
+        loss.backward()
+
+    if torch is None:
+        return needle_fn, None
+    tX, ty = torch.tensor(X), torch.tensor(y)
+    tparams = [torch.tensor(p, requires_grad=True) for p in (W1, b1, W2, b2)]
+
+    def torch_fn():
+        w1, c1, w2, c2 = tparams
+        logits = torch.relu(tX @ w1 + c1) @ w2 + c2
+        loss = torch.nn.functional.cross_entropy(logits, ty)
+        for p in tparams:
+            p.grad = None
+        loss.backward()
+
+    return needle_fn, torch_fn
+
+
+def conv(shape=(32, 32, 32, 64), k=3, cout=64):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = (rng.standard_normal((k, k, shape[3], cout)) * 0.1).astype(np.float32)
+    X, W = ndl.Tensor(x), ndl.Tensor(w)
+
+    def needle_fn():
+        X.grad = W.grad = None
+        ndl.conv(X, W, stride=1, padding=1).sum().backward()
+
+    if torch is None:
+        return needle_fn, None
+    tx = torch.tensor(x.transpose(0, 3, 1, 2).copy(), requires_grad=True)
+    tw = torch.tensor(w.transpose(3, 2, 0, 1).copy(), requires_grad=True)
+
+    def torch_fn():
+        tx.grad = tw.grad = None
+        torch.nn.functional.conv2d(tx, tw, padding=1).sum().backward()
+
+    return needle_fn, torch_fn
+
+
+def main():
+    quick = "--quick" in sys.argv
+    kw = dict(repeat=3, min_time=0.3) if quick else {}
+    version = torch.__version__ if torch else "not installed"
+    print(f"needle vs torch {version} (CPU, best of 1 and 2 threads), float32, {os.cpu_count()} cores")
+    print(f"{'case':<44} {'needle ms':>10} {'torch ms':>10} {'thr':>4} {'ratio':>8}")
+    row("10,000 x (a + b), (16,16), requires_grad", *per_op_overhead(), **kw)
+    row("MLP 784-512-10, batch 128, fwd + bwd", *mlp(), **kw)
+    row("conv (32,32,32,64) 3x3 -> 64, fwd + bwd", *conv(), **kw)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+// Reverse-mode autodiff: the topological sort and the backward pass (see autograd.h).
+#include "needle/autograd.h"
+
+#include <unordered_map>
+#include <unordered_set>
+
+#include "needle/ops/op.h"
+#include "needle/ops/ops_elementwise.h"
+#include "needle/ops/ops_tuple.h"
+
+namespace needle {
+
+std::vector<NodePtr> find_topo_sort(const std::vector<NodePtr>& roots, bool requires_grad_only) {
+  // BEGIN SOLUTION hw1
+  // Iterative post-order DFS: a stack of (node, index of the next input to visit). A node is
+  // emitted once all its inputs are, which is the order the recursive version produces.
+  std::vector<NodePtr> order;
+  std::unordered_set<const Node*> visited;
+  std::vector<std::pair<const NodePtr*, size_t>> stack;
+  for (const NodePtr& root : roots) {
+    if (!root || !visited.insert(root.get()).second) continue;
+    stack.emplace_back(&root, 0);
+    while (!stack.empty()) {
+      const NodePtr& node = *stack.back().first;
+      size_t i = stack.back().second;
+      if (i < node->inputs().size()) {
+        stack.back().second++;
+        const NodePtr& input = node->inputs()[i];
+        if (requires_grad_only && !input->requires_grad()) continue;
+        if (visited.insert(input.get()).second) stack.emplace_back(&input, 0);
+      } else {
+        order.push_back(node);
+        stack.pop_back();
+      }
+    }
+  }
+  return order;
+  // END SOLUTION
+}
+
+namespace {
+
+// The sum of partial adjoints (tensors, or tuples summed element by element).
+Value sum_values(const std::vector<Value>& values) {
+  Value total = values[0];
+  for (size_t i = 1; i < values.size(); ++i) {
+    if (total.is_tuple()) {
+      TensorTuple a = total.tuple(), b = values[i].tuple();
+      std::vector<Value> sums;
+      for (size_t k = 0; k < a.size(); ++k) sums.push_back(add(a[int64_t(k)], b[int64_t(k)]));
+      total = needle::make_tuple(sums);
+    } else {
+      total = add(total.tensor(), values[i].tensor());
+    }
+  }
+  return total;
+}
+
+void check_out_grad(const Value& output, const Value& out_grad) {
+  if (!output.defined() || !out_grad.defined())
+    fail<ValueError>("[backward] output and out_grad must be defined");
+  if (output.is_tuple() != out_grad.is_tuple())
+    fail<TypeError>("[backward] out_grad must be a ", output.is_tuple() ? "TensorTuple" : "Tensor");
+  if (!output.is_tuple() && output.tensor().shape() != out_grad.tensor().shape())
+    fail<ValueError>("[backward] out_grad has shape ", shape_str(out_grad.tensor().shape()),
+                     " but the output has shape ", shape_str(output.tensor().shape()));
+}
+
+}  // namespace
+
+void compute_gradient_of_variables(const Value& output, const Value& out_grad) {
+  check_out_grad(output, out_grad);
+  // Course idiom: x.grad.backward() computes second derivatives into the grads (replacing
+  // them); any other backward accumulates into existing grads.
+  const bool accumulate = !output.node()->is_gradient();
+  // BEGIN SOLUTION hw1
+  std::unordered_map<const Node*, std::vector<Value>> partials;
+  partials[output.node().get()].push_back(out_grad);
+  std::vector<NodePtr> order = find_topo_sort({output.node()}, /*requires_grad_only=*/true);
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    const NodePtr& node = *it;
+    auto found = partials.find(node.get());
+    if (found == partials.end()) continue;
+    Value grad = sum_values(found->second);
+    partials.erase(found);  // keep nothing that no later gradient reads
+
+    Value stored = grad;
+    if (accumulate && node->grad()) {
+      // The running total is a value, not a graph: a training loop that never resets its
+      // grads must not grow a chain of additions step after step.
+      NoGradGuard no_grad;
+      stored = sum_values({Value(node->grad()), grad});
+    }
+    stored.node()->mark_gradient();
+    node->set_grad(stored.node());
+
+    if (node->is_leaf()) continue;
+    std::vector<Value> input_grads = node->op()->gradient_values(grad, Value(node));
+    const auto& inputs = node->inputs();
+    for (size_t i = 0; i < inputs.size() && i < input_grads.size(); ++i) {
+      if (input_grads[i].defined() && inputs[i]->requires_grad())
+        partials[inputs[i].get()].push_back(std::move(input_grads[i]));
+    }
+  }
+  // END SOLUTION
+}
+
+}  // namespace needle

@@ -1,0 +1,30 @@
+// Reverse-mode automatic differentiation over the Tensor graph.
+//
+// find_topo_sort orders nodes so every node comes after its inputs (post-order DFS, as the
+// course's), iteratively, so graphs of any depth are fine. compute_gradient_of_variables
+// walks that order backwards, summing each node's partial adjoints into its `grad`.
+#pragma once
+
+#include <vector>
+
+#include "needle/tensor.h"
+
+namespace needle {
+
+// Post-order DFS from `roots`, visiting inputs in order. With requires_grad_only, inputs
+// that do not require grad are skipped (the roots are always included).
+std::vector<NodePtr> find_topo_sort(const std::vector<NodePtr>& roots,
+                                    bool requires_grad_only = false);
+
+// Sets x.grad for every node x that `output` depends on and that requires grad: d(output)/dx
+// contracted with `out_grad` (same shape as output). Gradients are Tensors built with ops,
+// so they can be differentiated again.
+//
+// Across calls gradients accumulate (x.grad += new), as in PyTorch; an accumulated grad is
+// a plain value (a loop that never resets its grads keeps no growing graph), so only a
+// grad from a single backward can be differentiated again. The exception keeps the course
+// framework's second-derivative idiom working: calling backward() on a tensor that is
+// itself some node's grad (`x.grad.backward()`) replaces the grads instead.
+void compute_gradient_of_variables(const Value& output, const Value& out_grad);
+
+}  // namespace needle

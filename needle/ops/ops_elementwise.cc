@@ -1,0 +1,420 @@
+// Element-wise ops: forward on NDArrays, gradients with Tensor ops (see ops_elementwise.h).
+#include "needle/ops/ops_elementwise.h"
+
+#include <cmath>
+
+#include "needle/ops/ops_shape.h"
+
+namespace needle {
+
+namespace {
+
+const NDArray& data_of(const NodePtr& n) {
+  return static_cast<TensorNode&>(*n).data();
+}
+
+// Broadcasts the inputs to one shape and promotes them to one dtype by inserting
+// broadcast_to / astype nodes, so that the op itself sees equal shapes and dtypes.
+void unify_inputs(const std::string& op, std::vector<NodePtr>& inputs) {
+  for (auto& in : inputs)
+    if (in->is_tuple()) fail<TypeError>("[", op, "] expects tensors, got a TensorTuple");
+  const NDArray& first = data_of(inputs[0]);
+  bool same = true;
+  for (size_t i = 1; i < inputs.size(); ++i) {
+    const NDArray& d = data_of(inputs[i]);
+    same = same && d.shape() == first.shape() && d.dtype() == first.dtype();
+  }
+  if (same) return;
+  Shape shape = first.shape();
+  DType dtype = first.dtype();
+  for (size_t i = 1; i < inputs.size(); ++i) {
+    const NDArray& d = data_of(inputs[i]);
+    shape = NDArray::broadcast_shapes(op.c_str(), shape, d.shape());
+    if (d.dtype() == DType::float64) dtype = DType::float64;
+  }
+  for (auto& in : inputs) {
+    Tensor t(std::static_pointer_cast<TensorNode>(in));
+    if (t.dtype() != dtype) t = astype(t, dtype);
+    if (t.shape() != shape) t = broadcast_to(t, shape);
+    in = t.node();
+  }
+}
+
+Tensor apply_op(const OpPtr& op, std::vector<NodePtr> inputs) {
+  return Value(make_node(op, std::move(inputs))).tensor();
+}
+
+// One shared instance per parameterless op: building a node then allocates no op.
+template <class OpType>
+const OpPtr& instance() {
+  static const OpPtr op = std::make_shared<OpType>();
+  return op;
+}
+
+constexpr double kSqrt1_2 = 0.70710678118654752440;     // 1 / sqrt(2)
+constexpr double kInvSqrt2Pi = 0.39894228040143267794;  // 1 / sqrt(2 pi)
+constexpr double k2InvSqrtPi = 1.12837916709551257390;  // 2 / sqrt(pi)
+
+}  // namespace
+
+void promote_dtypes(const std::string& op, std::vector<NodePtr>& inputs) {
+  bool mixed = false, any64 = false;
+  for (auto& in : inputs) {
+    if (in->is_tuple()) fail<TypeError>("[", op, "] expects tensors, got a TensorTuple");
+    DType d = data_of(in).dtype();
+    mixed = mixed || d != data_of(inputs[0]).dtype();
+    any64 = any64 || d == DType::float64;
+  }
+  if (!mixed) return;
+  for (auto& in : inputs)
+    in = astype(Tensor(std::static_pointer_cast<TensorNode>(in)),
+                any64 ? DType::float64 : DType::float32)
+             .node();
+}
+
+void EWiseBinaryOp::prepare(std::vector<NodePtr>& inputs) const {
+  if (inputs.size() == 2) unify_inputs(name(), inputs);
+}
+
+void Where::prepare(std::vector<NodePtr>& inputs) const {
+  if (inputs.size() == 3) unify_inputs(name(), inputs);
+}
+
+// --- Binary ---
+
+NDArray EWiseAdd::compute(const Args& args) const {
+  // BEGIN SOLUTION hw1
+  return args[0] + args[1];
+  // END SOLUTION
+}
+std::vector<Tensor> EWiseAdd::gradient(const Tensor& out_grad, const Tensor&) const {
+  // BEGIN SOLUTION hw1
+  return {out_grad, out_grad};
+  // END SOLUTION
+}
+
+NDArray EWiseSub::compute(const Args& args) const {
+  return args[0] - args[1];
+}
+std::vector<Tensor> EWiseSub::gradient(const Tensor& out_grad, const Tensor&) const {
+  return {out_grad, negate(out_grad)};
+}
+
+NDArray EWiseMul::compute(const Args& args) const {
+  // BEGIN SOLUTION hw1
+  return args[0] * args[1];
+  // END SOLUTION
+}
+std::vector<Tensor> EWiseMul::gradient(const Tensor& out_grad, const Tensor& node) const {
+  // BEGIN SOLUTION hw1
+  Tensor a = node.input(0), b = node.input(1);
+  return {out_grad * b, out_grad * a};
+  // END SOLUTION
+}
+
+NDArray EWiseDiv::compute(const Args& args) const {
+  // BEGIN SOLUTION hw1
+  return args[0] / args[1];
+  // END SOLUTION
+}
+std::vector<Tensor> EWiseDiv::gradient(const Tensor& out_grad, const Tensor& node) const {
+  // BEGIN SOLUTION hw1
+  Tensor b = node.input(1);
+  Tensor grad_a = out_grad / b;
+  return {grad_a, -(grad_a * node)};  // d(a/b)/db = -(a/b)/b
+  // END SOLUTION
+}
+
+NDArray EWisePow::compute(const Args& args) const {
+  // BEGIN SOLUTION hw1
+  return NDArray::binary(BinaryOp::power, args[0], args[1]);
+  // END SOLUTION
+}
+std::vector<Tensor> EWisePow::gradient(const Tensor& out_grad, const Tensor& node) const {
+  // BEGIN SOLUTION hw1
+  Tensor a = node.input(0), b = node.input(1);
+  return {out_grad * b * power(a, b - 1.0), out_grad * node * log(a)};
+  // END SOLUTION
+}
+
+NDArray Maximum::compute(const Args& args) const {
+  return args[0].maximum(args[1]);
+}
+std::vector<Tensor> Maximum::gradient(const Tensor& out_grad, const Tensor& node) const {
+  // Ties split the gradient evenly, as PyTorch's maximum does.
+  const NDArray& a = node.input(0).data();
+  const NDArray& b = node.input(1).data();
+  NDArray to_a = (a > b) + (a == b) * 0.5;
+  return {out_grad * Tensor(to_a), out_grad * Tensor(1.0 - to_a)};
+}
+
+// --- With a scalar ---
+
+NDArray AddScalar::compute(const Args& args) const {
+  // BEGIN SOLUTION hw1
+  return args[0] + scalar;
+  // END SOLUTION
+}
+std::vector<Tensor> AddScalar::gradient(const Tensor& out_grad, const Tensor&) const {
+  // BEGIN SOLUTION hw1
+  return {out_grad};
+  // END SOLUTION
+}
+
+NDArray MulScalar::compute(const Args& args) const {
+  // BEGIN SOLUTION hw1
+  return args[0] * scalar;
+  // END SOLUTION
+}
+std::vector<Tensor> MulScalar::gradient(const Tensor& out_grad, const Tensor&) const {
+  // BEGIN SOLUTION hw1
+  return {out_grad * scalar};
+  // END SOLUTION
+}
+
+NDArray DivScalar::compute(const Args& args) const {
+  // BEGIN SOLUTION hw1
+  return args[0] / scalar;
+  // END SOLUTION
+}
+std::vector<Tensor> DivScalar::gradient(const Tensor& out_grad, const Tensor&) const {
+  // BEGIN SOLUTION hw1
+  return {out_grad / scalar};
+  // END SOLUTION
+}
+
+NDArray RDivScalar::compute(const Args& args) const {
+  return scalar / args[0];
+}
+std::vector<Tensor> RDivScalar::gradient(const Tensor& out_grad, const Tensor& node) const {
+  // d(s/a)/da = -s/a^2 = -(s/a)/a
+  return {-(out_grad * node / node.input(0))};
+}
+
+NDArray PowerScalar::compute(const Args& args) const {
+  // BEGIN SOLUTION hw1
+  return args[0].pow(scalar);
+  // END SOLUTION
+}
+std::vector<Tensor> PowerScalar::gradient(const Tensor& out_grad, const Tensor& node) const {
+  // BEGIN SOLUTION hw1
+  if (scalar == 0.0) return {out_grad * 0.0};
+  return {out_grad * power_scalar(node.input(0), scalar - 1.0) * scalar};
+  // END SOLUTION
+}
+
+// --- Unary ---
+
+NDArray Negate::compute(const Args& args) const {
+  // BEGIN SOLUTION hw1
+  return -args[0];
+  // END SOLUTION
+}
+std::vector<Tensor> Negate::gradient(const Tensor& out_grad, const Tensor&) const {
+  // BEGIN SOLUTION hw1
+  return {-out_grad};
+  // END SOLUTION
+}
+
+NDArray Log::compute(const Args& args) const {
+  // BEGIN SOLUTION hw1
+  return args[0].log();
+  // END SOLUTION
+}
+std::vector<Tensor> Log::gradient(const Tensor& out_grad, const Tensor& node) const {
+  // BEGIN SOLUTION hw1
+  return {out_grad / node.input(0)};
+  // END SOLUTION
+}
+
+NDArray Exp::compute(const Args& args) const {
+  // BEGIN SOLUTION hw1
+  return args[0].exp();
+  // END SOLUTION
+}
+std::vector<Tensor> Exp::gradient(const Tensor& out_grad, const Tensor& node) const {
+  // BEGIN SOLUTION hw1
+  return {out_grad * node};
+  // END SOLUTION
+}
+
+NDArray ReLU::compute(const Args& args) const {
+  // BEGIN SOLUTION hw1
+  return args[0].maximum(0.0);
+  // END SOLUTION
+}
+std::vector<Tensor> ReLU::gradient(const Tensor& out_grad, const Tensor& node) const {
+  // BEGIN SOLUTION hw1
+  // The derivative is a constant mask (relu is piecewise linear).
+  return {out_grad * Tensor(node.input(0).data() > 0.0)};
+  // END SOLUTION
+}
+
+NDArray Tanh::compute(const Args& args) const {
+  // BEGIN SOLUTION hw1
+  return args[0].tanh();
+  // END SOLUTION
+}
+std::vector<Tensor> Tanh::gradient(const Tensor& out_grad, const Tensor& node) const {
+  // BEGIN SOLUTION hw1
+  return {out_grad * (1.0 - node * node)};
+  // END SOLUTION
+}
+
+NDArray Sigmoid::compute(const Args& args) const {
+  return args[0].unary(UnaryOp::sigmoid);
+}
+std::vector<Tensor> Sigmoid::gradient(const Tensor& out_grad, const Tensor& node) const {
+  return {out_grad * node * (1.0 - node)};
+}
+
+NDArray Sqrt::compute(const Args& args) const {
+  return args[0].sqrt();
+}
+std::vector<Tensor> Sqrt::gradient(const Tensor& out_grad, const Tensor& node) const {
+  return {out_grad / (node * 2.0)};
+}
+
+NDArray Abs::compute(const Args& args) const {
+  return args[0].abs();
+}
+std::vector<Tensor> Abs::gradient(const Tensor& out_grad, const Tensor& node) const {
+  return {out_grad * Tensor(node.input(0).data().unary(UnaryOp::sign))};
+}
+
+NDArray Erf::compute(const Args& args) const {
+  return args[0].unary(UnaryOp::erf);
+}
+std::vector<Tensor> Erf::gradient(const Tensor& out_grad, const Tensor& node) const {
+  Tensor a = node.input(0);
+  return {out_grad * exp(-(a * a)) * k2InvSqrtPi};
+}
+
+NDArray GELU::compute(const Args& args) const {
+  const NDArray& a = args[0];
+  return a * ((a * kSqrt1_2).unary(UnaryOp::erf) + 1.0) * 0.5;
+}
+std::vector<Tensor> GELU::gradient(const Tensor& out_grad, const Tensor& node) const {
+  // d/dx x*Phi(x) = Phi(x) + x*phi(x)
+  Tensor a = node.input(0);
+  Tensor cdf = (erf(a * kSqrt1_2) + 1.0) * 0.5;
+  Tensor pdf = exp(a * a * -0.5) * kInvSqrt2Pi;
+  return {out_grad * (cdf + a * pdf)};
+}
+
+NDArray SiLU::compute(const Args& args) const {
+  return args[0] * args[0].unary(UnaryOp::sigmoid);
+}
+std::vector<Tensor> SiLU::gradient(const Tensor& out_grad, const Tensor& node) const {
+  // d/dx x*s(x) = s + x*s*(1-s)
+  Tensor a = node.input(0);
+  Tensor s = sigmoid(a);
+  return {out_grad * s * (a * (1.0 - s) + 1.0)};
+}
+
+// --- Selection and casts ---
+
+NDArray Where::compute(const Args& args) const {
+  NDArray mask = args[0] != 0.0;
+  return args[1] * mask + args[2] * (1.0 - mask);
+}
+std::vector<Tensor> Where::gradient(const Tensor& out_grad, const Tensor& node) const {
+  NDArray mask = node.input(0).data() != 0.0;
+  return {Tensor(), out_grad * Tensor(mask), out_grad * Tensor(1.0 - mask)};
+}
+
+NDArray AsType::compute(const Args& args) const {
+  return args[0].astype(dtype);
+}
+std::vector<Tensor> AsType::gradient(const Tensor& out_grad, const Tensor& node) const {
+  return {astype(out_grad, node.input(0).dtype())};
+}
+
+NDArray ToDevice::compute(const Args& args) const {
+  return args[0].to(*device);
+}
+std::vector<Tensor> ToDevice::gradient(const Tensor& out_grad, const Tensor& node) const {
+  return {to_device(out_grad, node.input(0).device())};
+}
+
+// --- Functions ---
+
+Tensor add(const Tensor& a, const Tensor& b) {
+  return apply_op(instance<EWiseAdd>(), {a.node(), b.node()});
+}
+Tensor add_scalar(const Tensor& a, double scalar) {
+  return apply_op(std::make_shared<AddScalar>(scalar), {a.node()});
+}
+Tensor subtract(const Tensor& a, const Tensor& b) {
+  return apply_op(instance<EWiseSub>(), {a.node(), b.node()});
+}
+Tensor multiply(const Tensor& a, const Tensor& b) {
+  return apply_op(instance<EWiseMul>(), {a.node(), b.node()});
+}
+Tensor mul_scalar(const Tensor& a, double scalar) {
+  return apply_op(std::make_shared<MulScalar>(scalar), {a.node()});
+}
+Tensor divide(const Tensor& a, const Tensor& b) {
+  return apply_op(instance<EWiseDiv>(), {a.node(), b.node()});
+}
+Tensor divide_scalar(const Tensor& a, double scalar) {
+  return apply_op(std::make_shared<DivScalar>(scalar), {a.node()});
+}
+Tensor rdivide_scalar(const Tensor& a, double scalar) {
+  return apply_op(std::make_shared<RDivScalar>(scalar), {a.node()});
+}
+Tensor power(const Tensor& a, const Tensor& b) {
+  return apply_op(instance<EWisePow>(), {a.node(), b.node()});
+}
+Tensor power_scalar(const Tensor& a, double scalar) {
+  return apply_op(std::make_shared<PowerScalar>(scalar), {a.node()});
+}
+Tensor maximum(const Tensor& a, const Tensor& b) {
+  return apply_op(instance<Maximum>(), {a.node(), b.node()});
+}
+Tensor negate(const Tensor& a) {
+  return apply_op(instance<Negate>(), {a.node()});
+}
+Tensor log(const Tensor& a) {
+  return apply_op(instance<Log>(), {a.node()});
+}
+Tensor exp(const Tensor& a) {
+  return apply_op(instance<Exp>(), {a.node()});
+}
+Tensor relu(const Tensor& a) {
+  return apply_op(instance<ReLU>(), {a.node()});
+}
+Tensor tanh(const Tensor& a) {
+  return apply_op(instance<Tanh>(), {a.node()});
+}
+Tensor sigmoid(const Tensor& a) {
+  return apply_op(instance<Sigmoid>(), {a.node()});
+}
+Tensor sqrt(const Tensor& a) {
+  return apply_op(instance<Sqrt>(), {a.node()});
+}
+Tensor abs(const Tensor& a) {
+  return apply_op(instance<Abs>(), {a.node()});
+}
+Tensor erf(const Tensor& a) {
+  return apply_op(instance<Erf>(), {a.node()});
+}
+Tensor gelu(const Tensor& a) {
+  return apply_op(instance<GELU>(), {a.node()});
+}
+Tensor silu(const Tensor& a) {
+  return apply_op(instance<SiLU>(), {a.node()});
+}
+Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
+  return apply_op(instance<Where>(), {condition.node(), a.node(), b.node()});
+}
+Tensor astype(const Tensor& a, DType dtype) {
+  if (a.dtype() == dtype) return a;
+  return apply_op(std::make_shared<AsType>(dtype), {a.node()});
+}
+Tensor to_device(const Tensor& a, Backend& device) {
+  if (&a.device() == &device) return a;
+  return apply_op(std::make_shared<ToDevice>(device), {a.node()});
+}
+
+}  // namespace needle

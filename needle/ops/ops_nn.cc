@@ -1,0 +1,165 @@
+// Convolution (im2col + matmul) and pooling (windows + reduction), NHWC (see ops_nn.h).
+#include "needle/ops/ops_nn.h"
+
+#include <limits>
+
+#include "needle/ops/ops_elementwise.h"
+#include "needle/ops/ops_linalg.h"
+#include "needle/ops/ops_reduce.h"
+#include "needle/ops/ops_shape.h"
+
+namespace needle {
+
+namespace {
+
+Tensor apply_op(OpPtr op, std::vector<NodePtr> inputs) {
+  return Value(make_node(std::move(op), std::move(inputs))).tensor();
+}
+
+void check_nhwc(const char* op, const Shape& shape) {
+  if (shape.size() != 4)
+    fail<ValueError>("[", op, "] expects an NHWC input of rank 4, got shape ", shape_str(shape));
+}
+
+int64_t out_size(const char* op, int64_t in, int64_t kernel, int64_t stride) {
+  if (stride < 1) fail<ValueError>("[", op, "] stride must be >= 1, got ", stride);
+  if (in < kernel)
+    fail<ValueError>("[", op, "] kernel of size ", kernel, " does not fit an input of size ", in);
+  return (in - kernel) / stride + 1;
+}
+
+// The (N, Ho, Wo, kh, kw, C) window view of a compact NHWC array (no copy).
+NDArray windows(const char* op, const NDArray& x, int64_t kh, int64_t kw, int64_t stride) {
+  NDArray c = x.compact();
+  const Shape& s = c.shape();
+  const Strides& st = c.strides();
+  int64_t ho = out_size(op, s[1], kh, stride), wo = out_size(op, s[2], kw, stride);
+  return c.as_strided({s[0], ho, wo, kh, kw, s[3]},
+                      {st[0], st[1] * stride, st[2] * stride, st[1], st[2], st[3]});
+}
+
+}  // namespace
+
+void Conv::prepare(std::vector<NodePtr>& inputs) const {
+  promote_dtypes("conv", inputs);
+}
+
+NDArray Conv::compute(const Args& args) const {
+  // BEGIN SOLUTION hw4
+  const NDArray& x = args[0];
+  const NDArray& w = args[1];
+  check_nhwc("conv", x.shape());
+  if (w.ndim() != 4 || w.shape()[2] != x.shape()[3])
+    fail<ValueError>("[conv] weight of shape ", shape_str(w.shape()),
+                     " does not match (K, K, Cin, Cout) for an input of shape ",
+                     shape_str(x.shape()));
+  if (padding < 0) fail<ValueError>("[conv] padding must be >= 0, got ", padding);
+  int64_t kh = w.shape()[0], kw = w.shape()[1], cout = w.shape()[3];
+  NDArray xp = padding ? x.pad({{0, 0}, {padding, padding}, {padding, padding}, {0, 0}}) : x;
+  // im2col: one row per output pixel, holding its kh x kw x Cin window; then one GEMM.
+  NDArray cols = windows("conv", xp, kh, kw, stride).compact();
+  const Shape& cs = cols.shape();
+  NDArray out = cols.reshape({cs[0] * cs[1] * cs[2], kh * kw * cs[5]})
+                    .matmul(w.compact().reshape({kh * kw * cs[5], cout}));
+  return out.reshape({cs[0], cs[1], cs[2], cout});
+  // END SOLUTION
+}
+
+std::vector<Tensor> Conv::gradient(const Tensor& out_grad, const Tensor& node) const {
+  // BEGIN SOLUTION hw4
+  Tensor x = node.input(0), w = node.input(1);
+  int64_t h = x.shape()[1], wd = x.shape()[2], kh = w.shape()[0], kw = w.shape()[1];
+  Tensor grad_x, grad_w;
+  if (x.requires_grad()) {
+    // Undo the stride: dilate, then drop trailing zeros beyond the stride-1 output size.
+    Tensor g = stride > 1 ? dilate(out_grad, {1, 2}, stride - 1) : out_grad;
+    int64_t th = h + 2 * padding - kh + 1, tw = wd + 2 * padding - kw + 1;
+    if (g.shape()[1] != th || g.shape()[2] != tw)
+      g = getitem(g, {Index::all(), Index::slice(0, th), Index::slice(0, tw), Index::all()});
+    // Full correlation of g with the flipped kernel, channels swapped: (kh, kw, Cout, Cin).
+    Tensor w_flip = transpose(flip(w, {0, 1}), Axes{2, 3});
+    if (kh == kw && padding <= kh - 1) {
+      grad_x = conv(g, w_flip, 1, kh - 1 - padding);
+    } else {
+      Tensor full =
+          conv(pad(g, {{0, 0}, {kh - 1, kh - 1}, {kw - 1, kw - 1}, {0, 0}}), w_flip, 1, 0);
+      grad_x = getitem(full, {Index::all(), Index::slice(padding, padding + h),
+                              Index::slice(padding, padding + wd), Index::all()});
+    }
+  }
+  if (w.requires_grad()) {
+    // Every output pixel's input window times its gradient, summed over pixels:
+    // grad_w = im2col(x)^T @ out_grad, as (K*K*Cin, N*Ho*Wo) @ (N*Ho*Wo, Cout).
+    int64_t cin = x.shape()[3], cout = w.shape()[3];
+    Tensor xp = padding ? pad(x, {{0, 0}, {padding, padding}, {padding, padding}, {0, 0}}) : x;
+    Tensor cols = reshape(im2col(xp, kh, kw, stride), {-1, kh * kw * cin});
+    grad_w = reshape(matmul(transpose(cols), reshape(out_grad, {-1, cout})), w.shape());
+  }
+  return {grad_x, grad_w};
+  // END SOLUTION
+}
+
+NDArray Im2Col::compute(const Args& args) const {
+  check_nhwc("im2col", args[0].shape());
+  return windows("im2col", args[0], kh, kw, stride).compact();
+}
+std::vector<Tensor> Im2Col::gradient(const Tensor& out_grad, const Tensor& node) const {
+  const Shape& s = node.input(0).shape();
+  return {apply_op(std::make_shared<Col2Im>(stride, s[1], s[2]), {out_grad.node()})};
+}
+
+NDArray Col2Im::compute(const Args& args) const {
+  const NDArray& cols = args[0];
+  if (cols.ndim() != 6)
+    fail<ValueError>("[col2im] expects (N, Ho, Wo, kh, kw, C), got ", shape_str(cols.shape()));
+  const Shape& s = cols.shape();
+  int64_t ho = s[1], wo = s[2], kh = s[3], kw = s[4];
+  NDArray out = NDArray::full({s[0], height, width, s[5]}, 0.0, cols.dtype(), cols.device());
+  for (int64_t i = 0; i < kh; ++i) {
+    for (int64_t j = 0; j < kw; ++j) {
+      IndexKey key{Index::all(), Index::slice(i, i + stride * (ho - 1) + 1, stride),
+                   Index::slice(j, j + stride * (wo - 1) + 1, stride), Index::all()};
+      NDArray piece = cols.getitem(
+          {Index::all(), Index::all(), Index::all(), Index::at(i), Index::at(j), Index::all()});
+      out.setitem(key, out.getitem(key) + piece);
+    }
+  }
+  return out;
+}
+std::vector<Tensor> Col2Im::gradient(const Tensor& out_grad, const Tensor& node) const {
+  const Shape& s = node.input(0).shape();
+  return {im2col(out_grad, s[3], s[4], stride)};
+}
+
+// --- Functions ---
+
+Tensor conv(const Tensor& a, const Tensor& b, int64_t stride, int64_t padding) {
+  return apply_op(std::make_shared<Conv>(stride, padding), {a.node(), b.node()});
+}
+
+Tensor im2col(const Tensor& a, int64_t kh, int64_t kw, int64_t stride) {
+  return apply_op(std::make_shared<Im2Col>(kh, kw, stride), {a.node()});
+}
+
+namespace {
+Tensor pool_windows(const char* op, const Tensor& a, int64_t kernel, int64_t stride,
+                    int64_t padding, double pad_value) {
+  check_nhwc(op, a.shape());
+  if (kernel < 1) fail<ValueError>("[", op, "] kernel size must be >= 1, got ", kernel);
+  if (padding < 0) fail<ValueError>("[", op, "] padding must be >= 0, got ", padding);
+  Tensor x =
+      padding ? pad(a, {{0, 0}, {padding, padding}, {padding, padding}, {0, 0}}, pad_value) : a;
+  return im2col(x, kernel, kernel, stride ? stride : kernel);
+}
+}  // namespace
+
+Tensor max_pool2d(const Tensor& a, int64_t kernel, int64_t stride, int64_t padding) {
+  double lowest = -std::numeric_limits<double>::infinity();
+  return max(pool_windows("max_pool2d", a, kernel, stride, padding, lowest), Axes{3, 4});
+}
+
+Tensor avg_pool2d(const Tensor& a, int64_t kernel, int64_t stride, int64_t padding) {
+  return mean(pool_windows("avg_pool2d", a, kernel, stride, padding, 0.0), Axes{3, 4});
+}
+
+}  // namespace needle

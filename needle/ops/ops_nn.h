@@ -1,0 +1,49 @@
+// Convolution and pooling on NHWC tensors.
+//
+// conv: input (N, H, W, Cin), weight (K, K, Cin, Cout), stride and zero padding; forward by
+// im2col (a strided window view of the padded input, compacted) and one matmul, so it runs
+// on any backend. Pooling takes windows the same way (Im2Col) and reduces them.
+#pragma once
+
+#include "needle/ops/op.h"
+
+namespace needle {
+
+class Conv final : public TensorOp {
+ public:
+  explicit Conv(int64_t stride = 1, int64_t padding = 0) : stride(stride), padding(padding) {}
+  int arity() const override { return 2; }
+  void prepare(std::vector<NodePtr>& inputs) const override;
+  NEEDLE_DECLARE_OP_BODY("conv")
+  const int64_t stride;
+  const int64_t padding;
+};
+
+// (N, H, W, C) -> (N, Ho, Wo, kh, kw, C): every kh x kw window at the given stride.
+class Im2Col final : public TensorOp {
+ public:
+  Im2Col(int64_t kh, int64_t kw, int64_t stride) : kh(kh), kw(kw), stride(stride) {}
+  int arity() const override { return 1; }
+  NEEDLE_DECLARE_OP_BODY("im2col")
+  const int64_t kh, kw, stride;
+};
+
+// The adjoint of Im2Col: adds each window back into an (N, H, W, C) array.
+class Col2Im final : public TensorOp {
+ public:
+  Col2Im(int64_t stride, int64_t height, int64_t width)
+      : stride(stride), height(height), width(width) {}
+  int arity() const override { return 1; }
+  NEEDLE_DECLARE_OP_BODY("col2im")
+  const int64_t stride, height, width;
+};
+
+// --- Functions ---
+Tensor conv(const Tensor& a, const Tensor& b, int64_t stride = 1, int64_t padding = 1);
+Tensor im2col(const Tensor& a, int64_t kh, int64_t kw, int64_t stride = 1);
+// Pooling over kernel x kernel windows (stride 0 means stride = kernel), NHWC.
+// Max pooling pads with -inf, average pooling with zeros (counted, as PyTorch's default).
+Tensor max_pool2d(const Tensor& a, int64_t kernel, int64_t stride = 0, int64_t padding = 0);
+Tensor avg_pool2d(const Tensor& a, int64_t kernel, int64_t stride = 0, int64_t padding = 0);
+
+}  // namespace needle

@@ -1,0 +1,25 @@
+"""Element-wise, shape, reduction-by-sum, linear-algebra and convolution ops (the course's
+ops_mathematic), all C++ classes and functions from ``needle._needle.ops``."""
+from .._needle import ops as _ops
+
+_CLASSES = [
+    "EWiseAdd", "AddScalar", "EWiseSub", "EWiseMul", "MulScalar", "EWisePow", "PowerScalar",
+    "EWiseDiv", "DivScalar", "RDivScalar", "Negate", "Log", "Exp", "ReLU", "Tanh", "Sigmoid",
+    "Sqrt", "Abs", "Erf", "GELU", "SiLU", "Maximum", "Where", "AsType", "ToDevice",
+    "Transpose", "Permute", "Reshape", "BroadcastTo", "Summation", "Max", "MatMul", "Flip",
+    "Dilate", "UnDilate", "Pad", "Concat", "GetItem", "ScatterItem", "SetItem", "Conv",
+    "Im2Col", "Col2Im",
+]
+_FUNCTIONS = [
+    "add", "add_scalar", "subtract", "multiply", "mul_scalar", "power", "power_scalar",
+    "divide", "divide_scalar", "rdivide_scalar", "negate", "log", "exp", "relu", "tanh",
+    "sigmoid", "sqrt", "erf", "gelu", "silu", "maximum", "where", "astype", "to_device",
+    "transpose", "permute", "reshape", "broadcast_to", "summation", "mean", "matmul",
+    "flip", "dilate", "undilate", "pad", "concat", "getitem", "setitem", "conv", "im2col",
+    "max_pool2d", "avg_pool2d",
+]
+# max and abs are ops.max / ops.abs only: `from needle.ops import *` must not shadow the
+# builtins in the importing module.
+_NOT_STARRED = ["max", "abs"]
+__all__ = _CLASSES + _FUNCTIONS
+globals().update({name: getattr(_ops, name) for name in __all__ + _NOT_STARRED})

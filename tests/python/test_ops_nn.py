@@ -1,0 +1,113 @@
+"""Convolution, pooling, flip and dilate (homework 4): forward and backward against
+torch.nn.functional (NHWC here, NCHW in torch), finite-difference gradients in float64,
+on every device."""
+import numpy as np
+import pytest
+
+import needle as ndl
+
+from gradcheck import DEVICES, check_gradients, gradient_check, tensor
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+pytestmark = pytest.mark.hw4
+
+CONV_CASES = [  # (N, H, W, Cin), K, Cout, stride, padding
+    ((2, 7, 7, 3), 3, 4, 1, 0),
+    ((2, 8, 8, 3), 3, 4, 1, 1),
+    ((1, 14, 14, 8), 3, 16, 1, 2),
+    ((2, 9, 8, 2), 3, 3, 2, 1),
+    ((1, 16, 16, 2), 5, 2, 2, 0),
+    ((3, 6, 6, 1), 1, 2, 3, 0),
+    ((1, 5, 5, 2), 2, 3, 1, 3),
+]
+
+
+def torch_conv(x, w, stride, padding):
+    xt = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
+    wt = torch.tensor(w.transpose(3, 2, 0, 1), requires_grad=True)
+    out = F.conv2d(xt, wt, stride=stride, padding=padding)
+    return xt, wt, out
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape,k,cout,stride,padding", CONV_CASES)
+def test_conv_against_torch(shape, k, cout, stride, padding, device):
+    x = np.random.randn(*shape).astype(np.float32)
+    w = np.random.randn(k, k, shape[3], cout).astype(np.float32)
+    X, W = ndl.Tensor(x, device=device), ndl.Tensor(w, device=device)
+    y = ndl.conv(X, W, stride=stride, padding=padding)
+    xt, wt, yt = torch_conv(x, w, stride, padding)
+    np.testing.assert_allclose(y.numpy(), yt.detach().numpy().transpose(0, 2, 3, 1), rtol=1e-4, atol=1e-4)
+    g = np.random.randn(*y.shape).astype(np.float32)
+    (y * ndl.Tensor(g, device=device)).sum().backward()
+    (yt * torch.tensor(g.transpose(0, 3, 1, 2))).sum().backward()
+    np.testing.assert_allclose(X.grad.numpy(), xt.grad.numpy().transpose(0, 2, 3, 1), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(W.grad.numpy(), wt.grad.numpy().transpose(2, 3, 1, 0), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("stride,padding", [(1, 1), (2, 1), (2, 0), (1, 3)])
+def test_conv_gradient_finite_differences(stride, padding, device):
+    x = tensor(np.random.randn(1, 5, 5, 2), device=device)
+    w = tensor(np.random.randn(3, 3, 2, 2), device=device)
+    check_gradients(lambda a, b: ndl.conv(a, b, stride=stride, padding=padding), x, w)
+    xs = tensor(np.random.randn(1, 5, 4, 2), device=device, noncontiguous=True)
+    check_gradients(lambda a, b: ndl.conv(a, b, stride=stride, padding=padding), xs, w)
+
+
+def test_conv_op_class_and_float64():
+    x = np.random.randn(2, 6, 6, 3)
+    w = np.random.randn(3, 3, 3, 5)
+    y = ndl.ops.Conv(stride=2, padding=1)(ndl.Tensor(x), ndl.Tensor(w))
+    assert y.dtype == "float64"
+    _, _, yt = torch_conv(x, w, 2, 1)
+    np.testing.assert_allclose(y.numpy(), yt.detach().numpy().transpose(0, 2, 3, 1), rtol=1e-10)
+    assert ndl.conv(ndl.Tensor(x), ndl.Tensor(w)).shape == (2, 6, 6, 5)  # padding=1 by default
+
+
+def test_conv_errors():
+    with pytest.raises(ValueError, match=r"\[conv\]"):
+        ndl.conv(ndl.Tensor(np.ones((1, 4, 4, 3))), ndl.Tensor(np.ones((3, 3, 2, 2))))
+    with pytest.raises(ValueError, match=r"\[conv\]"):
+        ndl.conv(ndl.Tensor(np.ones((4, 4, 3))), ndl.Tensor(np.ones((3, 3, 3, 2))))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("kernel,stride,padding", [(2, None, 0), (3, 1, 0), (3, 2, 1), (2, 2, 1)])
+def test_pooling_against_torch(kernel, stride, padding, device):
+    x = np.random.randn(2, 6, 7, 3)
+    xt = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
+    for needle_pool, torch_pool in [(ndl.ops.max_pool2d, F.max_pool2d), (ndl.ops.avg_pool2d, F.avg_pool2d)]:
+        X = ndl.Tensor(x, device=device)
+        y = needle_pool(X, kernel, stride, padding)
+        yt = torch_pool(xt, kernel, stride, padding)
+        np.testing.assert_allclose(y.numpy(), yt.detach().numpy().transpose(0, 2, 3, 1), rtol=1e-10)
+        g = np.random.randn(*y.shape)
+        (y * ndl.Tensor(g, device=device)).sum().backward()
+        xt.grad = None
+        (yt * torch.tensor(g.transpose(0, 3, 1, 2))).sum().backward()
+        np.testing.assert_allclose(X.grad.numpy(), xt.grad.numpy().transpose(0, 2, 3, 1), rtol=1e-10)
+        check_gradients(lambda a: needle_pool(a, kernel, stride, padding),
+                        tensor(np.random.randn(1, 5, 5, 2), device=device))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_flip_dilate_undilate(device):
+    x = np.random.randn(2, 3, 4, 2)
+    X = ndl.Tensor(x, device=device)
+    np.testing.assert_allclose(ndl.flip(X, (1, 2)).numpy(), np.flip(x, (1, 2)))
+    d = ndl.dilate(X, (1, 2), 1)
+    want = np.zeros((2, 6, 8, 2))
+    want[:, ::2, ::2, :] = x
+    np.testing.assert_allclose(d.numpy(), want)
+    np.testing.assert_allclose(ndl.undilate(d, (1, 2), 1).numpy(), x)
+    # The course's dilate forward cases.
+    np.testing.assert_allclose(
+        ndl.dilate(ndl.Tensor(np.array([[6.0, 1.0], [4.0, 2.0]]), device=device), axes=(0,), dilation=1).numpy(),
+        np.array([[6.0, 1.0], [0.0, 0.0], [4.0, 2.0], [0.0, 0.0]]))
+    for f in [lambda a: ndl.flip(a, (0, 3)), lambda a: ndl.dilate(a, (1,), 2),
+              lambda a: ndl.undilate(a, (2,), 1)]:
+        check_gradients(f, tensor(np.random.randn(2, 3, 5, 2), device=device, noncontiguous=True))
+    gradient_check(ndl.flip, ndl.Tensor(np.random.randn(2, 3, 4), device=device), axes=(0, 2))
+    gradient_check(ndl.dilate, ndl.Tensor(np.random.randn(3, 2), device=device), axes=(1,), dilation=2)
