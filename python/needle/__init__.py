@@ -7,12 +7,10 @@
 """
 from . import backend_ndarray
 from .backend_ndarray import cpu, cuda, cpu_numpy, default_device, all_devices
-
-try:  # The layers above NDArray arrive area by area; keep `import needle` working meanwhile.
-    from . import autograd, ops
-    from .autograd import Tensor, TensorTuple, Value
-    from .ops import *
-except ImportError as _missing:  # pragma: no cover - only while the package is incomplete
-    import warnings as _warnings
-
-    _warnings.warn(f"needle: tensor layer unavailable ({_missing})")
+from . import autograd, ops
+from .autograd import Tensor, TensorTuple, Value
+from .ops import *
+from . import init, nn, optim, data
+from .init import ones, zeros, ones_like, zeros_like
+from .serialization import save, load
+from ._needle import set_num_threads, get_num_threads

@@ -1,0 +1,573 @@
+// safetensors writer and validating reader (see serialize.h), with the small JSON parser
+// and writer the header needs. The parser builds a tree of at most kMaxDepth levels and
+// only accepts well-formed JSON; the reader then checks the tree against the format.
+#include "needle/serialize.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <vector>
+
+namespace needle {
+namespace {
+
+constexpr uint64_t kMaxHeader = 100'000'000;  // the reference implementation's limit
+constexpr int kMaxDepth = 64;
+
+template <class... Parts>
+[[noreturn]] void bad_file(const std::string& path, const Parts&... parts) {
+  fail<ValueError>("[safetensors] ", path, ": ", parts...);
+}
+
+bool little_endian_host() {
+  const uint16_t probe = 1;
+  uint8_t first;
+  std::memcpy(&first, &probe, 1);
+  return first == 1;
+}
+
+// --- JSON ---
+
+struct Json {
+  enum Kind { kNull, kBool, kNumber, kString, kArray, kObject } kind = kNull;
+  std::string text;  // string value, or the number's literal text
+  std::vector<Json> items;
+  std::vector<std::pair<std::string, Json>> members;  // in file order
+};
+
+class JsonParser {
+ public:
+  JsonParser(const std::string& path, const char* data, size_t size)
+      : path_(path), p_(data), begin_(data), end_(data + size) {}
+
+  Json parse_document() {
+    Json v = parse_value(0);
+    skip_ws();
+    if (p_ != end_) error("unexpected text after the JSON object");
+    return v;
+  }
+
+ private:
+  [[noreturn]] void error(const std::string& what) {
+    bad_file(path_, "corrupt header: ", what, " at header byte ", p_ - begin_);
+  }
+  void skip_ws() {
+    while (p_ != end_ && (*p_ == ' ' || *p_ == '\t' || *p_ == '\n' || *p_ == '\r')) ++p_;
+  }
+  bool consume(char c) {
+    skip_ws();
+    if (p_ != end_ && *p_ == c) {
+      ++p_;
+      return true;
+    }
+    return false;
+  }
+  void expect(char c) {
+    if (!consume(c)) error(std::string("expected '") + c + "'");
+  }
+  bool literal(const char* word) {
+    const size_t n = std::strlen(word);
+    if (size_t(end_ - p_) >= n && std::memcmp(p_, word, n) == 0) {
+      p_ += n;
+      return true;
+    }
+    return false;
+  }
+
+  Json parse_value(int depth) {
+    if (depth > kMaxDepth) error("nesting too deep");
+    skip_ws();
+    if (p_ == end_) error("unexpected end of header");
+    Json v;
+    const char c = *p_;
+    if (c == '{') {
+      ++p_;
+      v.kind = Json::kObject;
+      if (consume('}')) return v;
+      do {
+        skip_ws();
+        if (p_ == end_ || *p_ != '"') error("expected a string key");
+        std::string key = parse_string();
+        expect(':');
+        v.members.emplace_back(std::move(key), parse_value(depth + 1));
+      } while (consume(','));
+      expect('}');
+    } else if (c == '[') {
+      ++p_;
+      v.kind = Json::kArray;
+      if (consume(']')) return v;
+      do {
+        v.items.push_back(parse_value(depth + 1));
+      } while (consume(','));
+      expect(']');
+    } else if (c == '"') {
+      v.kind = Json::kString;
+      v.text = parse_string();
+    } else if (c == '-' || (c >= '0' && c <= '9')) {
+      v.kind = Json::kNumber;
+      v.text = parse_number();
+    } else if (literal("true") || literal("false")) {
+      v.kind = Json::kBool;
+    } else if (literal("null")) {
+      v.kind = Json::kNull;
+    } else {
+      error("unexpected character");
+    }
+    return v;
+  }
+
+  std::string parse_number() {
+    const char* start = p_;
+    auto digits = [&] {
+      const char* d = p_;
+      while (p_ != end_ && *p_ >= '0' && *p_ <= '9') ++p_;
+      if (p_ == d) error("malformed number");
+    };
+    if (*p_ == '-') ++p_;
+    digits();
+    if (p_ != end_ && *p_ == '.') {
+      ++p_;
+      digits();
+    }
+    if (p_ != end_ && (*p_ == 'e' || *p_ == 'E')) {
+      ++p_;
+      if (p_ != end_ && (*p_ == '+' || *p_ == '-')) ++p_;
+      digits();
+    }
+    return std::string(start, p_);
+  }
+
+  unsigned hex4() {
+    if (end_ - p_ < 4) error("truncated \\u escape");
+    unsigned v = 0;
+    for (int i = 0; i < 4; ++i, ++p_) {
+      const char h = *p_;
+      v <<= 4;
+      if (h >= '0' && h <= '9')
+        v |= unsigned(h - '0');
+      else if (h >= 'a' && h <= 'f')
+        v |= unsigned(h - 'a' + 10);
+      else if (h >= 'A' && h <= 'F')
+        v |= unsigned(h - 'A' + 10);
+      else
+        error("bad \\u escape");
+    }
+    return v;
+  }
+
+  static void append_utf8(std::string& s, unsigned cp) {
+    if (cp < 0x80) {
+      s += char(cp);
+    } else if (cp < 0x800) {
+      s += char(0xC0 | (cp >> 6));
+      s += char(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      s += char(0xE0 | (cp >> 12));
+      s += char(0x80 | ((cp >> 6) & 0x3F));
+      s += char(0x80 | (cp & 0x3F));
+    } else {
+      s += char(0xF0 | (cp >> 18));
+      s += char(0x80 | ((cp >> 12) & 0x3F));
+      s += char(0x80 | ((cp >> 6) & 0x3F));
+      s += char(0x80 | (cp & 0x3F));
+    }
+  }
+
+  std::string parse_string() {
+    ++p_;  // opening quote
+    std::string s;
+    while (true) {
+      if (p_ == end_) error("unterminated string");
+      const char c = *p_++;
+      if (c == '"') return s;
+      if (static_cast<unsigned char>(c) < 0x20) error("control character in string");
+      if (c != '\\') {
+        s += c;
+        continue;
+      }
+      if (p_ == end_) error("unterminated string");
+      const char e = *p_++;
+      switch (e) {
+        case '"':
+          s += '"';
+          break;
+        case '\\':
+          s += '\\';
+          break;
+        case '/':
+          s += '/';
+          break;
+        case 'b':
+          s += '\b';
+          break;
+        case 'f':
+          s += '\f';
+          break;
+        case 'n':
+          s += '\n';
+          break;
+        case 'r':
+          s += '\r';
+          break;
+        case 't':
+          s += '\t';
+          break;
+        case 'u': {
+          unsigned cp = hex4();
+          if (cp >= 0xD800 && cp < 0xDC00) {  // a surrogate pair
+            if (!(literal("\\u"))) error("unpaired surrogate in \\u escape");
+            const unsigned lo = hex4();
+            if (lo < 0xDC00 || lo >= 0xE000) error("unpaired surrogate in \\u escape");
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+          } else if (cp >= 0xDC00 && cp < 0xE000) {
+            error("unpaired surrogate in \\u escape");
+          }
+          append_utf8(s, cp);
+          break;
+        }
+        default:
+          error("bad escape in string");
+      }
+    }
+  }
+
+  const std::string& path_;
+  const char* p_;
+  const char* begin_;
+  const char* end_;
+};
+
+void write_json_string(std::ostringstream& os, const std::string& s) {
+  os << '"';
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      os << '\\' << c;
+    } else if (u < 0x20) {
+      static const char* hex = "0123456789abcdef";
+      os << "\\u00" << hex[u >> 4] << hex[u & 15];
+    } else {
+      os << c;
+    }
+  }
+  os << '"';
+}
+
+// --- Format ---
+
+const char* safetensors_dtype(DType d) {
+  switch (d) {
+    case DType::float32:
+      return "F32";
+    case DType::float64:
+      return "F64";
+  }
+  fail<TypeError>("[safetensors] cannot store dtype ", dtype_name(d));
+}
+
+// A non-negative integer that fits in uint64 (shape entries and offsets).
+uint64_t to_u64(const std::string& path, const Json& v, const std::string& what) {
+  if (v.kind != Json::kNumber || v.text.empty() || v.text[0] == '-' ||
+      v.text.find_first_not_of("0123456789") != std::string::npos)
+    bad_file(path, what, " must be a non-negative integer");
+  uint64_t out = 0;
+  for (const char c : v.text) {
+    const uint64_t digit = uint64_t(c - '0');
+    if (out > (UINT64_MAX - digit) / 10) bad_file(path, what, " is too large");
+    out = out * 10 + digit;
+  }
+  return out;
+}
+
+struct Entry {
+  std::string name;
+  DType dtype;
+  Shape shape;
+  uint64_t begin, end;
+};
+
+Entry parse_entry(const std::string& path, const std::string& name, const Json& v) {
+  const std::string where = "tensor '" + name + "'";
+  if (v.kind != Json::kObject) bad_file(path, where, " must be a JSON object");
+  const Json *dtype = nullptr, *shape = nullptr, *offsets = nullptr;
+  for (const auto& [key, value] : v.members) {
+    const Json** slot = key == "dtype"          ? &dtype
+                        : key == "shape"        ? &shape
+                        : key == "data_offsets" ? &offsets
+                                                : nullptr;
+    if (!slot) bad_file(path, where, " has an unknown field '", key, "'");
+    if (*slot) bad_file(path, where, " has field '", key, "' twice");
+    *slot = &value;
+  }
+  if (!dtype || !shape || !offsets)
+    bad_file(path, where, " lacks field '",
+             !dtype   ? "dtype"
+             : !shape ? "shape"
+                      : "data_offsets",
+             "'");
+  Entry e;
+  e.name = name;
+  if (dtype->kind != Json::kString) bad_file(path, where, ": dtype must be a string");
+  static const std::set<std::string> kKnown = {"BOOL", "U8",  "I8",  "F8_E5M2", "F8_E4M3",
+                                               "I16",  "U16", "F16", "BF16",    "I32",
+                                               "U32",  "I64", "U64"};
+  if (dtype->text == "F32") {
+    e.dtype = DType::float32;
+  } else if (dtype->text == "F64") {
+    e.dtype = DType::float64;
+  } else if (kKnown.count(dtype->text)) {
+    bad_file(path, where, " has dtype ", dtype->text, ", which Needle does not load (F32, F64)");
+  } else {
+    bad_file(path, where, " has unknown dtype '", dtype->text, "'");
+  }
+  if (shape->kind != Json::kArray) bad_file(path, where, ": shape must be an array");
+  uint64_t numel = 1;
+  bool overflow = false;
+  for (const Json& d : shape->items) {
+    const uint64_t n = to_u64(path, d, where + " shape entry");
+    if (n > uint64_t(INT64_MAX)) bad_file(path, where, " shape entry is too large");
+    if (n != 0 && numel > UINT64_MAX / n) overflow = true;
+    numel *= n;
+    e.shape.push_back(int64_t(n));
+  }
+  if (offsets->kind != Json::kArray || offsets->items.size() != 2)
+    bad_file(path, where, ": data_offsets must be [begin, end]");
+  e.begin = to_u64(path, offsets->items[0], where + " data_offsets");
+  e.end = to_u64(path, offsets->items[1], where + " data_offsets");
+  if (e.end < e.begin)
+    bad_file(path, where, " has data_offsets [", e.begin, ", ", e.end, "] with end before begin");
+  const uint64_t item = dtype_size(e.dtype);
+  if (overflow || numel > UINT64_MAX / item || numel * item != e.end - e.begin)
+    bad_file(path, where, " of shape ", shape_str(e.shape), " and dtype ", dtype->text, " needs ",
+             overflow ? std::string("too many") : std::to_string(numel * item),
+             " bytes but data_offsets [", e.begin, ", ", e.end, "] span ", e.end - e.begin);
+  return e;
+}
+
+std::vector<char> read_whole_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) bad_file(path, "cannot open file (", std::strerror(errno), ")");
+  const std::streamoff size = in.tellg();
+  if (size < 0) bad_file(path, "cannot determine the file size");
+  std::vector<char> bytes(static_cast<size_t>(size));
+  in.seekg(0);
+  if (size > 0 && !in.read(bytes.data(), size)) bad_file(path, "read error");
+  return bytes;
+}
+
+// --- Atomic write ---
+
+std::string errno_text() {
+  return std::strerror(errno);
+}
+
+class TempFile {
+ public:
+  explicit TempFile(const std::string& target) : target_(target) {
+    std::string templ = target + ".tmp-XXXXXX";
+    std::vector<char> buf(templ.begin(), templ.end());
+    buf.push_back('\0');
+    fd_ = ::mkstemp(buf.data());
+    if (fd_ < 0)
+      fail<RuntimeError>("[safetensors] cannot write ", target,
+                         ": cannot create a temporary file (", errno_text(), ")");
+    path_ = buf.data();
+    ::fchmod(fd_, 0644);
+  }
+  ~TempFile() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!committed_) ::unlink(path_.c_str());
+  }
+  void write(const void* data, size_t n) {
+    const char* p = static_cast<const char*>(data);
+    while (n > 0) {
+      const ssize_t w = ::write(fd_, p, n);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) fail_io("write failed");
+      p += w;
+      n -= size_t(w);
+    }
+  }
+  // fsync, close and rename over the target, then fsync the directory (best effort).
+  void commit() {
+    if (::fsync(fd_) != 0) fail_io("fsync failed");
+    const int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) fail_io("close failed");
+    if (::rename(path_.c_str(), target_.c_str()) != 0) fail_io("rename failed");
+    committed_ = true;
+    const size_t slash = target_.find_last_of('/');
+    const std::string dir = slash == std::string::npos ? "." : target_.substr(0, slash + 1);
+    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+      ::fsync(dfd);
+      ::close(dfd);
+    }
+  }
+
+ private:
+  [[noreturn]] void fail_io(const char* what) {
+    fail<RuntimeError>("[safetensors] cannot write ", target_, ": ", what, " (", errno_text(), ")");
+  }
+  std::string target_, path_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+}  // namespace
+
+void save_safetensors(const ArrayDict& arrays, const std::string& path, const Metadata& metadata) {
+  if (!little_endian_host()) fail<RuntimeError>("[safetensors] big-endian hosts are not supported");
+  // Data order: wider dtypes first, then by name (as the reference writer), so every
+  // tensor's offset is a multiple of its element size.
+  std::vector<std::pair<std::string, NDArray>> order(arrays.begin(), arrays.end());
+  for (const auto& [name, a] : order) {
+    if (name.empty()) fail<ValueError>("[safetensors] ", path, ": tensor names must be non-empty");
+    if (name == "__metadata__")
+      fail<ValueError>("[safetensors] ", path, ": '__metadata__' is reserved, not a tensor name");
+    if (!a.defined())
+      fail<ValueError>("[safetensors] ", path, ": tensor '", name, "' is undefined");
+    safetensors_dtype(a.dtype());
+  }
+  std::stable_sort(order.begin(), order.end(), [](const auto& x, const auto& y) {
+    return dtype_size(x.second.dtype()) > dtype_size(y.second.dtype());
+  });
+
+  std::ostringstream header;
+  header << '{';
+  bool first = true;
+  if (!metadata.empty()) {
+    header << "\"__metadata__\":{";
+    for (auto it = metadata.begin(); it != metadata.end(); ++it) {
+      if (it != metadata.begin()) header << ',';
+      write_json_string(header, it->first);
+      header << ':';
+      write_json_string(header, it->second);
+    }
+    header << '}';
+    first = false;
+  }
+  uint64_t offset = 0;
+  for (const auto& [name, a] : order) {
+    const uint64_t bytes = uint64_t(a.size()) * dtype_size(a.dtype());
+    if (!first) header << ',';
+    first = false;
+    write_json_string(header, name);
+    header << ":{\"dtype\":\"" << safetensors_dtype(a.dtype()) << "\",\"shape\":[";
+    for (size_t i = 0; i < a.shape().size(); ++i) header << (i ? "," : "") << a.shape()[i];
+    header << "],\"data_offsets\":[" << offset << ',' << offset + bytes << "]}";
+    offset += bytes;
+  }
+  header << '}';
+  std::string text = header.str();
+  text.append((8 - text.size() % 8) % 8, ' ');
+  const uint64_t n = text.size();
+  uint8_t prefix[8];
+  for (int i = 0; i < 8; ++i) prefix[i] = uint8_t(n >> (8 * i));
+
+  TempFile file(path);
+  file.write(prefix, 8);
+  file.write(text.data(), text.size());
+  std::vector<char> buffer;
+  for (const auto& [name, a] : order) {
+    buffer.resize(size_t(a.size()) * dtype_size(a.dtype()));
+    a.to_host(buffer.data());
+    file.write(buffer.data(), buffer.size());
+  }
+  file.commit();
+}
+
+void save_safetensors(const TensorDict& tensors, const std::string& path,
+                      const Metadata& metadata) {
+  ArrayDict arrays;
+  for (const auto& [name, t] : tensors) {
+    if (!t.defined())
+      fail<ValueError>("[safetensors] ", path, ": tensor '", name, "' is undefined");
+    arrays.emplace(name, t.data());
+  }
+  save_safetensors(arrays, path, metadata);
+}
+
+ArrayDict load_safetensors_arrays(const std::string& path, Backend& device, Metadata* metadata) {
+  if (!little_endian_host()) fail<RuntimeError>("[safetensors] big-endian hosts are not supported");
+  const std::vector<char> bytes = read_whole_file(path);
+  if (bytes.size() < 8)
+    bad_file(path, "too short for a safetensors file (", bytes.size(), " bytes)");
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[size_t(i)]);
+  if (n > kMaxHeader)
+    bad_file(path, "not a safetensors file (header length ", n, " is implausible)");
+  if (n > bytes.size() - 8)
+    bad_file(path, "truncated: header length ", n, " exceeds the ", bytes.size() - 8,
+             " bytes after the length prefix");
+  if (n == 0 || bytes[8] != '{')
+    bad_file(path, "not a safetensors file (the header is not a JSON object)");
+  const Json root = JsonParser(path, bytes.data() + 8, size_t(n)).parse_document();
+  if (root.kind != Json::kObject) bad_file(path, "the header is not a JSON object");
+
+  const uint64_t data_size = bytes.size() - 8 - n;
+  std::vector<Entry> entries;
+  std::set<std::string> seen;
+  Metadata meta;
+  for (const auto& [name, value] : root.members) {
+    if (!seen.insert(name).second) bad_file(path, "the header names '", name, "' twice");
+    if (name == "__metadata__") {
+      if (value.kind != Json::kObject) bad_file(path, "__metadata__ must be a JSON object");
+      for (const auto& [k, v] : value.members) {
+        if (v.kind != Json::kString)
+          bad_file(path, "__metadata__ value of '", k, "' is not a string");
+        meta[k] = v.text;
+      }
+      continue;
+    }
+    entries.push_back(parse_entry(path, name, value));
+    if (entries.back().end > data_size)
+      bad_file(path, "truncated or corrupt: tensor '", name, "' has data_offsets [",
+               entries.back().begin, ", ", entries.back().end, "] beyond the ", data_size,
+               " data bytes");
+  }
+  // The byte ranges must tile the data section exactly: no overlap, no gap, no tail.
+  std::vector<const Entry*> sorted;
+  for (const Entry& e : entries) sorted.push_back(&e);
+  std::sort(sorted.begin(), sorted.end(), [](const Entry* a, const Entry* b) {
+    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+  });
+  uint64_t cursor = 0;
+  const Entry* previous = nullptr;
+  for (const Entry* e : sorted) {
+    if (e->begin < cursor)
+      bad_file(path, "tensors '", previous->name, "' and '", e->name, "' overlap (data_offsets [",
+               previous->begin, ", ", previous->end, "] and [", e->begin, ", ", e->end, "])");
+    if (e->begin > cursor)
+      bad_file(path, "corrupt: bytes [", cursor, ", ", e->begin,
+               ") of the data belong to no tensor");
+    cursor = e->end;
+    previous = e;
+  }
+  if (cursor != data_size)
+    bad_file(path, "corrupt: ", data_size - cursor, " trailing bytes after the last tensor's data");
+
+  ArrayDict out;
+  const char* data = bytes.data() + 8 + n;
+  for (const Entry& e : entries)
+    out.emplace(e.name, NDArray::from_host(data + e.begin, e.shape, e.dtype, device));
+  if (metadata) *metadata = std::move(meta);
+  return out;
+}
+
+TensorDict load_safetensors(const std::string& path, Backend& device, Metadata* metadata) {
+  TensorDict out;
+  for (auto& [name, a] : load_safetensors_arrays(path, device, metadata))
+    out.emplace(name, Tensor(a, false));
+  return out;
+}
+
+}  // namespace needle
