@@ -39,10 +39,12 @@ test: test-cpp test-asan test-python
 
 demo: build
 	@.ci/install-deps dataset-fashion-mnist
-	$(PYTHON) -m needle.apps.demo
+	$(PYTHON) -m needle.apps.demo $(DEMO_ARGS)
 
 bench: build
 	$(PYTHON) bench/bench_ndarray.py
+	$(PYTHON) bench/bench_autograd.py
+	$(PYTHON) bench/bench_training.py
 
 format:
 	clang-format -i $$(git ls-files '*.h' '*.cc' '*.cu' '*.cuh')

@@ -42,7 +42,15 @@ void matmul_typed(const Gemm& gemm_fn, const View& a, const View& b, const View&
   };
   const int threads = get_num_threads();  // also applies the thread count to Eigen
   const int64_t flops = m * n * k;
-  if (batches > 1 && (flops < kSmallGemmFlops || batches >= threads)) {
+#ifdef NEEDLE_WITH_OPENBLAS
+  // OpenBLAS threads each large product itself and cannot tell it runs inside our team:
+  // parallelize over the batch only for products too small for its threads.
+  const bool over_batches = batches > 1 && flops < kSmallGemmFlops;
+#else
+  // Eigen runs single-threaded inside a parallel region, so whole products can be shared out.
+  const bool over_batches = batches > 1 && (flops < kSmallGemmFlops || batches >= threads);
+#endif
+  if (over_batches) {
     parallel(threads_for(batches * flops, kGemmGrain), [&](int64_t t, int64_t team) {
       const int64_t end = part_begin(batches, t + 1, team);
       for (int64_t i = part_begin(batches, t, team); i < end; ++i) one(i);

@@ -1,4 +1,5 @@
-// The CPU backend's thread count: one atomic setting, mirrored into OpenMP and Eigen.
+// The CPU backend's thread count: one atomic setting, mirrored into OpenMP, Eigen and (when
+// Eigen hands its GEMMs to it) OpenBLAS's own thread pool.
 #include "backend_cpu/threads.h"
 
 #include <omp.h>
@@ -7,6 +8,10 @@
 #include <algorithm>
 #include <atomic>
 #include <mutex>
+
+#ifdef NEEDLE_WITH_OPENBLAS
+extern "C" void openblas_set_num_threads(int num_threads);
+#endif
 
 namespace needle::cpu {
 
@@ -22,6 +27,9 @@ void apply(int n) {
   g_num_threads.store(n);
   omp_set_num_threads(n);
   Eigen::setNbThreads(n);
+#ifdef NEEDLE_WITH_OPENBLAS
+  openblas_set_num_threads(n);
+#endif
 }
 }  // namespace
 
