@@ -28,6 +28,8 @@ Backend& to_backend(const pybind11::handle& device);
 // a numpy array (float64 stays float64 unless `dtype` says otherwise; other dtypes become
 // float32), or any nested sequence / scalar numpy accepts (float32 unless `dtype`).
 NDArray to_ndarray(const pybind11::handle& obj, Backend* device, std::optional<DType> dtype);
+// A Python indexing key (int, slice, ..., or a tuple of them) for a value of rank ndim.
+IndexKey to_index_key(const pybind11::handle& key, int64_t ndim);
 // A numpy copy of the array (dtype kept).
 pybind11::array to_numpy(const NDArray& a);
 }  // namespace needle::python

@@ -28,14 +28,16 @@ std::optional<Axes> to_axes(const py::handle& obj) {
   return to_ints(obj);
 }
 
-IndexKey to_index_key(const NDArray& a, const py::handle& key) {
+}  // namespace
+
+IndexKey to_index_key(const py::handle& key, int64_t ndim) {
   py::tuple items = py::isinstance<py::tuple>(key) ? key.cast<py::tuple>() : py::make_tuple(key);
   IndexKey out;
   size_t explicit_count = 0;
   for (auto item : items) explicit_count += !item.is(py::ellipsis());
   for (auto item : items) {
     if (item.is(py::ellipsis())) {
-      for (int64_t i = int64_t(explicit_count); i < a.ndim(); ++i) out.push_back(Index::all());
+      for (int64_t i = int64_t(explicit_count); i < ndim; ++i) out.push_back(Index::all());
     } else if (py::isinstance<py::slice>(item)) {
       auto field = [&](const char* name) {
         py::object v = item.attr(name);
@@ -52,6 +54,8 @@ IndexKey to_index_key(const NDArray& a, const py::handle& key) {
   }
   return out;
 }
+
+namespace {
 
 NDArray same_device_operand(const NDArray& self, const py::handle& value) {
   return to_ndarray(value, &self.device(), self.dtype());
@@ -167,10 +171,10 @@ strides (in elements) and offset. Views share the buffer; `compact()` copies.)do
            [](const NDArray& a, const py::object& shape) { return a.broadcast_to(to_ints(shape)); },
            py::arg("new_shape"))
       .def("__getitem__",
-           [](const NDArray& a, const py::object& key) { return a.getitem(to_index_key(a, key)); })
+           [](const NDArray& a, const py::object& key) { return a.getitem(to_index_key(key, a.ndim())); })
       .def("__setitem__",
            [](NDArray& a, const py::object& key, const py::object& value) {
-             IndexKey k = to_index_key(a, key);
+             IndexKey k = to_index_key(key, a.ndim());
              if (py::isinstance<py::float_>(value) || py::isinstance<py::int_>(value))
                a.setitem(k, value.cast<double>());
              else

@@ -214,31 +214,6 @@ std::string tensor_repr(const Tensor& t) {
 
 }  // namespace
 
-IndexKey to_index_key(const py::handle& key, int64_t ndim) {
-  py::tuple items = py::isinstance<py::tuple>(key) ? key.cast<py::tuple>() : py::make_tuple(key);
-  size_t explicit_count = 0;
-  for (auto item : items) explicit_count += !item.is(py::ellipsis());
-  IndexKey out;
-  for (auto item : items) {
-    if (item.is(py::ellipsis())) {
-      for (int64_t i = int64_t(explicit_count); i < ndim; ++i) out.push_back(Index::all());
-    } else if (py::isinstance<py::slice>(item)) {
-      auto field = [&](const char* name) {
-        py::object v = item.attr(name);
-        return v.is_none() ? Index::kNone : v.cast<int64_t>();
-      };
-      int64_t step = field("step");
-      out.push_back(Index::slice(field("start"), field("stop"), step == Index::kNone ? 1 : step));
-    } else if (PyLong_Check(item.ptr()) || py::hasattr(item, "__index__")) {
-      out.push_back(Index::at(py::int_(item.attr("__index__")()).cast<int64_t>()));
-    } else {
-      throw py::type_error("[getitem] tensor indices must be ints, slices or ..., got " +
-                           std::string(py::str(py::type::of(item))));
-    }
-  }
-  return out;
-}
-
 py::object op_to_python(const OpPtr& op) {
   if (!op) return py::none();
   if (auto* p = dynamic_cast<const PyOp*>(op.get())) return p->object();

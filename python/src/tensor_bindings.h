@@ -65,8 +65,6 @@ inline std::optional<DType> to_dtype(const pybind11::handle& obj) {
   return dtype_from_name(np_dtype.attr("name").cast<std::string>());
 }
 
-// A Python index key (int, slice, Ellipsis or a tuple of them) for an array of rank ndim.
-IndexKey to_index_key(const pybind11::handle& key, int64_t ndim);
 
 // The Python object for an op: a Python-defined op's own object, else the bound C++ op.
 pybind11::object op_to_python(const OpPtr& op);
