@@ -11,32 +11,17 @@ needle / torch (lower is better; the goals are <= 1.0, 1.0 and 1.5).
 """
 import os
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
 import needle as ndl  # noqa: E402
+from timing import best_time  # noqa: E402
 
 try:
     import torch
 except ImportError:  # pragma: no cover
     torch = None
-
-
-def best_time(fn, repeat=5, min_time=1.0):
-    fn()  # warm up
-    best = float("inf")
-    for _ in range(repeat):
-        n, start = 0, time.perf_counter()
-        while True:
-            fn()
-            n += 1
-            elapsed = time.perf_counter() - start
-            if elapsed > min_time / repeat:
-                break
-        best = min(best, elapsed / n)
-    return best
 
 
 def torch_best(fn, **kw):

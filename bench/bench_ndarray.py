@@ -7,31 +7,16 @@ broadcast add and of a one-axis sum, with the ratio needle / numpy (higher is be
 """
 import os
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
 from needle import backend_ndarray as nd  # noqa: E402
-
-
-def best_time(fn, repeat=5, min_time=0.3):
-    fn()  # warm up
-    best = float("inf")
-    for _ in range(repeat):
-        n, start = 0, time.perf_counter()
-        while True:
-            fn()
-            n += 1
-            elapsed = time.perf_counter() - start
-            if elapsed > min_time / repeat:
-                break
-        best = min(best, elapsed / n)
-    return best
+from timing import best_time  # noqa: E402
 
 
 def row(name, unit, work, needle_fn, numpy_fn):
-    t_needle, t_numpy = best_time(needle_fn), best_time(numpy_fn)
+    t_needle, t_numpy = best_time(needle_fn, min_time=0.3), best_time(numpy_fn, min_time=0.3)
     rate_needle, rate_numpy = work / t_needle / 1e9, work / t_numpy / 1e9
     print(f"{name:<34} {rate_needle:>10.1f} {rate_numpy:>10.1f} {unit:<7} {rate_needle / rate_numpy:>6.2f}x")
 
