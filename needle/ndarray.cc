@@ -194,6 +194,7 @@ NDArray NDArray::reshape(const Shape& requested) const {
 }
 
 NDArray NDArray::permute(const Axes& axes) const {
+  // BEGIN SOLUTION hw0
   if (int64_t(axes.size()) != ndim())
     fail<ValueError>("[permute] axes ", shape_str(axes), " do not match an array of shape ",
                      shape_str(shape_));
@@ -210,6 +211,7 @@ NDArray NDArray::permute(const Axes& axes) const {
     strides[i] = strides_[a];
   }
   return NDArray(buffer_, shape, strides, offset_);
+  // END SOLUTION
 }
 
 NDArray NDArray::swapaxes(int64_t a, int64_t b) const {
@@ -220,6 +222,7 @@ NDArray NDArray::swapaxes(int64_t a, int64_t b) const {
 }
 
 NDArray NDArray::broadcast_to(const Shape& new_shape) const {
+  // BEGIN SOLUTION hw0
   check_shape("broadcast_to", new_shape);
   if (new_shape.size() < shape_.size())
     fail<ValueError>("[broadcast_to] cannot broadcast ", shape_str(shape_), " to ",
@@ -235,9 +238,11 @@ NDArray NDArray::broadcast_to(const Shape& new_shape) const {
     }
   }
   return NDArray(buffer_, new_shape, strides, offset_);
+  // END SOLUTION
 }
 
 NDArray NDArray::getitem(const IndexKey& key) const {
+  // BEGIN SOLUTION hw0
   if (int64_t(key.size()) > ndim())
     fail<IndexError>("[getitem] too many indices (", key.size(), ") for an array of shape ",
                      shape_str(shape_));
@@ -275,9 +280,11 @@ NDArray NDArray::getitem(const IndexKey& key) const {
     strides.push_back(stride * step);
   }
   return NDArray(buffer_, shape, strides, offset);
+  // END SOLUTION
 }
 
 NDArray NDArray::flip(const Axes& axes) const {
+  // BEGIN SOLUTION hw0
   Strides strides = strides_;
   int64_t offset = offset_;
   std::vector<bool> done(ndim(), false);
@@ -289,6 +296,7 @@ NDArray NDArray::flip(const Axes& axes) const {
     strides[a] = -strides[a];
   }
   return NDArray(buffer_, shape_, strides, offset);
+  // END SOLUTION
 }
 
 // ---------------------------------------------------------------- copies
