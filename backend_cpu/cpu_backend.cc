@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
+#include <vector>
 
 #include "backend_cpu/kernels.h"
 #include "needle/backend.h"
@@ -14,6 +17,59 @@ namespace needle::cpu {
 namespace {
 
 constexpr size_t kAlignment = 64;
+
+// Large blocks are kept for reuse once freed: a fresh multi-megabyte block costs a page fault
+// per 4 KiB on first touch (more than the arithmetic of a simple op), and training loops
+// free and re-allocate the same sizes every step. Blocks carry their size in a 64-byte
+// header; sizes are rounded to 64 KiB so near-equal requests share a bucket.
+class BlockCache {
+ public:
+#if defined(__SANITIZE_ADDRESS__)
+  static constexpr size_t kMinCached = ~size_t(0);  // let ASan see every free
+#else
+  static constexpr size_t kMinCached = size_t(1) << 16;  // smaller blocks: plain malloc
+#endif
+  static constexpr size_t kMaxCached = size_t(1) << 28;  // bytes kept at most, all buckets
+
+  void* allocate(size_t bytes) {
+    size_t size = (std::max<size_t>(bytes, 1) + kAlignment - 1) / kAlignment * kAlignment;
+    if (size >= kMinCached) {
+      size = (size + kMinCached - 1) / kMinCached * kMinCached;
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = free_.find(size);
+      if (it != free_.end() && !it->second.empty()) {
+        void* block = it->second.back();
+        it->second.pop_back();
+        cached_bytes_ -= size;
+        return static_cast<char*>(block) + kAlignment;
+      }
+    }
+    void* block = std::aligned_alloc(kAlignment, size + kAlignment);
+    if (block == nullptr) fail<RuntimeError>("[cpu] out of memory allocating ", bytes, " bytes");
+    *static_cast<size_t*>(block) = size;
+    return static_cast<char*>(block) + kAlignment;
+  }
+
+  void deallocate(void* ptr) noexcept {
+    if (ptr == nullptr) return;
+    void* block = static_cast<char*>(ptr) - kAlignment;
+    const size_t size = *static_cast<size_t*>(block);
+    if (size >= kMinCached) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (cached_bytes_ + size <= kMaxCached) {
+        free_[size].push_back(block);
+        cached_bytes_ += size;
+        return;
+      }
+    }
+    std::free(block);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<size_t, std::vector<void*>> free_;
+  size_t cached_bytes_ = 0;
+};
 
 void check_view(const char* op, const char* what, const View& v) {
   if (v.strides.size() != v.shape.size())
@@ -40,14 +96,8 @@ class CpuBackend final : public Backend {
   std::string name() const override { return "cpu"; }
   bool enabled() const override { return true; }
 
-  void* allocate(size_t bytes) override {
-    // aligned_alloc wants a size that is a multiple of the alignment (and never 0 here).
-    const size_t size = (bytes + kAlignment - 1) / kAlignment * kAlignment;
-    void* p = std::aligned_alloc(kAlignment, size == 0 ? kAlignment : size);
-    if (p == nullptr) fail<RuntimeError>("[cpu] out of memory allocating ", bytes, " bytes");
-    return p;
-  }
-  void deallocate(void* ptr) noexcept override { std::free(ptr); }
+  void* allocate(size_t bytes) override { return blocks_.allocate(bytes); }
+  void deallocate(void* ptr) noexcept override { blocks_.deallocate(ptr); }
   void copy_from_host(void* device_dst, const void* host_src, size_t bytes) override {
     if (bytes > 0) std::memcpy(device_dst, host_src, bytes);
   }
@@ -126,6 +176,10 @@ class CpuBackend final : public Backend {
                        shape_str(out.shape), " do not match");
     cpu::matmul(a, b, out);
   }
+
+ private:
+  // Never destroyed: arrays that outlive static destruction (Python's at exit) still free here.
+  BlockCache& blocks_ = *new BlockCache;
 };
 
 NEEDLE_REGISTER_BACKEND(CpuBackend);
