@@ -71,6 +71,13 @@ class BlockCache {
   size_t cached_bytes_ = 0;
 };
 
+// Never destroyed, so arrays that outlive static destruction (Python's, at exit) can still
+// be freed; the static pointer keeps it reachable for LeakSanitizer.
+BlockCache& block_cache() {
+  static BlockCache* cache = new BlockCache;
+  return *cache;
+}
+
 void check_view(const char* op, const char* what, const View& v) {
   if (v.strides.size() != v.shape.size())
     fail<ValueError>("[", op, "] ", what, " has shape ", shape_str(v.shape), " but strides ",
@@ -96,8 +103,8 @@ class CpuBackend final : public Backend {
   std::string name() const override { return "cpu"; }
   bool enabled() const override { return true; }
 
-  void* allocate(size_t bytes) override { return blocks_.allocate(bytes); }
-  void deallocate(void* ptr) noexcept override { blocks_.deallocate(ptr); }
+  void* allocate(size_t bytes) override { return block_cache().allocate(bytes); }
+  void deallocate(void* ptr) noexcept override { block_cache().deallocate(ptr); }
   void copy_from_host(void* device_dst, const void* host_src, size_t bytes) override {
     if (bytes > 0) std::memcpy(device_dst, host_src, bytes);
   }
@@ -176,10 +183,6 @@ class CpuBackend final : public Backend {
                        shape_str(out.shape), " do not match");
     cpu::matmul(a, b, out);
   }
-
- private:
-  // Never destroyed: arrays that outlive static destruction (Python's at exit) still free here.
-  BlockCache& blocks_ = *new BlockCache;
 };
 
 NEEDLE_REGISTER_BACKEND(CpuBackend);
