@@ -15,31 +15,14 @@
 #include "needle/data/mnist.h"
 #include "needle/init.h"
 #include "needle/models/train.h"
+#include "temp_dir.h"
 
 using namespace needle;
 using Catch::Matchers::Contains;
 namespace fs = std::filesystem;
+using needle::testing::TempDir;
 
 namespace {
-
-// A fresh directory under the system temp dir, removed at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() /
-           ("needle_test_data_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-  static int& counter() {
-    static int c = 0;
-    return c;
-  }
-};
 
 void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
   std::ofstream out(path, std::ios::binary);

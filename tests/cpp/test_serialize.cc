@@ -15,30 +15,14 @@
 #include "needle/init.h"
 #include "needle/models/mlp_resnet.h"
 #include "needle/serialize.h"
+#include "temp_dir.h"
 
 using namespace needle;
 using Catch::Matchers::Contains;
 namespace fs = std::filesystem;
+using needle::testing::TempDir;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("needle_test_ser_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-  size_t count_files() const {
-    return size_t(std::distance(fs::directory_iterator(path), fs::directory_iterator()));
-  }
-};
 
 std::string read_all(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
