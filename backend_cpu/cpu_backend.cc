@@ -96,6 +96,28 @@ void check_same_dtype(const char* op, const View& x, const View& y) {
                     dtype_name(y.dtype));
 }
 
+// Checks the views of a fused convolution kernel: contiguous rank-4 views of one dtype, an
+// input x (N, H, W, Cin), a kernel (kh, kw, Cin, Cout) and output pixels (N, Ho, Wo, Cout).
+void check_conv_views(const char* op, const View& x, const View& kernel, const View& pixels,
+                      int64_t stride, int64_t padding) {
+  for (const View* v : {&x, &kernel, &pixels}) {
+    check_view(op, "operand", *v);
+    check_same_dtype(op, x, *v);
+    if (v->ndim() != 4 || !v->is_contiguous())
+      fail<ValueError>("[", op, "] expects contiguous rank-4 views, got shape ",
+                       shape_str(v->shape));
+  }
+  const int64_t kh = kernel.shape[0], kw = kernel.shape[1];
+  const bool fits = stride >= 1 && padding >= 0 && kh >= 1 && kw >= 1 &&
+                    x.shape[1] + 2 * padding >= kh && x.shape[2] + 2 * padding >= kw;
+  const Shape want{x.shape[0], fits ? (x.shape[1] + 2 * padding - kh) / stride + 1 : 0,
+                   fits ? (x.shape[2] + 2 * padding - kw) / stride + 1 : 0, kernel.shape[3]};
+  if (!fits || kernel.shape[2] != x.shape[3] || pixels.shape != want)
+    fail<ValueError>("[", op, "] input ", shape_str(x.shape), ", kernel ",
+                     shape_str(kernel.shape), ", stride ", stride, " and padding ", padding,
+                     " do not give output pixels of shape ", shape_str(pixels.shape));
+}
+
 }  // namespace
 
 class CpuBackend final : public Backend {
@@ -182,6 +204,20 @@ class CpuBackend final : public Backend {
       fail<ValueError>("[matmul] shapes ", shape_str(a.shape), " @ ", shape_str(b.shape), " -> ",
                        shape_str(out.shape), " do not match");
     cpu::matmul(a, b, out);
+  }
+
+  bool conv2d(const View& x, const View& w, int64_t stride, int64_t padding,
+              const View& out) override {
+    check_conv_views("conv2d", x, w, out, stride, padding);
+    cpu::conv2d(x, w, stride, padding, out);
+    return true;
+  }
+
+  bool conv2d_weight_grad(const View& x, const View& grad, int64_t stride, int64_t padding,
+                          const View& out) override {
+    check_conv_views("conv2d_weight_grad", x, out, grad, stride, padding);
+    cpu::conv2d_weight_grad(x, grad, stride, padding, out);
+    return true;
   }
 };
 

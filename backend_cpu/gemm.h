@@ -4,13 +4,14 @@
 // Three implementations sit behind gemm<T>():
 //  - gemm_naive: the teaching version, a plain triple loop in i-k-j order (the innermost
 //    loop walks rows of B and C, so it vectorizes when they are contiguous);
-//  - gemm_eigen: Eigen's blocked, vectorized, multi-threaded GEMM. Each matrix is mapped
+//  - gemm_eigen: Eigen's blocked, vectorized GEMM. Each matrix is mapped
 //    in place as row-major or column-major with an outer stride, so transposed views need
 //    no copy; only a matrix with neither stride 1 is first compacted into a temporary.
 //  - gemm_blas (when CMake found OpenBLAS): cblas_?gemm for every product whose matrices are
 //    row- or column-major, which is all of them in practice; Eigen takes the rest. Eigen's
 //    AVX2 kernels reach about half of OpenBLAS's speed here, and numpy and PyTorch use it.
-// Building with -DNEEDLE_NAIVE_GEMM selects the naive one everywhere.
+// Building with -DNEEDLE_NAIVE_GEMM selects the naive one everywhere. Each runs on the
+// calling thread; matmul.cc and conv.cc share the work out over threads.
 //
 // Include this header only from backend_cpu/ sources. Eigen's templates compile differently
 // with and without -mavx2/-mfma; instantiating them in a target built with other flags

@@ -1,6 +1,10 @@
 // Batched matrix product: a loop over the batch dimensions (stride 0 where a batch operand
-// is broadcast) around the GEMM of gemm.h. Large single products are parallelized by Eigen
-// itself; many small ones are spread over OpenMP threads, one GEMM per batch entry.
+// is broadcast) around the single-threaded GEMM of gemm.h. All threading is ours, on the
+// one OpenMP team: many small products are spread over the threads one batch entry each; a
+// large product is cut into one block of rows (or of columns, when it is wider than tall)
+// per thread. Letting OpenBLAS thread a product itself was slower: for the tall, narrow
+// products of a convolution (32768x576 @ 576x64) its second thread added almost nothing,
+// and its thread pool spun against our OpenMP team between calls.
 #include "backend_cpu/gemm.h"
 #include "backend_cpu/kernels.h"
 #include "backend_cpu/threads.h"
@@ -9,8 +13,8 @@ namespace needle::cpu {
 
 namespace {
 
-// Below this many multiply-adds a GEMM gains nothing from Eigen's own threads; a batch of
-// them is split over threads by batch entry instead.
+// Below this many multiply-adds a GEMM is not worth splitting; a batch of them is split
+// over threads by batch entry instead.
 constexpr int64_t kSmallGemmFlops = int64_t(1) << 21;
 // Multiply-adds that justify one more thread.
 constexpr int64_t kGemmGrain = int64_t(1) << 16;
@@ -29,7 +33,7 @@ void matmul_typed(const Gemm& gemm_fn, const View& a, const View& b, const View&
   const int64_t a_rs = a.strides[nd - 2], a_cs = a.strides[nd - 1];
   const int64_t b_rs = b.strides[nd - 2], b_cs = b.strides[nd - 1];
   const int64_t o_rs = out.strides[nd - 2], o_cs = out.strides[nd - 1];
-  auto one = [&](int64_t batch) {
+  auto one = [&](int64_t batch, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     int64_t rest = batch, oa = 0, ob = 0, oo = 0;
     for (int64_t d = nd - 3; d >= 0; --d) {
       const int64_t i = rest % out.shape[d];
@@ -38,25 +42,27 @@ void matmul_typed(const Gemm& gemm_fn, const View& a, const View& b, const View&
       ob += i * b.strides[d];
       oo += i * out.strides[d];
     }
-    gemm_fn(m, n, k, pa + oa, a_rs, a_cs, pb + ob, b_rs, b_cs, po + oo, o_rs, o_cs);
+    gemm_fn(r1 - r0, c1 - c0, k, pa + oa + r0 * a_rs, a_rs, a_cs, pb + ob + c0 * b_cs, b_rs, b_cs,
+            po + oo + r0 * o_rs + c0 * o_cs, o_rs, o_cs);
   };
-  const int threads = get_num_threads();  // also applies the thread count to Eigen
+  const int threads = get_num_threads();
   const int64_t flops = m * n * k;
-#ifdef NEEDLE_WITH_OPENBLAS
-  // OpenBLAS threads each large product itself and cannot tell it runs inside our team:
-  // parallelize over the batch only for products too small for its threads.
-  const bool over_batches = batches > 1 && flops < kSmallGemmFlops;
-#else
-  // Eigen runs single-threaded inside a parallel region, so whole products can be shared out.
-  const bool over_batches = batches > 1 && (flops < kSmallGemmFlops || batches >= threads);
-#endif
-  if (over_batches) {
+  if (batches > 1 && (flops < kSmallGemmFlops || batches >= threads)) {
     parallel(threads_for(batches * flops, kGemmGrain), [&](int64_t t, int64_t team) {
       const int64_t end = part_begin(batches, t + 1, team);
-      for (int64_t i = part_begin(batches, t, team); i < end; ++i) one(i);
+      for (int64_t i = part_begin(batches, t, team); i < end; ++i) one(i, 0, m, 0, n);
     });
-  } else {
-    for (int64_t i = 0; i < batches; ++i) one(i);
+    return;
+  }
+  // One large product at a time, split into row (or column) blocks, one per thread.
+  const int team = threads_for(flops, kSmallGemmFlops);
+  for (int64_t i = 0; i < batches; ++i) {
+    parallel(team, [&](int64_t t, int64_t nt) {
+      if (m >= n)
+        one(i, part_begin(m, t, nt), part_begin(m, t + 1, nt), 0, n);
+      else
+        one(i, 0, m, part_begin(n, t, nt), part_begin(n, t + 1, nt));
+    });
   }
 }
 

@@ -1,5 +1,5 @@
-// The CPU backend's thread count: one atomic setting, mirrored into OpenMP, Eigen and (when
-// Eigen hands its GEMMs to it) OpenBLAS's own thread pool.
+// The CPU backend's thread count: one atomic setting that sizes the OpenMP team. Eigen and
+// OpenBLAS are pinned to one thread each (see threads.h).
 #include "backend_cpu/threads.h"
 
 #include <omp.h>
@@ -26,9 +26,9 @@ int default_threads() {
 void apply(int n) {
   g_num_threads.store(n);
   omp_set_num_threads(n);
-  Eigen::setNbThreads(n);
+  Eigen::setNbThreads(1);
 #ifdef NEEDLE_WITH_OPENBLAS
-  openblas_set_num_threads(n);
+  openblas_set_num_threads(1);
 #endif
 }
 }  // namespace

@@ -1,5 +1,7 @@
-// Thread count of the CPU backend. One setting drives both OpenMP (our parallel loops) and
-// Eigen (its GEMM), so the two never oversubscribe the cores against each other.
+// Thread count of the CPU backend. One setting sizes our OpenMP team, which does all of the
+// backend's threading: the GEMM libraries (Eigen, OpenBLAS) are kept single-threaded and
+// handed one block of a product per thread (matmul.cc), so no second thread pool ever
+// competes with the team for the cores.
 #pragma once
 
 #include <omp.h>

@@ -93,6 +93,23 @@ class Backend {
   // a, b and out have the same rank and batch shape (batch broadcasting arrives as stride 0);
   // out is contiguous. Each matrix of a or b may have any strides.
   virtual void matmul(const View& a, const View& b, const View& out) = 0;
+
+  // --- Optional fused kernels ---
+  // A backend may run a composite operation as one kernel. These return false (the default)
+  // to make the caller compose the operation from the kernels above. Every view is
+  // contiguous and of one dtype; shapes are checked by the caller.
+  // NHWC convolution with zero padding: x (N, H, W, Cin), w (kh, kw, Cin, Cout) ->
+  // out (N, Ho, Wo, Cout), Ho = (H + 2 * padding - kh) / stride + 1 (Wo likewise).
+  virtual bool conv2d(const View& x, const View& w, int64_t stride, int64_t padding,
+                      const View& out) {
+    return false;
+  }
+  // Its weight gradient: x (N, H, W, Cin), grad (N, Ho, Wo, Cout) -> out (kh, kw, Cin, Cout),
+  // out[i, j, c, d] = sum over n, y, x of xpad[n, y*stride + i, x*stride + j, c] * grad[n, y, x, d].
+  virtual bool conv2d_weight_grad(const View& x, const View& grad, int64_t stride,
+                                  int64_t padding, const View& out) {
+    return false;
+  }
 };
 
 // --- Registry ---

@@ -38,65 +38,115 @@ NDArray windows(const char* op, const NDArray& x, int64_t kh, int64_t kw, int64_
                       {st[0], st[1] * stride, st[2] * stride, st[1], st[2], st[3]});
 }
 
+// Validates conv's operands, an NHWC input and a (kh, kw, Cin, Cout) weight, and returns
+// the output shape (N, Ho, Wo, Cout).
+Shape conv_output_shape(const char* op, const Shape& x, const Shape& w, int64_t stride,
+                        int64_t padding) {
+  check_nhwc(op, x);
+  if (w.size() != 4 || w[2] != x[3])
+    fail<ValueError>("[", op, "] weight of shape ", shape_str(w),
+                     " does not match (K, K, Cin, Cout) for an input of shape ", shape_str(x));
+  if (padding < 0) fail<ValueError>("[", op, "] padding must be >= 0, got ", padding);
+  return {x[0], out_size(op, x[1] + 2 * padding, w[0], stride),
+          out_size(op, x[2] + 2 * padding, w[1], stride), w[3]};
+}
+
 }  // namespace
+
+Tensor conv_input_grad(const Tensor& out_grad, const Tensor& w, int64_t h, int64_t wd,
+                       int64_t stride, int64_t padding) {
+  Shape x_shape{out_grad.ndim() ? out_grad.shape()[0] : 0, h, wd, w.ndim() == 4 ? w.shape()[2] : 0};
+  if (out_grad.shape() != conv_output_shape("conv_input_grad", x_shape, w.shape(), stride, padding))
+    fail<ValueError>("[conv_input_grad] output gradient of shape ", shape_str(out_grad.shape()),
+                     " does not match a weight of shape ", shape_str(w.shape()), " and an input of ",
+                     h, "x", wd, " at stride ", stride, ", padding ", padding);
+  // BEGIN SOLUTION hw4
+  int64_t kh = w.shape()[0], kw = w.shape()[1];
+  // Undo the stride: dilate, then drop trailing zeros beyond the stride-1 output size.
+  Tensor g = stride > 1 ? dilate(out_grad, {1, 2}, stride - 1) : out_grad;
+  int64_t th = h + 2 * padding - kh + 1, tw = wd + 2 * padding - kw + 1;
+  if (g.shape()[1] != th || g.shape()[2] != tw)
+    g = getitem(g, {Index::all(), Index::slice(0, th), Index::slice(0, tw), Index::all()});
+  // (kh, kw, Cout, Cin)
+  Tensor w_flip = transpose(flip(w, {0, 1}), Axes{2, 3});
+  if (kh == kw && padding <= kh - 1) return conv(g, w_flip, 1, kh - 1 - padding);
+  Tensor full = conv(pad(g, {{0, 0}, {kh - 1, kh - 1}, {kw - 1, kw - 1}, {0, 0}}), w_flip, 1, 0);
+  return getitem(full, {Index::all(), Index::slice(padding, padding + h),
+                        Index::slice(padding, padding + wd), Index::all()});
+  // END SOLUTION
+}
+
+Tensor conv_weight_grad(const Tensor& x, const Tensor& out_grad, int64_t kh, int64_t kw,
+                        int64_t stride, int64_t padding) {
+  return apply_op(std::make_shared<ConvWeightGrad>(kh, kw, stride, padding),
+                  {x.node(), out_grad.node()});
+}
 
 void Conv::prepare(std::vector<NodePtr>& inputs) const {
   promote_dtypes("conv", inputs);
 }
 
 NDArray Conv::compute(const Args& args) const {
-  // BEGIN SOLUTION hw4
-  const NDArray& x = args[0];
-  const NDArray& w = args[1];
-  check_nhwc("conv", x.shape());
-  if (w.ndim() != 4 || w.shape()[2] != x.shape()[3])
-    fail<ValueError>("[conv] weight of shape ", shape_str(w.shape()),
-                     " does not match (K, K, Cin, Cout) for an input of shape ",
-                     shape_str(x.shape()));
-  if (padding < 0) fail<ValueError>("[conv] padding must be >= 0, got ", padding);
+  const NDArray x = args[0].compact(), w = args[1].compact();
+  Shape out_shape = conv_output_shape("conv", x.shape(), w.shape(), stride, padding);
   int64_t kh = w.shape()[0], kw = w.shape()[1], cout = w.shape()[3];
+  // BEGIN SOLUTION hw4
+  // A backend with a fused kernel convolves without building the column matrix.
+  NDArray out = NDArray::empty(out_shape, x.dtype(), x.device());
+  if (x.device().conv2d(x.view(), w.view(), stride, padding, out.view())) return out;
   NDArray xp = padding ? x.pad({{0, 0}, {padding, padding}, {padding, padding}, {0, 0}}) : x;
   // im2col: one row per output pixel, holding its kh x kw x Cin window; then one GEMM.
   NDArray cols = windows("conv", xp, kh, kw, stride).compact();
   const Shape& cs = cols.shape();
-  NDArray out = cols.reshape({cs[0] * cs[1] * cs[2], kh * kw * cs[5]})
-                    .matmul(w.compact().reshape({kh * kw * cs[5], cout}));
-  return out.reshape({cs[0], cs[1], cs[2], cout});
+  out = cols.reshape({cs[0] * cs[1] * cs[2], kh * kw * cs[5]})
+            .matmul(w.reshape({kh * kw * cs[5], cout}));
+  return out.reshape(out_shape);
   // END SOLUTION
 }
 
 std::vector<Tensor> Conv::gradient(const Tensor& out_grad, const Tensor& node) const {
   // BEGIN SOLUTION hw4
   Tensor x = node.input(0), w = node.input(1);
-  int64_t h = x.shape()[1], wd = x.shape()[2], kh = w.shape()[0], kw = w.shape()[1];
   Tensor grad_x, grad_w;
-  if (x.requires_grad()) {
-    // Undo the stride: dilate, then drop trailing zeros beyond the stride-1 output size.
-    Tensor g = stride > 1 ? dilate(out_grad, {1, 2}, stride - 1) : out_grad;
-    int64_t th = h + 2 * padding - kh + 1, tw = wd + 2 * padding - kw + 1;
-    if (g.shape()[1] != th || g.shape()[2] != tw)
-      g = getitem(g, {Index::all(), Index::slice(0, th), Index::slice(0, tw), Index::all()});
-    // Full correlation of g with the flipped kernel, channels swapped: (kh, kw, Cout, Cin).
-    Tensor w_flip = transpose(flip(w, {0, 1}), Axes{2, 3});
-    if (kh == kw && padding <= kh - 1) {
-      grad_x = conv(g, w_flip, 1, kh - 1 - padding);
-    } else {
-      Tensor full =
-          conv(pad(g, {{0, 0}, {kh - 1, kh - 1}, {kw - 1, kw - 1}, {0, 0}}), w_flip, 1, 0);
-      grad_x = getitem(full, {Index::all(), Index::slice(padding, padding + h),
-                              Index::slice(padding, padding + wd), Index::all()});
-    }
-  }
-  if (w.requires_grad()) {
-    // Every output pixel's input window times its gradient, summed over pixels:
-    // grad_w = im2col(x)^T @ out_grad, as (K*K*Cin, N*Ho*Wo) @ (N*Ho*Wo, Cout).
-    int64_t cin = x.shape()[3], cout = w.shape()[3];
-    Tensor xp = padding ? pad(x, {{0, 0}, {padding, padding}, {padding, padding}, {0, 0}}) : x;
-    Tensor cols = reshape(im2col(xp, kh, kw, stride), {-1, kh * kw * cin});
-    grad_w = reshape(matmul(transpose(cols), reshape(out_grad, {-1, cout})), w.shape());
-  }
+  if (x.requires_grad())
+    grad_x = conv_input_grad(out_grad, w, x.shape()[1], x.shape()[2], stride, padding);
+  if (w.requires_grad())
+    grad_w = conv_weight_grad(x, out_grad, w.shape()[0], w.shape()[1], stride, padding);
   return {grad_x, grad_w};
   // END SOLUTION
+}
+
+void ConvWeightGrad::prepare(std::vector<NodePtr>& inputs) const {
+  promote_dtypes("conv_weight_grad", inputs);
+}
+
+NDArray ConvWeightGrad::compute(const Args& args) const {
+  const NDArray x = args[0].compact(), g = args[1].compact();
+  check_nhwc("conv_weight_grad", x.shape());
+  int64_t cin = x.shape()[3], cout = g.ndim() == 4 ? g.shape()[3] : -1;
+  if (g.shape() != conv_output_shape("conv_weight_grad", x.shape(), {kh, kw, cin, cout}, stride,
+                                     padding))
+    fail<ValueError>("[conv_weight_grad] output gradient of shape ", shape_str(g.shape()),
+                     " does not match an input of shape ", shape_str(x.shape()), " and a ", kh,
+                     "x", kw, " kernel at stride ", stride, ", padding ", padding);
+  // BEGIN SOLUTION hw4
+  NDArray out = NDArray::empty({kh, kw, cin, cout}, x.dtype(), x.device());
+  if (x.device().conv2d_weight_grad(x.view(), g.view(), stride, padding, out.view())) return out;
+  // Every output pixel's input window times its gradient, summed over pixels:
+  // im2col(x)^T @ out_grad, as (K*K*Cin, N*Ho*Wo) @ (N*Ho*Wo, Cout).
+  NDArray xp = padding ? x.pad({{0, 0}, {padding, padding}, {padding, padding}, {0, 0}}) : x;
+  NDArray cols = windows("conv", xp, kh, kw, stride).compact().reshape({-1, kh * kw * cin});
+  out = cols.permute({1, 0}).matmul(g.reshape({-1, cout}));
+  return out.reshape({kh, kw, cin, cout});
+  // END SOLUTION
+}
+
+std::vector<Tensor> ConvWeightGrad::gradient(const Tensor& out_grad, const Tensor& node) const {
+  // The weight gradient is bilinear in (x, g): <dW, G> = <conv_input_grad(g, G), x> =
+  // <conv(x, G), g>, so its adjoints are conv's own two directions.
+  Tensor x = node.input(0), g = node.input(1);
+  return {conv_input_grad(g, out_grad, x.shape()[1], x.shape()[2], stride, padding),
+          conv(x, out_grad, stride, padding)};
 }
 
 NDArray Im2Col::compute(const Args& args) const {

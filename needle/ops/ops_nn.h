@@ -2,7 +2,11 @@
 //
 // conv: input (N, H, W, Cin), weight (K, K, Cin, Cout), stride and zero padding; forward by
 // im2col (a strided window view of the padded input, compacted) and one matmul, so it runs
-// on any backend. Pooling takes windows the same way (Im2Col) and reduces them.
+// on any backend, or by the backend's fused kernel where it has one (Backend::conv2d; the
+// CPU backend's never materializes the column matrix). Its weight gradient is an op of its
+// own (ConvWeightGrad, fused the same way); its input gradient is a conv of the output
+// gradient with the flipped kernel. Pooling takes windows like im2col (Im2Col) and reduces
+// them.
 #pragma once
 
 #include "needle/ops/op.h"
@@ -17,6 +21,18 @@ class Conv final : public TensorOp {
   NEEDLE_DECLARE_OP_BODY("conv")
   const int64_t stride;
   const int64_t padding;
+};
+
+// The weight gradient of Conv: (x, out_grad) -> (kh, kw, Cin, Cout), the sum over output
+// pixels of each pixel's (padded) input window times its gradient.
+class ConvWeightGrad final : public TensorOp {
+ public:
+  ConvWeightGrad(int64_t kh, int64_t kw, int64_t stride, int64_t padding)
+      : kh(kh), kw(kw), stride(stride), padding(padding) {}
+  int arity() const override { return 2; }
+  void prepare(std::vector<NodePtr>& inputs) const override;
+  NEEDLE_DECLARE_OP_BODY("conv_weight_grad")
+  const int64_t kh, kw, stride, padding;
 };
 
 // (N, H, W, C) -> (N, Ho, Wo, kh, kw, C): every kh x kw window at the given stride.
@@ -40,6 +56,13 @@ class Col2Im final : public TensorOp {
 
 // --- Functions ---
 Tensor conv(const Tensor& a, const Tensor& b, int64_t stride = 1, int64_t padding = 1);
+// conv's adjoints: the gradient with respect to its (N, h, w, Cin) input given the output
+// gradient and the weight, and with respect to its (kh, kw, Cin, Cout) weight given the
+// input and the output gradient.
+Tensor conv_input_grad(const Tensor& out_grad, const Tensor& w, int64_t h, int64_t w_size,
+                       int64_t stride, int64_t padding);
+Tensor conv_weight_grad(const Tensor& x, const Tensor& out_grad, int64_t kh, int64_t kw,
+                        int64_t stride, int64_t padding);
 Tensor im2col(const Tensor& a, int64_t kh, int64_t kw, int64_t stride = 1);
 // Pooling over kernel x kernel windows (stride 0 means stride = kernel), NHWC.
 // Max pooling pads with -inf, average pooling with zeros (counted, as PyTorch's default).

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "gradcheck.h"
+#include "reference_backend.h"
 
 using namespace needle;
 using namespace needle::testing;
@@ -96,10 +97,80 @@ TEST_CASE("conv gradients", "[ops][hw4]") {
     }
 }
 
+TEST_CASE("conv adjoints: input and weight gradients as ops", "[ops][hw4]") {
+  // Their own gradients (conv's second derivatives) by finite differences, every backend.
+  std::vector<OpCase> cases{
+      {"weight grad, stride 1 pad 1",
+       [](auto& x) { return conv_weight_grad(x[0], x[1], 3, 3, 1, 1); },
+       {{2, 4, 5, 2}, {2, 4, 5, 3}}},
+      {"weight grad, stride 2, 3x2 kernel",
+       [](auto& x) { return conv_weight_grad(x[0], x[1], 3, 2, 2, 1); },
+       {{1, 6, 5, 2}, {1, 3, 3, 2}}},
+      {"input grad, stride 1 pad 1",
+       [](auto& x) { return conv_input_grad(x[0], x[1], 4, 5, 1, 1); },
+       {{2, 4, 5, 3}, {3, 3, 2, 3}}},
+      {"input grad, stride 2 pad 0",
+       [](auto& x) { return conv_input_grad(x[0], x[1], 7, 6, 2, 0); },
+       {{1, 3, 2, 2}, {3, 3, 1, 2}}},
+  };
+  for (auto& c : cases) SECTION(c.name) {
+      check_op(c);
+    }
+}
+
+TEST_CASE("fused conv kernels agree with the im2col path", "[ops][hw4]") {
+  // The reference backend has no fused kernels, so conv there runs im2col + matmul; the CPU
+  // backend's fused kernels must give the same output and gradients. The geometries cover
+  // padding beyond the kernel, strides that skip input, non-square kernels, and (the last)
+  // many cache blocks spread over threads.
+  static ReferenceBackend reference;
+  struct Geometry {
+    Shape x, w;
+    int64_t stride, padding;
+  };
+  for (auto [xs, ws, stride, pad] : std::vector<Geometry>{{{2, 5, 6, 3}, {3, 3, 3, 4}, 1, 1},
+                                                          {{1, 7, 7, 2}, {3, 2, 2, 3}, 2, 0},
+                                                          {{2, 6, 5, 2}, {2, 3, 2, 2}, 3, 2},
+                                                          {{1, 3, 4, 1}, {1, 1, 1, 2}, 1, 3},
+                                                          {{3, 24, 20, 16}, {3, 3, 16, 8}, 1, 1}}) {
+    INFO("x " << shape_str(xs) << " w " << shape_str(ws) << " stride " << stride << " pad " << pad);
+    std::vector<double> xv = random_vector(numel(xs)), wv = random_vector(numel(ws));
+    for (DType dt : {DType::float64, DType::float32}) {
+      auto run = [&](Backend& dev) {
+        Tensor x(NDArray::from_vector(xv, xs, dev).astype(dt), true);
+        Tensor w(NDArray::from_vector(wv, ws, dev).astype(dt), true);
+        Tensor y = conv(x, w, stride, pad);
+        Tensor weights(NDArray::from_vector(random_vector(y.size()), y.shape(), dev).astype(dt));
+        summation(y * weights).backward();
+        return std::vector<std::vector<double>>{y.to_vector<double>(), x.grad().to_vector<double>(),
+                                                w.grad().to_vector<double>()};
+      };
+      rng().seed(7);
+      auto want = run(reference);
+      rng().seed(7);
+      auto got = run(default_backend());
+      for (size_t i = 0; i < want.size(); ++i)
+        NEEDLE_CHECK_CLOSE(got[i], want[i], dt == DType::float64 ? 1e-10 : 1e-4);
+    }
+  }
+}
+
 TEST_CASE("conv errors", "[ops][hw4]") {
   CHECK_THROWS_AS(conv(random_tensor({2, 5, 5}), random_tensor({3, 3, 5, 2})), ValueError);
   CHECK_THROWS_AS(conv(random_tensor({1, 5, 5, 2}), random_tensor({3, 3, 3, 2})), ValueError);
   CHECK_THROWS_AS(conv(random_tensor({1, 2, 2, 1}), random_tensor({3, 3, 1, 1}), 1, 0), ValueError);
+  // The adjoints check that the output gradient fits the input and kernel.
+  CHECK_THROWS_AS(conv_weight_grad(random_tensor({1, 5, 5, 2}), random_tensor({1, 4, 4, 3}), 3, 3, 1, 1),
+                  ValueError);
+  CHECK_THROWS_AS(conv_input_grad(random_tensor({1, 5, 5, 3}), random_tensor({3, 3, 2, 4}), 5, 5, 1, 1),
+                  ValueError);
+  // So does the backend's fused kernel, called directly.
+  NDArray x = NDArray::full({1, 5, 5, 2}, 1.0), w = NDArray::full({3, 3, 2, 4}, 1.0);
+  NDArray bad = NDArray::empty({1, 4, 4, 4});
+  CHECK_THROWS_AS(default_backend().conv2d(x.view(), w.view(), 1, 0, bad.view()), ValueError);
+  NDArray wrong_dtype = NDArray::empty({1, 3, 3, 4}, DType::float64);
+  CHECK_THROWS_AS(default_backend().conv2d(x.view(), w.view(), 1, 0, wrong_dtype.view()),
+                  TypeError);
 }
 
 TEST_CASE("pooling forward", "[ops][hw4]") {

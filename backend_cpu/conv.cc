@@ -1,0 +1,151 @@
+// Fused NHWC convolution kernels: the forward product and the weight gradient, each as
+// im2col + GEMM done one block of output pixels at a time. A block's columns are gathered
+// into a per-thread buffer that stays in cache and is consumed by the GEMM right away, so
+// the full (N*Ho*Wo, kh*kw*Cin) column matrix (75 MiB for a 32x32x32x64 batch) is never
+// written to memory, and padding is read as zeros instead of being copied in first.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "backend_cpu/gemm.h"
+#include "backend_cpu/kernels.h"
+#include "backend_cpu/threads.h"
+
+namespace needle::cpu {
+
+namespace {
+
+// Output pixels per block: a block's columns fill about 256 KiB, a quarter of L2.
+constexpr int64_t kBlockBytes = int64_t(256) << 10;
+// Multiply-adds that justify one more thread.
+constexpr int64_t kConvGrain = int64_t(1) << 21;
+
+struct ConvGeometry {
+  int64_t n, h, w, cin;     // input
+  int64_t kh, kw, cout;     // kernel
+  int64_t stride, padding;  //
+  int64_t ho, wo;           // output
+
+  int64_t pixels() const { return n * ho * wo; }
+  int64_t patch() const { return kh * kw * cin; }  // one row of the column matrix
+  int64_t block_rows(size_t elem) const {
+    return std::max<int64_t>(16, kBlockBytes / int64_t(elem) / std::max<int64_t>(patch(), 1));
+  }
+};
+
+ConvGeometry geometry(const View& x, int64_t kh, int64_t kw, int64_t cout, int64_t stride,
+                      int64_t padding) {
+  ConvGeometry g{x.shape[0], x.shape[1], x.shape[2], x.shape[3], kh, kw, cout, stride, padding,
+                 0, 0};
+  g.ho = (g.h + 2 * padding - kh) / stride + 1;
+  g.wo = (g.w + 2 * padding - kw) / stride + 1;
+  return g;
+}
+
+// Writes rows [row0, row0 + rows) of the column matrix into cols (rows x patch): row p holds
+// output pixel p's kh x kw x Cin input window, zeros where it overhangs the padding.
+template <class T>
+void gather_columns(const T* x, const ConvGeometry& g, int64_t row0, int64_t rows, T* cols) {
+  const int64_t c = g.cin;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t p = row0 + r;
+    const int64_t img = p / (g.ho * g.wo), oy = p / g.wo % g.ho, ox = p % g.wo;
+    T* dst = cols + r * g.patch();
+    for (int64_t i = 0; i < g.kh; ++i, dst += g.kw * c) {
+      const int64_t y = oy * g.stride - g.padding + i;
+      if (y < 0 || y >= g.h) {
+        std::fill_n(dst, g.kw * c, T(0));
+        continue;
+      }
+      const T* row = x + (img * g.h + y) * g.w * c;
+      const int64_t x0 = ox * g.stride - g.padding;
+      if (x0 >= 0 && x0 + g.kw <= g.w) {  // the whole window row is inside: one copy
+        std::memcpy(dst, row + x0 * c, size_t(g.kw * c) * sizeof(T));
+        continue;
+      }
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const int64_t xx = x0 + j;
+        if (xx < 0 || xx >= g.w)
+          std::fill_n(dst + j * c, c, T(0));
+        else
+          std::memcpy(dst + j * c, row + xx * c, size_t(c) * sizeof(T));
+      }
+    }
+  }
+}
+
+// Runs body(thread, team, row0, rows, cols_buffer) over the blocks of output pixels, blocks
+// split evenly over the threads; each thread owns one column buffer.
+template <class T, class Body>
+void for_each_block(const ConvGeometry& g, const Body& body) {
+  const int64_t block = g.block_rows(sizeof(T));
+  const int64_t blocks = (g.pixels() + block - 1) / block;
+  const int64_t work = g.pixels() * g.patch() * g.cout;
+  parallel(std::min<int64_t>(threads_for(work, kConvGrain), blocks), [&](int64_t t, int64_t team) {
+    std::vector<T> cols(size_t(block * g.patch()));
+    const int64_t end = part_begin(blocks, t + 1, team);
+    for (int64_t b = part_begin(blocks, t, team); b < end; ++b) {
+      const int64_t row0 = b * block, rows = std::min(block, g.pixels() - row0);
+      body(t, team, row0, rows, cols.data());
+    }
+  });
+}
+
+template <class T>
+void conv2d_typed(const View& x, const View& w, int64_t stride, int64_t padding, const View& out) {
+  const ConvGeometry g = geometry(x, w.shape[0], w.shape[1], w.shape[3], stride, padding);
+  const T* px = x.ptr<T>();
+  const T* pw = w.ptr<T>();
+  T* po = out.ptr<T>();
+  for_each_block<T>(g, [&](int64_t, int64_t, int64_t row0, int64_t rows, T* cols) {
+    gather_columns(px, g, row0, rows, cols);
+    // out[block] = cols (rows x patch) @ w (patch x Cout)
+    gemm<T>(rows, g.cout, g.patch(), cols, g.patch(), 1, pw, g.cout, 1, po + row0 * g.cout,
+            g.cout, 1);
+  });
+}
+
+template <class T>
+void conv2d_weight_grad_typed(const View& x, const View& grad, int64_t stride, int64_t padding,
+                              const View& out) {
+  const ConvGeometry g = geometry(x, out.shape[0], out.shape[1], out.shape[3], stride, padding);
+  const int64_t size = g.patch() * g.cout;
+  const T* px = x.ptr<T>();
+  const T* pg = grad.ptr<T>();
+  // One (patch x Cout) partial sum per thread, added up at the end.
+  std::vector<std::vector<T>> partial;
+  std::vector<T> product(size_t(size) * size_t(get_num_threads()));
+  partial.resize(size_t(get_num_threads()), std::vector<T>(size_t(size), T(0)));
+  for_each_block<T>(g, [&](int64_t t, int64_t, int64_t row0, int64_t rows, T* cols) {
+    gather_columns(px, g, row0, rows, cols);
+    // partial += cols^T (patch x rows) @ grad[block] (rows x Cout)
+    T* prod = product.data() + t * size;
+    gemm<T>(g.patch(), g.cout, rows, cols, 1, g.patch(), pg + row0 * g.cout, g.cout, 1, prod,
+            g.cout, 1);
+    T* acc = partial[size_t(t)].data();
+    for (int64_t i = 0; i < size; ++i) acc[i] += prod[i];
+  });
+  T* po = out.ptr<T>();
+  std::fill_n(po, size, T(0));
+  for (const auto& p : partial)
+    for (int64_t i = 0; i < size; ++i) po[i] += p[size_t(i)];
+}
+
+}  // namespace
+
+void conv2d(const View& x, const View& w, int64_t stride, int64_t padding, const View& out) {
+  dispatch_dtype(out.dtype, [&](auto t) {
+    using T = decltype(t);
+    conv2d_typed<T>(x, w, stride, padding, out);
+  });
+}
+
+void conv2d_weight_grad(const View& x, const View& grad, int64_t stride, int64_t padding,
+                        const View& out) {
+  dispatch_dtype(out.dtype, [&](auto t) {
+    using T = decltype(t);
+    conv2d_weight_grad_typed<T>(x, grad, stride, padding, out);
+  });
+}
+
+}  // namespace needle::cpu
