@@ -18,23 +18,26 @@ namespace {
 
 constexpr size_t kAlignment = 64;
 
-// Large blocks are kept for reuse once freed: a fresh multi-megabyte block costs a page fault
-// per 4 KiB on first touch (more than the arithmetic of a simple op), and training loops
-// free and re-allocate the same sizes every step. Blocks carry their size in a 64-byte
-// header; sizes are rounded to 64 KiB so near-equal requests share a bucket.
+// Freed blocks are kept for reuse. A fresh multi-megabyte block costs a page fault per 4 KiB
+// on first touch (more than the arithmetic of a simple op), a small one a trip through
+// malloc's bins (and its consolidation of every freed fast chunk before each larger
+// request); training loops free and re-allocate the same sizes every step. Blocks carry their
+// size in a 64-byte header; sizes are rounded to 64 bytes, and to 64 KiB from 64 KiB up, so
+// near-equal requests share a bucket.
 class BlockCache {
  public:
 #if defined(__SANITIZE_ADDRESS__)
-  static constexpr size_t kMinCached = ~size_t(0);  // let ASan see every free
+  static constexpr bool kEnabled = false;  // let ASan see every free
 #else
-  static constexpr size_t kMinCached = size_t(1) << 16;  // smaller blocks: plain malloc
+  static constexpr bool kEnabled = true;
 #endif
+  static constexpr size_t kLargeBlock = size_t(1) << 16;
   static constexpr size_t kMaxCached = size_t(1) << 28;  // bytes kept at most, all buckets
 
   void* allocate(size_t bytes) {
     size_t size = (std::max<size_t>(bytes, 1) + kAlignment - 1) / kAlignment * kAlignment;
-    if (size >= kMinCached) {
-      size = (size + kMinCached - 1) / kMinCached * kMinCached;
+    if (size >= kLargeBlock) size = (size + kLargeBlock - 1) / kLargeBlock * kLargeBlock;
+    if (kEnabled) {
       std::lock_guard<std::mutex> lock(mutex_);
       auto it = free_.find(size);
       if (it != free_.end() && !it->second.empty()) {
@@ -54,7 +57,7 @@ class BlockCache {
     if (ptr == nullptr) return;
     void* block = static_cast<char*>(ptr) - kAlignment;
     const size_t size = *static_cast<size_t*>(block);
-    if (size >= kMinCached) {
+    if (kEnabled) {
       std::lock_guard<std::mutex> lock(mutex_);
       if (cached_bytes_ + size <= kMaxCached) {
         free_[size].push_back(block);
@@ -219,6 +222,7 @@ class CpuBackend final : public Backend {
     cpu::conv2d_weight_grad(x, grad, stride, padding, out);
     return true;
   }
+
 };
 
 NEEDLE_REGISTER_BACKEND(CpuBackend);
