@@ -223,6 +223,19 @@ class CpuBackend final : public Backend {
     return true;
   }
 
+  bool adam_step(const View& param, const View& grad, const View& m, const View& v,
+                 const View& param_out, const AdamStep& step) override {
+    for (const View* view : {&param, &grad, &m, &v, &param_out}) {
+      check_view("adam_step", "operand", *view);
+      check_same_shape("adam_step", param, *view);
+      check_same_dtype("adam_step", param, *view);
+      if (!view->is_contiguous())
+        fail<ValueError>("[adam_step] expects contiguous arrays, got strides ",
+                         shape_str(view->strides), " for shape ", shape_str(view->shape));
+    }
+    cpu::adam_step(param, grad, m, v, param_out, step);
+    return true;
+  }
 };
 
 NEEDLE_REGISTER_BACKEND(CpuBackend);

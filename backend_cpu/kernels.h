@@ -1,6 +1,7 @@
 // The CPU backend's kernels, one function per Backend method. CpuBackend (cpu_backend.cc)
 // checks arguments and forwards here; the kernels trust that views are consistent.
-// Defined by family: compact.cc (fill, copy), ewise.cc, reduce.cc, matmul.cc, conv.cc.
+// Defined by family: compact.cc (fill, copy), ewise.cc, reduce.cc, matmul.cc, conv.cc,
+// optim.cc.
 #pragma once
 
 #include "needle/backend.h"
@@ -21,5 +22,8 @@ void matmul_naive(const View& a, const View& b, const View& out);
 void conv2d(const View& x, const View& w, int64_t stride, int64_t padding, const View& out);
 void conv2d_weight_grad(const View& x, const View& grad, int64_t stride, int64_t padding,
                         const View& out);
+// One fused Adam step (optim.cc); see Backend::adam_step.
+void adam_step(const View& param, const View& grad, const View& m, const View& v,
+               const View& param_out, const AdamStep& step);
 
 }  // namespace needle::cpu

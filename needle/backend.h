@@ -50,6 +50,12 @@ enum class UnaryOp { negate, abs, sqrt, exp, log, tanh, sigmoid, erf, sign };
 enum class BinaryOp { add, subtract, multiply, divide, power, maximum, minimum, eq, ne, lt, le, gt, ge };
 enum class ReduceOp { sum, max, min };
 
+// The scalars of one Adam step (see Backend::adam_step): bias_correction1 = 1 - beta1^t,
+// bias_correction2 = 1 - beta2^t.
+struct AdamStep {
+  double lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2;
+};
+
 const char* op_name(UnaryOp op);
 const char* op_name(BinaryOp op);
 const char* op_name(ReduceOp op);
@@ -100,14 +106,21 @@ class Backend {
   // contiguous and of one dtype; shapes are checked by the caller.
   // NHWC convolution with zero padding: x (N, H, W, Cin), w (kh, kw, Cin, Cout) ->
   // out (N, Ho, Wo, Cout), Ho = (H + 2 * padding - kh) / stride + 1 (Wo likewise).
-  virtual bool conv2d(const View& x, const View& w, int64_t stride, int64_t padding,
-                      const View& out) {
+  virtual bool conv2d(const View& /*x*/, const View& /*w*/, int64_t /*stride*/,
+                      int64_t /*padding*/, const View& /*out*/) {
     return false;
   }
   // Its weight gradient: x (N, H, W, Cin), grad (N, Ho, Wo, Cout) -> out (kh, kw, Cin, Cout),
   // out[i, j, c, d] = sum over n, y, x of xpad[n, y*stride + i, x*stride + j, c] * grad[n, y, x, d].
-  virtual bool conv2d_weight_grad(const View& x, const View& grad, int64_t stride,
-                                  int64_t padding, const View& out) {
+  virtual bool conv2d_weight_grad(const View& /*x*/, const View& /*grad*/, int64_t /*stride*/,
+                                  int64_t /*padding*/, const View& /*out*/) {
+    return false;
+  }
+  // One Adam step for one parameter, element by element: g = grad + weight_decay * param;
+  // m = beta1 m + (1 - beta1) g and v = beta2 v + (1 - beta2) g^2, both updated in place;
+  // param_out = param - lr * (m / bias_correction1) / (sqrt(v / bias_correction2) + eps).
+  virtual bool adam_step(const View& /*param*/, const View& /*grad*/, const View& /*m*/,
+                         const View& /*v*/, const View& /*param_out*/, const AdamStep& /*step*/) {
     return false;
   }
 };

@@ -68,6 +68,15 @@ class Adam : public Optimizer {
   std::vector<NDArray> m_, v_;
 };
 
+// One parameter's Adam update by the rule above at step t (1-based): returns the new
+// parameter data; m and v (empty before the parameter's first step) hold the new moments
+// afterwards. A grad of another dtype is converted first. Runs as one fused kernel where
+// the backend has one (Backend::adam_step; m and v are then updated in place), else as
+// NDArray arithmetic. Adam::step and Python's needle.optim.Adam both call it.
+NDArray adam_update(const NDArray& param, const NDArray& grad, NDArray& m, NDArray& v,
+                    double lr, double beta1, double beta2, double eps, double weight_decay,
+                    int64_t t);
+
 // Adam with decoupled weight decay (PyTorch's AdamW): each parameter that has a gradient is
 // first scaled by (1 - lr * weight_decay), then takes the Adam step without L2.
 class AdamW : public Adam {

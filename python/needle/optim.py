@@ -12,6 +12,7 @@ from typing import Callable, List
 import numpy as np
 
 import needle as ndl
+from needle import _needle
 
 __all__ = [
     "Optimizer",
@@ -111,28 +112,15 @@ class Adam(Optimizer):
 
     def step(self):
         # BEGIN SOLUTION hw2
+        # One fused C++ update per parameter (needle::optim::adam_update): the rule above,
+        # with m and v kept as NDArrays.
         self.t += 1
-        b1, b2 = self.beta1, self.beta2
-        # update = lr * m_hat / (sqrt(v_hat) + eps), with the bias corrections folded into
-        # two scalars: m_hat = m / (1 - b1^t), sqrt(v_hat) = sqrt(v) / sqrt(1 - b2^t).
-        step_size = self.lr / (1 - b1**self.t)
-        inv_sqrt_c2 = 1.0 / math.sqrt(1 - b2**self.t)
-        sqrt = getattr(ndl.ops, "sqrt", None) or (lambda x: x**0.5)
         for i, param in enumerate(self.params):
-            grad = _grad_of(param)
-            if grad is None:
+            if param.grad is None:
                 continue
-            data = param.data
-            if self.weight_decay:
-                grad = grad + data * self.weight_decay
-            if i in self.m:
-                m = self.m[i] * b1 + grad * (1 - b1)
-                v = self.v[i] * b2 + (grad * grad) * (1 - b2)
-            else:
-                m = grad * (1 - b1)
-                v = (grad * grad) * (1 - b2)
-            self.m[i], self.v[i] = m, v
-            param.data = data - (m * step_size) / (sqrt(v) * inv_sqrt_c2 + self.eps)
+            param.data, self.m[i], self.v[i] = _needle.adam_update(
+                param, param.grad, self.m.get(i), self.v.get(i), self.lr, self.beta1,
+                self.beta2, self.eps, self.weight_decay, self.t)
         # END SOLUTION
 
 

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "gradcheck.h"
+#include "reference_backend.h"
 #include "needle/init.h"
 #include "needle/needle.h"
 #include "needle/nn/basic.h"
@@ -101,6 +102,40 @@ TEST_CASE("Adam: bias-corrected moments and L2 weight decay", "[optim][hw2]") {
     }
     CHECK(opt.t() == 3);
   }
+}
+
+TEST_CASE("adam_update: the fused kernel agrees with the composed NDArray update", "[optim][hw2]") {
+  // The reference backend has no fused Adam kernel, so there adam_update runs as NDArray
+  // arithmetic; the CPU backend's one-pass kernel must track it step after step. 70,000
+  // elements so the kernel also splits the work over threads.
+  static testing::ReferenceBackend reference;
+  const Shape shape{70, 1000};
+  const int64_t n = 70000;
+  for (DType dt : {DType::float64, DType::float32}) {
+    for (double wd : {0.0, 0.01}) {
+      INFO(dtype_name(dt) << " weight decay " << wd);
+      std::vector<double> p0 = testing::random_vector(n);
+      NDArray p_cpu = NDArray::from_vector(p0, shape).astype(dt);
+      NDArray p_ref = NDArray::from_vector(p0, shape, reference).astype(dt);
+      NDArray m_cpu, v_cpu, m_ref, v_ref;
+      for (int64_t t = 1; t <= 3; ++t) {
+        std::vector<double> g = testing::random_vector(n);
+        p_cpu = optim::adam_update(p_cpu, NDArray::from_vector(g, shape).astype(dt), m_cpu, v_cpu,
+                                   0.01, 0.9, 0.999, 1e-8, wd, t);
+        p_ref = optim::adam_update(p_ref, NDArray::from_vector(g, shape, reference).astype(dt),
+                                   m_ref, v_ref, 0.01, 0.9, 0.999, 1e-8, wd, t);
+      }
+      const double tol = dt == DType::float64 ? 1e-12 : 1e-5;
+      NEEDLE_CHECK_CLOSE(p_cpu.to_vector<double>(), p_ref.to_vector<double>(), tol);
+      NEEDLE_CHECK_CLOSE(m_cpu.to_vector<double>(), m_ref.to_vector<double>(), tol);
+      NEEDLE_CHECK_CLOSE(v_cpu.to_vector<double>(), v_ref.to_vector<double>(), tol);
+    }
+  }
+  NDArray p = NDArray::full({3}, 1.0), m, v;
+  CHECK_THROWS_AS(optim::adam_update(p, NDArray::full({4}, 1.0), m, v, 0.1, 0.9, 0.999, 1e-8, 0, 1),
+                  ValueError);
+  CHECK_THROWS_AS(optim::adam_update(p, NDArray::full({3}, 1.0), m, v, 0.1, 0.9, 0.999, 1e-8, 0, 0),
+                  ValueError);
 }
 
 TEST_CASE("AdamW decays the weights before the Adam step", "[optim]") {
