@@ -46,6 +46,7 @@ void matmul_typed(const Gemm& gemm_fn, const View& a, const View& b, const View&
             po + oo + r0 * o_rs + c0 * o_cs, o_rs, o_cs);
   };
   const int threads = get_num_threads();
+  const SingleThreadedBlas single_threaded_blas;
   const int64_t flops = m * n * k;
   if (batches > 1 && (flops < kSmallGemmFlops || batches >= threads)) {
     parallel(threads_for(batches * flops, kGemmGrain), [&](int64_t t, int64_t team) {

@@ -1,5 +1,5 @@
-// The CPU backend's thread count: one atomic setting that sizes the OpenMP team. Eigen and
-// OpenBLAS are pinned to one thread each (see threads.h).
+// The CPU backend's thread count: one atomic setting that sizes the OpenMP team. Eigen is
+// pinned to one thread, OpenBLAS for the length of our own calls (see threads.h).
 #include "backend_cpu/threads.h"
 
 #include <omp.h>
@@ -7,10 +7,12 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <mutex>
 
 #ifdef NEEDLE_WITH_OPENBLAS
 extern "C" void openblas_set_num_threads(int num_threads);
+extern "C" int openblas_get_num_threads(void);
 #endif
 
 namespace needle::cpu {
@@ -19,17 +21,20 @@ namespace {
 std::atomic<int> g_num_threads{0};  // 0 until first use or set_num_threads
 std::mutex g_mutex;
 
+// OMP_NUM_THREADS when set, else every core. Not omp_get_max_threads(): other libraries in
+// the process change that at run time (importing PyTorch sets it to 1).
 int default_threads() {
-  return std::max(1, omp_get_max_threads());
+  if (const char* env = std::getenv("OMP_NUM_THREADS")) {
+    const int n = std::atoi(env);
+    if (n > 0) return n;
+  }
+  return std::max(1, omp_get_num_procs());
 }
 
 void apply(int n) {
   g_num_threads.store(n);
   omp_set_num_threads(n);
   Eigen::setNbThreads(1);
-#ifdef NEEDLE_WITH_OPENBLAS
-  openblas_set_num_threads(1);
-#endif
 }
 }  // namespace
 
@@ -45,6 +50,18 @@ int get_num_threads() {
   if (g_num_threads.load() == 0) apply(default_threads());
   return g_num_threads.load();
 }
+
+#ifdef NEEDLE_WITH_OPENBLAS
+SingleThreadedBlas::SingleThreadedBlas() : saved_(openblas_get_num_threads()) {
+  if (saved_ != 1) openblas_set_num_threads(1);
+}
+SingleThreadedBlas::~SingleThreadedBlas() {
+  if (saved_ != 1) openblas_set_num_threads(saved_);
+}
+#else
+SingleThreadedBlas::SingleThreadedBlas() = default;
+SingleThreadedBlas::~SingleThreadedBlas() = default;
+#endif
 
 int threads_for(int64_t work, int64_t grain) {
   if (work < grain) return 1;

@@ -1,6 +1,6 @@
 // Thread count of the CPU backend. One setting sizes our OpenMP team, which does all of the
-// backend's threading: the GEMM libraries (Eigen, OpenBLAS) are kept single-threaded and
-// handed one block of a product per thread (matmul.cc), so no second thread pool ever
+// backend's threading: the GEMM libraries (Eigen, OpenBLAS) run single-threaded and are
+// handed one block of a product per thread (matmul.cc, conv.cc), so no second thread pool
 // competes with the team for the cores.
 #pragma once
 
@@ -47,6 +47,20 @@ void parallel(int nt, const Fn& fn) {
   }
   if (error) std::rethrow_exception(error);
 }
+
+// While alive, OpenBLAS runs single-threaded; the caller's setting comes back after. The
+// library is shared with numpy and PyTorch in the same process, so its global thread count
+// is theirs too: it is pinned only around our own GEMM calls. (A no-op without OpenBLAS.)
+class SingleThreadedBlas {
+ public:
+  SingleThreadedBlas();
+  ~SingleThreadedBlas();
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+
+ private:
+  int saved_ = 1;
+};
 
 // The t-th of `team` near-equal parts of [0, total).
 inline int64_t part_begin(int64_t total, int64_t t, int64_t team) {

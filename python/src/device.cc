@@ -201,7 +201,7 @@ void init_device(py::module_& m) {
   m.def("device", [](const std::string& name) { return Device{&find_backend(name)}; },
         py::arg("name"), "The device registered under `name` (\"cpu\", \"cuda\").");
   m.def("set_num_threads", &cpu::set_num_threads, py::arg("n"),
-        "Threads the CPU backend may use (OpenMP loops and Eigen GEMM); n <= 0 restores the default.");
+        "Threads the CPU backend may use (its OpenMP team, which also runs the GEMMs); n <= 0 restores the default: OMP_NUM_THREADS when set, else every core.");
   m.def("get_num_threads", &cpu::get_num_threads);
   m.def("all_device_names", [] {
     std::vector<std::string> names;

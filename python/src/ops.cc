@@ -191,6 +191,11 @@ void init_ops(py::module_& parent) {
       .def(py::init<int64_t, int64_t>(), py::arg("stride") = 1, py::arg("padding") = 0)
       .def_readonly("stride", &Conv::stride)
       .def_readonly("padding", &Conv::padding);
+  op_class<ConvWeightGrad>(m, "ConvWeightGrad", "conv's weight gradient from (x, out_grad)")
+      .def(py::init<int64_t, int64_t, int64_t, int64_t>(), py::arg("kh"), py::arg("kw"),
+           py::arg("stride") = 1, py::arg("padding") = 0)
+      .def_readonly("stride", &ConvWeightGrad::stride)
+      .def_readonly("padding", &ConvWeightGrad::padding);
   op_class<Im2Col>(m, "Im2Col", "(N, H, W, C) -> (N, Ho, Wo, kh, kw, C) windows")
       .def(py::init<int64_t, int64_t, int64_t>(), py::arg("kh"), py::arg("kw"),
            py::arg("stride") = 1);
@@ -312,6 +317,10 @@ void init_ops(py::module_& parent) {
   m.def("softmax", &softmax, py::arg("a"), py::arg("axis") = -1);
   m.def("matmul", &matmul, py::arg("a"), py::arg("b"));
   m.def("conv", &conv, py::arg("a"), py::arg("b"), py::arg("stride") = 1, py::arg("padding") = 1);
+  m.def("conv_input_grad", &conv_input_grad, py::arg("out_grad"), py::arg("w"), py::arg("h"),
+        py::arg("w_size"), py::arg("stride") = 1, py::arg("padding") = 1);
+  m.def("conv_weight_grad", &conv_weight_grad, py::arg("x"), py::arg("out_grad"), py::arg("kh"),
+        py::arg("kw"), py::arg("stride") = 1, py::arg("padding") = 1);
   m.def("im2col", &im2col, py::arg("a"), py::arg("kh"), py::arg("kw"), py::arg("stride") = 1);
   m.def(
       "max_pool2d",

@@ -66,6 +66,23 @@ def test_conv_op_class_and_float64():
     assert ndl.conv(ndl.Tensor(x), ndl.Tensor(w)).shape == (2, 6, 6, 5)  # padding=1 by default
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_conv_adjoints_against_torch(device):
+    # conv_weight_grad / conv_input_grad are conv's two gradients as functions of their own:
+    # torch.nn.grad computes the same adjoints (NCHW there).
+    x = np.random.randn(2, 9, 8, 3).astype(np.float32)
+    w = np.random.randn(3, 3, 3, 4).astype(np.float32)
+    g = np.random.randn(2, 5, 4, 4).astype(np.float32)  # stride 2, padding 1
+    xt, gt = torch.tensor(x.transpose(0, 3, 1, 2)), torch.tensor(g.transpose(0, 3, 1, 2))
+    wt = torch.tensor(w.transpose(3, 2, 0, 1))
+    dw = ndl.ops.conv_weight_grad(ndl.Tensor(x, device=device), ndl.Tensor(g, device=device), 3, 3, 2, 1)
+    dw_t = torch.nn.grad.conv2d_weight(xt, wt.shape, gt, stride=2, padding=1)
+    np.testing.assert_allclose(dw.numpy(), dw_t.numpy().transpose(2, 3, 1, 0), rtol=1e-4, atol=1e-3)
+    dx = ndl.ops.conv_input_grad(ndl.Tensor(g, device=device), ndl.Tensor(w, device=device), 9, 8, 2, 1)
+    dx_t = torch.nn.grad.conv2d_input(xt.shape, wt, gt, stride=2, padding=1)
+    np.testing.assert_allclose(dx.numpy(), dx_t.numpy().transpose(0, 2, 3, 1), rtol=1e-4, atol=1e-3)
+
+
 def test_conv_errors():
     with pytest.raises(ValueError, match=r"\[conv\]"):
         ndl.conv(ndl.Tensor(np.ones((1, 4, 4, 3))), ndl.Tensor(np.ones((3, 3, 2, 2))))

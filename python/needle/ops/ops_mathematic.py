@@ -8,15 +8,15 @@ _CLASSES = [
     "Sqrt", "Abs", "Erf", "GELU", "SiLU", "Maximum", "Where", "AsType", "ToDevice",
     "Transpose", "Permute", "Reshape", "BroadcastTo", "Summation", "Max", "MatMul", "Flip",
     "Dilate", "UnDilate", "Pad", "Concat", "GetItem", "ScatterItem", "SetItem", "Conv",
-    "Im2Col", "Col2Im",
+    "ConvWeightGrad", "Im2Col", "Col2Im",
 ]
 _FUNCTIONS = [
     "add", "add_scalar", "subtract", "multiply", "mul_scalar", "power", "power_scalar",
     "divide", "divide_scalar", "rdivide_scalar", "negate", "log", "exp", "relu", "tanh",
     "sigmoid", "sqrt", "erf", "gelu", "silu", "maximum", "where", "astype", "to_device",
     "transpose", "permute", "reshape", "broadcast_to", "summation", "mean", "matmul",
-    "flip", "dilate", "undilate", "pad", "concat", "getitem", "setitem", "conv", "im2col",
-    "max_pool2d", "avg_pool2d",
+    "flip", "dilate", "undilate", "pad", "concat", "getitem", "setitem", "conv",
+    "conv_input_grad", "conv_weight_grad", "im2col", "max_pool2d", "avg_pool2d",
 ]
 # max and abs are ops.max / ops.abs only: `from needle.ops import *` must not shadow the
 # builtins in the importing module.
