@@ -4,6 +4,7 @@
 // the full (N*Ho*Wo, kh*kw*Cin) column matrix (75 MiB for a 32x32x32x64 batch) is never
 // written to memory, and padding is read as zeros instead of being copied in first.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <vector>
 
@@ -74,18 +75,19 @@ void gather_columns(const T* x, const ConvGeometry& g, int64_t row0, int64_t row
   }
 }
 
-// Runs body(thread, team, row0, rows, cols_buffer) over the blocks of output pixels, blocks
-// split evenly over the threads; each thread owns one column buffer.
+// Runs body(thread, team, row0, rows, cols_buffer) over the blocks of output pixels; each
+// thread owns one column buffer and takes the next unclaimed block until none is left, so a
+// core slowed by other work does fewer blocks instead of holding up the rest.
 template <class T, class Body>
 void for_each_block(const ConvGeometry& g, const Body& body) {
   const int64_t block = g.block_rows(sizeof(T));
   const int64_t blocks = (g.pixels() + block - 1) / block;
   const int64_t work = g.pixels() * g.patch() * g.cout;
   const SingleThreadedBlas single_threaded_blas;
+  std::atomic<int64_t> next{0};
   parallel(std::min<int64_t>(threads_for(work, kConvGrain), blocks), [&](int64_t t, int64_t team) {
     std::vector<T> cols(size_t(block * g.patch()));
-    const int64_t end = part_begin(blocks, t + 1, team);
-    for (int64_t b = part_begin(blocks, t, team); b < end; ++b) {
+    for (int64_t b = next++; b < blocks; b = next++) {
       const int64_t row0 = b * block, rows = std::min(block, g.pixels() - row0);
       body(t, team, row0, rows, cols.data());
     }

@@ -12,17 +12,18 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
 from needle import backend_ndarray as nd  # noqa: E402
-from timing import best_time  # noqa: E402
+from timing import StealMeter, best_times  # noqa: E402
 
 
 def row(name, unit, work, needle_fn, numpy_fn):
-    t_needle, t_numpy = best_time(needle_fn, min_time=0.3), best_time(numpy_fn, min_time=0.3)
+    t_needle, t_numpy = best_times([needle_fn, numpy_fn], min_time=0.6)
     rate_needle, rate_numpy = work / t_needle / 1e9, work / t_numpy / 1e9
     print(f"{name:<34} {rate_needle:>10.1f} {rate_numpy:>10.1f} {unit:<7} {rate_needle / rate_numpy:>6.2f}x")
 
 
 def main():
     device = nd.cpu()
+    steal = StealMeter()
     print(f"needle vs numpy {np.__version__}, float32, {os.cpu_count()} cores")
     print(f"{'case':<34} {'needle':>10} {'numpy':>10} {'unit':<7} {'ratio':>7}")
     for n in (256, 1024, 2048):
@@ -44,6 +45,7 @@ def main():
     xt = a.permute((1, 0))
     row("compact of a 4096x4096 transpose", "GB/s", 2 * 4096 * 4096 * 4,
         lambda: xt.compact(), lambda: np.ascontiguousarray(x.T))
+    print(steal.report())
 
 
 if __name__ == "__main__":

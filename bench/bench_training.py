@@ -23,6 +23,8 @@ import time
 import numpy as np
 
 sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))  # PYTHONPATH wins
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import StealMeter  # noqa: E402
 
 DATA = "/usr/share/datasets/fashion-mnist"
 BATCH, HIDDEN, BLOCKS = 100, 100, 3
@@ -189,6 +191,7 @@ def main():
     rows = []  # (name, {"step": s, "epoch": s})
     import torch
 
+    steal = StealMeter()
     torch_threads = [1, 2] if (os.cpu_count() or 1) >= 2 else [1]
     for n in torch_threads:
         rows.append((f"pytorch {torch.__version__} ({n} thread{'s' if n > 1 else ''})", bench_torch(X, y, args.steps, epoch, n)))
@@ -207,6 +210,7 @@ def main():
         if epoch:
             line += f" {r['epoch']:10.2f} {r['epoch'] / best['epoch']:13.2f}x {len(X) / r['epoch']:10,.0f}"
         print(line)
+    print(steal.report())
 
 
 if __name__ == "__main__":
