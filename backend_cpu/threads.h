@@ -16,9 +16,10 @@ namespace needle::cpu {
 void set_num_threads(int n);
 int get_num_threads();
 
-// Below this many elements a kernel runs on the calling thread: waking a thread team costs
-// a few microseconds, more than a cheap element-wise pass over 32k floats takes.
-constexpr int64_t kParallelGrain = 32768;
+// Below this many elements a kernel runs on the calling thread: waking a thread team and
+// joining it costs a few microseconds, and on this 2-core machine a second thread bought
+// nothing for a 64k-float add (10 us either way).
+constexpr int64_t kParallelGrain = int64_t(1) << 17;
 // Grain for element-wise ops that call a transcendental function (exp, tanh, pow, ...):
 // each element costs ~10x more, so threads pay off sooner.
 constexpr int64_t kParallelGrainHeavy = 4096;

@@ -14,7 +14,7 @@ namespace {
 const DType kDTypes[] = {DType::float32, DType::float64};
 
 const std::vector<Shape> kShapes = {{},        {1},    {0},          {7},
-                                    {4, 1, 3}, {7, 5}, {2, 3, 4, 5}, {48, 33, 25}};
+                                    {4, 1, 3}, {7, 5}, {2, 3, 4, 5}, {52, 51, 50}};
 
 // Runs the whole kernel suite on `subject` against cpu (each mismatch is one failed CHECK).
 void check_backend(Backend& subject) {

@@ -29,10 +29,11 @@ const BinaryOp kBinaryOps[] = {
 
 const ReduceOp kReduceOps[] = {ReduceOp::sum, ReduceOp::max, ReduceOp::min};
 
-// 0-d, size-1 dims, empty, odd sizes, and one shape above the OpenMP threshold (39600).
+// 0-d, size-1 dims, empty, odd sizes, and one shape above the OpenMP grain (132,600 elements
+// > kParallelGrain = 131,072).
 const std::vector<Shape> kShapes = {{},           {1},           {0},         {7},
                                     {1, 1},       {3, 0, 2},     {4, 1, 3},   {7, 5},
-                                    {2, 3, 4, 5}, {2, 1, 17, 3}, {48, 33, 25}};
+                                    {2, 3, 4, 5}, {2, 1, 17, 3}, {52, 51, 50}};
 
 Backend& cpu_backend() {
   return find_backend("cpu");
@@ -287,7 +288,7 @@ TEST_CASE("cpu reductions over 1 and 2 trailing axes", "[backend][hw0]") {
   KernelChecker k(cpu_backend(), reference(), 9);
   const std::vector<Shape> shapes = {
       {1},       {7},           {5, 1},       {4, 1, 3},  {7, 5},     {2, 3, 4, 5}, {1, 300},
-      {3, 2000}, {2, 1, 17, 3}, {48, 33, 25}, {2, 70000}, {70000, 2}, {300, 257}};
+      {3, 2000}, {2, 1, 17, 3}, {52, 51, 50}, {2, 70000}, {70000, 2}, {300, 257}};
   for (ReduceOp op : kReduceOps)
     for (DType dt : kDTypes)
       for (const auto& shape : shapes)
@@ -442,7 +443,7 @@ TEST_CASE("cpu kernels run the same with one thread", "[backend][hw0]") {
   const int before = cpu::get_num_threads();
   cpu::set_num_threads(1);
   CHECK(cpu::get_num_threads() == 1);
-  CHECK(k.binary(BinaryOp::add, DType::float32, {48, 33, 25}, mixed(), broadcast(), stepped()) ==
+  CHECK(k.binary(BinaryOp::add, DType::float32, {52, 51, 50}, mixed(), broadcast(), stepped()) ==
         "");
   CHECK(k.reduce(ReduceOp::sum, DType::float32, {300, 257}, 1, permuted()) == "");
   CHECK(k.matmul(DType::float32, {}, {}, {}, 100, 120, 90, permuted(), contiguous()) == "");
