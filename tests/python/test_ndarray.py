@@ -22,6 +22,32 @@ def check(a, b, atol=1e-5):
 
 
 # ------------------------------------------------------------------ devices
+def _threads_in_child(code, **env):
+    """needle.get_num_threads() in a fresh interpreter that first runs `code`."""
+    import os
+    import subprocess
+    import sys
+
+    child_env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    child_env.update(env)
+    python_dir = os.path.join(os.path.dirname(__file__), "..", "..", "python")
+    out = subprocess.run([sys.executable, "-c", code + "; import needle; print(needle.get_num_threads())"],
+                         env=child_env, cwd=python_dir, capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[-1])
+
+
+def test_thread_count_default():
+    # Every core by default, OMP_NUM_THREADS when set, and importing PyTorch first (which
+    # sets OpenMP's default to 1) changes neither.
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    assert _threads_in_child("pass") == cores
+    assert _threads_in_child("pass", OMP_NUM_THREADS="1") == 1
+    pytest.importorskip("torch")
+    assert _threads_in_child("import torch") == cores
+
+
 def test_devices():
     assert nd.cpu() == nd.cpu() and nd.cpu() != nd.cuda()
     assert repr(nd.cpu()) == "cpu()" and repr(nd.cuda()) == "cuda()"
