@@ -40,6 +40,9 @@ LoopNest<N> make_loop_nest(const Shape& shape, const std::array<const Strides*, 
   nest.size = 1;
   for (auto s : shape) nest.size *= s;
   std::vector<int64_t> dims;  // the dimensions that remain, outermost first
+  dims.reserve(shape.size());  // one allocation each: this runs for every kernel call
+  nest.shape.reserve(shape.size());
+  for (size_t k = 0; k < N; ++k) nest.strides[k].reserve(shape.size());
   for (size_t d = 0; d < shape.size(); ++d)
     if (shape[d] != 1) dims.push_back(int64_t(d));
   // Order by the output's stride magnitude; stable, so a row-major output keeps its order.
@@ -73,8 +76,11 @@ void run_rows(const LoopNest<N>& nest, int64_t begin, int64_t end, const Row& ro
   // BEGIN SOLUTION hw0
   const int64_t nd = nest.ndim();
   const int64_t inner = nest.shape[nd - 1];
-  // Position of `begin`: the outer multi-index, and the column inside its row.
-  std::vector<int64_t> idx(size_t(nd), 0);
+  // Position of `begin`: the outer multi-index, and the column inside its row (kept on the
+  // stack up to 8 dimensions, which nests nearly always are after merging).
+  int64_t idx_inline[8] = {};
+  std::vector<int64_t> idx_heap(nd > 8 ? size_t(nd) : 0, 0);
+  int64_t* idx = nd > 8 ? idx_heap.data() : idx_inline;
   std::array<int64_t, N> off{};
   int64_t rest = begin / inner;
   for (int64_t d = nd - 2; d >= 0; --d) {

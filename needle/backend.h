@@ -32,11 +32,12 @@ struct View {
     return n;
   }
   // Row-major contiguous (strides equal the compact strides; size-1 dims ignored).
-  bool is_contiguous() const {
+  bool is_contiguous() const { return is_row_major(shape, strides); }
+  static bool is_row_major(const Shape& shape, const Strides& strides) {
     int64_t expected = 1;
-    for (int64_t i = ndim() - 1; i >= 0; --i) {
-      if (shape[i] != 1 && strides[i] != expected) return false;
-      expected *= shape[i];
+    for (int64_t i = int64_t(shape.size()) - 1; i >= 0; --i) {
+      if (shape[size_t(i)] != 1 && strides[size_t(i)] != expected) return false;
+      expected *= shape[size_t(i)];
     }
     return true;
   }

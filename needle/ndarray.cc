@@ -83,7 +83,7 @@ NDArray::NDArray(std::shared_ptr<Buffer> buffer, Shape shape, Strides strides, i
       strides_(std::move(strides)),
       offset_(offset),
       size_(product(shape_)) {
-  is_compact_ = offset_ == 0 && buffer_->size() == size_ && view().is_contiguous();
+  is_compact_ = offset_ == 0 && buffer_->size() == size_ && View::is_row_major(shape_, strides_);
 }
 
 NDArray NDArray::empty(const Shape& shape, DType dtype, Backend& device) {
