@@ -24,7 +24,7 @@ constexpr int64_t kConvGrain = int64_t(1) << 21;
 struct ConvGeometry {
   int64_t n, h, w, cin;     // input
   int64_t kh, kw, cout;     // kernel
-  int64_t stride, padding;  //
+  int64_t stride, padding;  // zero padding on every side
   int64_t ho, wo;           // output
 
   int64_t pixels() const { return n * ho * wo; }
@@ -36,8 +36,8 @@ struct ConvGeometry {
 
 ConvGeometry geometry(const View& x, int64_t kh, int64_t kw, int64_t cout, int64_t stride,
                       int64_t padding) {
-  ConvGeometry g{x.shape[0], x.shape[1], x.shape[2], x.shape[3], kh, kw, cout, stride, padding,
-                 0, 0};
+  ConvGeometry g{x.shape[0], x.shape[1], x.shape[2], x.shape[3], kh, kw,
+                 cout,       stride,     padding,    0,          0};
   g.ho = (g.h + 2 * padding - kh) / stride + 1;
   g.wo = (g.w + 2 * padding - kw) / stride + 1;
   return g;
@@ -75,7 +75,7 @@ void gather_columns(const T* x, const ConvGeometry& g, int64_t row0, int64_t row
   }
 }
 
-// Runs body(thread, team, row0, rows, cols_buffer) over the blocks of output pixels; each
+// Runs body(thread, row0, rows, cols_buffer) over the blocks of output pixels; each
 // thread owns one column buffer and takes the next unclaimed block until none is left, so a
 // core slowed by other work does fewer blocks instead of holding up the rest.
 template <class T, class Body>
@@ -85,11 +85,11 @@ void for_each_block(const ConvGeometry& g, const Body& body) {
   const int64_t work = g.pixels() * g.patch() * g.cout;
   const SingleThreadedBlas single_threaded_blas;
   std::atomic<int64_t> next{0};
-  parallel(std::min<int64_t>(threads_for(work, kConvGrain), blocks), [&](int64_t t, int64_t team) {
+  parallel(std::min<int64_t>(threads_for(work, kConvGrain), blocks), [&](int64_t t, int64_t) {
     std::vector<T> cols(size_t(block * g.patch()));
     for (int64_t b = next++; b < blocks; b = next++) {
       const int64_t row0 = b * block, rows = std::min(block, g.pixels() - row0);
-      body(t, team, row0, rows, cols.data());
+      body(t, row0, rows, cols.data());
     }
   });
 }
@@ -100,11 +100,11 @@ void conv2d_typed(const View& x, const View& w, int64_t stride, int64_t padding,
   const T* px = x.ptr<T>();
   const T* pw = w.ptr<T>();
   T* po = out.ptr<T>();
-  for_each_block<T>(g, [&](int64_t, int64_t, int64_t row0, int64_t rows, T* cols) {
+  for_each_block<T>(g, [&](int64_t, int64_t row0, int64_t rows, T* cols) {
     gather_columns(px, g, row0, rows, cols);
     // out[block] = cols (rows x patch) @ w (patch x Cout)
-    gemm<T>(rows, g.cout, g.patch(), cols, g.patch(), 1, pw, g.cout, 1, po + row0 * g.cout,
-            g.cout, 1);
+    gemm<T>(rows, g.cout, g.patch(), cols, g.patch(), 1, pw, g.cout, 1, po + row0 * g.cout, g.cout,
+            1);
   });
 }
 
@@ -115,23 +115,24 @@ void conv2d_weight_grad_typed(const View& x, const View& grad, int64_t stride, i
   const int64_t size = g.patch() * g.cout;
   const T* px = x.ptr<T>();
   const T* pg = grad.ptr<T>();
-  // One (patch x Cout) partial sum per thread, added up at the end.
-  std::vector<std::vector<T>> partial;
-  std::vector<T> product(size_t(size) * size_t(get_num_threads()));
-  partial.resize(size_t(get_num_threads()), std::vector<T>(size_t(size), T(0)));
-  for_each_block<T>(g, [&](int64_t t, int64_t, int64_t row0, int64_t rows, T* cols) {
+  // Per thread: a (patch x Cout) partial sum and the product of its current block. Blocks
+  // go to whichever thread is free, so the summation order (not the result, up to
+  // rounding) can differ between runs.
+  const int64_t threads = get_num_threads();
+  std::vector<T> partial(size_t(size * threads), T(0)), product(size_t(size * threads));
+  for_each_block<T>(g, [&](int64_t t, int64_t row0, int64_t rows, T* cols) {
     gather_columns(px, g, row0, rows, cols);
     // partial += cols^T (patch x rows) @ grad[block] (rows x Cout)
     T* prod = product.data() + t * size;
     gemm<T>(g.patch(), g.cout, rows, cols, 1, g.patch(), pg + row0 * g.cout, g.cout, 1, prod,
             g.cout, 1);
-    T* acc = partial[size_t(t)].data();
+    T* acc = partial.data() + t * size;
     for (int64_t i = 0; i < size; ++i) acc[i] += prod[i];
   });
   T* po = out.ptr<T>();
   std::fill_n(po, size, T(0));
-  for (const auto& p : partial)
-    for (int64_t i = 0; i < size; ++i) po[i] += p[size_t(i)];
+  for (int64_t t = 0; t < threads; ++t)
+    for (int64_t i = 0; i < size; ++i) po[i] += partial[size_t(t * size + i)];
 }
 
 }  // namespace

@@ -116,8 +116,8 @@ void check_conv_views(const char* op, const View& x, const View& kernel, const V
   const Shape want{x.shape[0], fits ? (x.shape[1] + 2 * padding - kh) / stride + 1 : 0,
                    fits ? (x.shape[2] + 2 * padding - kw) / stride + 1 : 0, kernel.shape[3]};
   if (!fits || kernel.shape[2] != x.shape[3] || pixels.shape != want)
-    fail<ValueError>("[", op, "] input ", shape_str(x.shape), ", kernel ",
-                     shape_str(kernel.shape), ", stride ", stride, " and padding ", padding,
+    fail<ValueError>("[", op, "] input ", shape_str(x.shape), ", kernel ", shape_str(kernel.shape),
+                     ", stride ", stride, " and padding ", padding,
                      " do not give output pixels of shape ", shape_str(pixels.shape));
 }
 

@@ -137,8 +137,8 @@ inline bool blas_layout(int64_t rows, int64_t cols, int64_t rs, int64_t cs, CBLA
 
 // C = A @ B through OpenBLAS; false (nothing done) when a layout is not expressible in BLAS.
 template <class T>
-bool gemm_blas(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int64_t a_cs,
-               const T* b, int64_t b_rs, int64_t b_cs, T* c, int64_t c_rs, int64_t c_cs) {
+bool gemm_blas(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int64_t a_cs, const T* b,
+               int64_t b_rs, int64_t b_cs, T* c, int64_t c_rs, int64_t c_cs) {
   CBLAS_TRANSPOSE ta, tb, tc;
   int64_t lda, ldb, ldc;
   if (k == 0 || !detail::blas_layout(m, k, a_rs, a_cs, ta, lda) ||

@@ -39,7 +39,7 @@ LoopNest<N> make_loop_nest(const Shape& shape, const std::array<const Strides*, 
   LoopNest<N> nest;
   nest.size = 1;
   for (auto s : shape) nest.size *= s;
-  std::vector<int64_t> dims;  // the dimensions that remain, outermost first
+  std::vector<int64_t> dims;   // the dimensions that remain, outermost first
   dims.reserve(shape.size());  // one allocation each: this runs for every kernel call
   nest.shape.reserve(shape.size());
   for (size_t k = 0; k < N; ++k) nest.strides[k].reserve(shape.size());

@@ -19,7 +19,8 @@
 namespace needle {
 
 struct View {
-  void* data = nullptr;  // base of the device buffer; element i lives at data[offset + sum(idx*stride)]
+  void* data =
+      nullptr;  // base of the device buffer; element i lives at data[offset + sum(idx*stride)]
   DType dtype = DType::float32;
   Shape shape;
   Strides strides;
@@ -48,7 +49,21 @@ struct View {
 };
 
 enum class UnaryOp { negate, abs, sqrt, exp, log, tanh, sigmoid, erf, sign };
-enum class BinaryOp { add, subtract, multiply, divide, power, maximum, minimum, eq, ne, lt, le, gt, ge };
+enum class BinaryOp {
+  add,
+  subtract,
+  multiply,
+  divide,
+  power,
+  maximum,
+  minimum,
+  eq,
+  ne,
+  lt,
+  le,
+  gt,
+  ge
+};
 enum class ReduceOp { sum, max, min };
 
 // The scalars of one Adam step (see Backend::adam_step): bias_correction1 = 1 - beta1^t,
@@ -107,12 +122,13 @@ class Backend {
   // contiguous and of one dtype; shapes are checked by the caller.
   // NHWC convolution with zero padding: x (N, H, W, Cin), w (kh, kw, Cin, Cout) ->
   // out (N, Ho, Wo, Cout), Ho = (H + 2 * padding - kh) / stride + 1 (Wo likewise).
-  virtual bool conv2d(const View& /*x*/, const View& /*w*/, int64_t /*stride*/,
-                      int64_t /*padding*/, const View& /*out*/) {
+  virtual bool conv2d(const View& /*x*/, const View& /*w*/, int64_t /*stride*/, int64_t /*padding*/,
+                      const View& /*out*/) {
     return false;
   }
   // Its weight gradient: x (N, H, W, Cin), grad (N, Ho, Wo, Cout) -> out (kh, kw, Cin, Cout),
-  // out[i, j, c, d] = sum over n, y, x of xpad[n, y*stride + i, x*stride + j, c] * grad[n, y, x, d].
+  // out[i, j, c, d] = sum over n, y, x of xpad[n, y*stride + i, x*stride + j, c] * grad[n, y, x,
+  // d].
   virtual bool conv2d_weight_grad(const View& /*x*/, const View& /*grad*/, int64_t /*stride*/,
                                   int64_t /*padding*/, const View& /*out*/) {
     return false;
@@ -147,9 +163,8 @@ struct BackendRegistrar {
 #define NEEDLE_CONCAT_INNER(a, b) a##b
 #define NEEDLE_CONCAT(a, b) NEEDLE_CONCAT_INNER(a, b)
 // Registers a backend at static-initialization time: NEEDLE_REGISTER_BACKEND(CpuBackend).
-#define NEEDLE_REGISTER_BACKEND(Type)                                                     \
-  static ::needle::detail::BackendRegistrar NEEDLE_CONCAT(needle_backend_registrar_, \
-                                                          __LINE__)(                 \
+#define NEEDLE_REGISTER_BACKEND(Type)                                                           \
+  static ::needle::detail::BackendRegistrar NEEDLE_CONCAT(needle_backend_registrar_, __LINE__)( \
       [] { return std::unique_ptr<::needle::Backend>(new Type()); })
 
 }  // namespace needle

@@ -13,7 +13,9 @@ Buffer::Buffer(Backend& backend, int64_t size, DType dtype)
   data_ = backend.allocate(size_t(std::max<int64_t>(size, 1)) * dtype_size(dtype));
 }
 
-Buffer::~Buffer() { backend_->deallocate(data_); }
+Buffer::~Buffer() {
+  backend_->deallocate(data_);
+}
 
 // ---------------------------------------------------------------- helpers
 namespace {
@@ -35,7 +37,9 @@ void check_same_device(const char* op, const NDArray& a, const NDArray& b) {
                        b.device().name());
 }
 
-DType promote(DType a, DType b) { return dtype_size(a) >= dtype_size(b) ? a : b; }
+DType promote(DType a, DType b) {
+  return dtype_size(a) >= dtype_size(b) ? a : b;
+}
 
 }  // namespace
 
@@ -117,7 +121,8 @@ void NDArray::to_host(void* dst) const {
 
 double NDArray::item() const {
   if (size_ != 1)
-    fail<ValueError>("[item] only size-1 arrays convert to a scalar, got shape ", shape_str(shape_));
+    fail<ValueError>("[item] only size-1 arrays convert to a scalar, got shape ",
+                     shape_str(shape_));
   return to_vector<double>()[0];
 }
 
@@ -161,7 +166,8 @@ NDArray NDArray::reshape(const Shape& requested) const {
     shape[infer] = size_ / known;
   }
   if (product(shape) != size_)
-    fail<ValueError>("[reshape] cannot reshape ", shape_str(shape_), " into ", shape_str(requested));
+    fail<ValueError>("[reshape] cannot reshape ", shape_str(shape_), " into ",
+                     shape_str(requested));
   if (is_compact_ || size_ == 0) return NDArray(buffer_, shape, compact_strides(shape), offset_);
 
   // A view of strided data: match groups of old and new dims with equal products; inside a
@@ -176,8 +182,10 @@ NDArray NDArray::reshape(const Shape& requested) const {
     size_t oj = oi + 1, nj = ni + 1;
     int64_t op = old_shape[oi], np = shape[ni];
     while (op != np) {
-      if (np < op) np *= shape[nj++];
-      else op *= old_shape[oj++];
+      if (np < op)
+        np *= shape[nj++];
+      else
+        op *= old_shape[oj++];
     }
     for (size_t k = oi; k + 1 < oj; ++k)
       if (old_strides[k] != old_strides[k + 1] * old_shape[k + 1])
@@ -217,7 +225,8 @@ NDArray NDArray::permute(const Axes& axes) const {
 NDArray NDArray::swapaxes(int64_t a, int64_t b) const {
   Axes axes(ndim());
   std::iota(axes.begin(), axes.end(), 0);
-  std::swap(axes[normalize_axis("swapaxes", a, ndim())], axes[normalize_axis("swapaxes", b, ndim())]);
+  std::swap(axes[normalize_axis("swapaxes", a, ndim())],
+            axes[normalize_axis("swapaxes", b, ndim())]);
   return permute(axes);
 }
 
@@ -265,15 +274,18 @@ NDArray NDArray::getitem(const IndexKey& key) const {
     int64_t start, stop;
     auto clamp = [](int64_t v, int64_t lo, int64_t hi) { return std::min(std::max(v, lo), hi); };
     if (step > 0) {
-      start = idx.start == Index::kNone ? 0 : clamp(idx.start < 0 ? idx.start + n : idx.start, 0, n);
+      start =
+          idx.start == Index::kNone ? 0 : clamp(idx.start < 0 ? idx.start + n : idx.start, 0, n);
       stop = idx.stop == Index::kNone ? n : clamp(idx.stop < 0 ? idx.stop + n : idx.stop, 0, n);
     } else {
-      start = idx.start == Index::kNone ? n - 1
-                                        : clamp(idx.start < 0 ? idx.start + n : idx.start, -1, n - 1);
-      stop = idx.stop == Index::kNone ? -1
-                                      : clamp(idx.stop < 0 ? idx.stop + n : idx.stop, -1, n - 1);
+      start = idx.start == Index::kNone
+                  ? n - 1
+                  : clamp(idx.start < 0 ? idx.start + n : idx.start, -1, n - 1);
+      stop =
+          idx.stop == Index::kNone ? -1 : clamp(idx.stop < 0 ? idx.stop + n : idx.stop, -1, n - 1);
     }
-    int64_t length = step > 0 ? (stop - start + step - 1) / step : (start - stop - step - 1) / -step;
+    int64_t length =
+        step > 0 ? (stop - start + step - 1) / step : (start - stop - step - 1) / -step;
     length = std::max<int64_t>(length, 0);
     if (length > 0) offset += start * stride;
     shape.push_back(length);
@@ -300,9 +312,13 @@ NDArray NDArray::flip(const Axes& axes) const {
 }
 
 // ---------------------------------------------------------------- copies
-NDArray NDArray::compact() const { return is_compact_ ? *this : clone(); }
+NDArray NDArray::compact() const {
+  return is_compact_ ? *this : clone();
+}
 
-NDArray NDArray::clone() const { return astype(dtype()); }
+NDArray NDArray::clone() const {
+  return astype(dtype());
+}
 
 NDArray NDArray::astype(DType dtype) const {
   NDArray out = empty(shape_, dtype, device());
@@ -340,7 +356,9 @@ void NDArray::setitem(const IndexKey& key, const NDArray& value) {
   }
 }
 
-void NDArray::setitem(const IndexKey& key, double value) { getitem(key).fill(value); }
+void NDArray::setitem(const IndexKey& key, double value) {
+  getitem(key).fill(value);
+}
 
 // ---------------------------------------------------------------- element-wise
 NDArray NDArray::unary(UnaryOp op) const {
@@ -418,9 +436,9 @@ NDArray NDArray::matmul(const NDArray& other) const {
                      shape_str(shape_), " and ", shape_str(other.shape_));
   // numpy: a 1-D left operand is a row, a 1-D right operand a column; both dropped after.
   NDArray a = ndim() == 1 ? NDArray(buffer_, {1, shape_[0]}, {0, strides_[0]}, offset_) : *this;
-  NDArray b = other.ndim() == 1
-                  ? NDArray(other.buffer_, {other.shape_[0], 1}, {other.strides_[0], 0}, other.offset_)
-                  : other;
+  NDArray b = other.ndim() == 1 ? NDArray(other.buffer_, {other.shape_[0], 1},
+                                          {other.strides_[0], 0}, other.offset_)
+                                : other;
   int64_t m = a.shape_[a.ndim() - 2], k = a.shape_[a.ndim() - 1];
   int64_t k2 = b.shape_[b.ndim() - 2], n = b.shape_[b.ndim() - 1];
   if (k != k2)

@@ -98,15 +98,14 @@ void Adam::step() {
   }
 }
 
-NDArray adam_update(const NDArray& param, const NDArray& grad, NDArray& m, NDArray& v,
-                    double lr, double beta1, double beta2, double eps, double weight_decay,
-                    int64_t t) {
+NDArray adam_update(const NDArray& param, const NDArray& grad, NDArray& m, NDArray& v, double lr,
+                    double beta1, double beta2, double eps, double weight_decay, int64_t t) {
   if (grad.shape() != param.shape())
     fail<ValueError>("[adam_update] parameter of shape ", shape_str(param.shape()),
                      " has a grad of shape ", shape_str(grad.shape()));
   if (t < 1) fail<ValueError>("[adam_update] step t must be >= 1, got ", t);
-  if (m.defined() != v.defined() || (m.defined() && (m.shape() != param.shape() ||
-                                                     v.shape() != param.shape())))
+  if (m.defined() != v.defined() ||
+      (m.defined() && (m.shape() != param.shape() || v.shape() != param.shape())))
     fail<ValueError>("[adam_update] moments do not match the parameter of shape ",
                      shape_str(param.shape()));
   NDArray g = grad.dtype() == param.dtype() ? grad : grad.astype(param.dtype());

@@ -73,9 +73,8 @@ class Adam : public Optimizer {
 // afterwards. A grad of another dtype is converted first. Runs as one fused kernel where
 // the backend has one (Backend::adam_step; m and v are then updated in place), else as
 // NDArray arithmetic. Adam::step and Python's needle.optim.Adam both call it.
-NDArray adam_update(const NDArray& param, const NDArray& grad, NDArray& m, NDArray& v,
-                    double lr, double beta1, double beta2, double eps, double weight_decay,
-                    int64_t t);
+NDArray adam_update(const NDArray& param, const NDArray& grad, NDArray& m, NDArray& v, double lr,
+                    double beta1, double beta2, double eps, double weight_decay, int64_t t);
 
 // Adam with decoupled weight decay (PyTorch's AdamW): each parameter that has a gradient is
 // first scaled by (1 - lr * weight_decay), then takes the Adam step without L2.

@@ -27,7 +27,9 @@ View handle_view(const Handle& h, std::vector<int64_t> shape, std::vector<int64_
                  int64_t offset) {
   return View{h->data(), h->dtype(), std::move(shape), std::move(strides), offset};
 }
-View flat_view(const Handle& h, int64_t size) { return handle_view(h, {size}, {1}, 0); }
+View flat_view(const Handle& h, int64_t size) {
+  return handle_view(h, {size}, {1}, 0);
+}
 
 void check_handle(const char* op, const Device& d, const Handle& h) {
   if (&h->backend() != d.backend)
@@ -84,13 +86,15 @@ void init_device(py::module_& m) {
   py::class_<Buffer, Handle>(m, "Array", "A raw device buffer: the handle behind an NDArray.")
       .def_property_readonly("size", &Buffer::size, "Number of elements.")
       .def_property_readonly("dtype", [](const Buffer& b) { return dtype_name(b.dtype()); })
-      .def("ptr", [](const Buffer& b) { return reinterpret_cast<uintptr_t>(b.data()); },
-           "Address of the first element (compare to test for shared memory).");
+      .def(
+          "ptr", [](const Buffer& b) { return reinterpret_cast<uintptr_t>(b.data()); },
+          "Address of the first element (compare to test for shared memory).");
 
   py::class_<Device> cls(m, "Device", "A compute device: cpu() or cuda().");
   cls.def_property_readonly("name", [](const Device& d) { return d.backend->name(); })
-      .def("enabled", [](const Device& d) { return d.backend->enabled(); },
-           "Whether this device can run here (False for cuda without a GPU).")
+      .def(
+          "enabled", [](const Device& d) { return d.backend->enabled(); },
+          "Whether this device can run here (False for cuda without a GPU).")
       .def("disabled_reason", [](const Device& d) { return d.backend->disabled_reason(); })
       .def("__repr__", [](const Device& d) { return d.backend->name() + "()"; })
       .def("__eq__",
@@ -108,19 +112,22 @@ void init_device(py::module_& m) {
                                  "' is not available: ", d.backend->disabled_reason());
             return std::make_shared<Buffer>(*d.backend, size, dtype_from_name(dtype));
           },
-          py::arg("size"), py::arg("dtype") = "float32", "Allocate a raw buffer of `size` elements.")
+          py::arg("size"), py::arg("dtype") = "float32",
+          "Allocate a raw buffer of `size` elements.")
       .def_property_readonly_static("__tile_size__", [](const py::object&) { return kTileSize; })
-      .def("fill", [](Device& d, const Handle& out, double val) {
-        check_handle("fill", d, out);
-        d.backend->fill(flat_view(out, out->size()), val);
-      })
+      .def("fill",
+           [](Device& d, const Handle& out, double val) {
+             check_handle("fill", d, out);
+             d.backend->fill(flat_view(out, out->size()), val);
+           })
       .def("compact",
            [](Device& d, const Handle& a, const Handle& out, std::vector<int64_t> shape,
               std::vector<int64_t> strides, int64_t offset) {
              check_handle("compact", d, a);
              View src = handle_view(a, std::move(shape), std::move(strides), offset);
              check_room("compact", out, src.size());
-             d.backend->copy(src, handle_view(out, src.shape, NDArray::compact_strides(src.shape), 0));
+             d.backend->copy(src,
+                             handle_view(out, src.shape, NDArray::compact_strides(src.shape), 0));
            })
       .def("ewise_setitem",
            [](Device& d, const Handle& a, const Handle& out, std::vector<int64_t> shape,
@@ -128,11 +135,12 @@ void init_device(py::module_& m) {
              check_handle("ewise_setitem", d, a);
              View dst = handle_view(out, std::move(shape), std::move(strides), offset);
              check_room("ewise_setitem", a, dst.size());
-             d.backend->copy(handle_view(a, dst.shape, NDArray::compact_strides(dst.shape), 0), dst);
+             d.backend->copy(handle_view(a, dst.shape, NDArray::compact_strides(dst.shape), 0),
+                             dst);
            })
       .def("scalar_setitem",
-           [](Device& d, int64_t /*size*/, double val, const Handle& out, std::vector<int64_t> shape,
-              std::vector<int64_t> strides, int64_t offset) {
+           [](Device& d, int64_t /*size*/, double val, const Handle& out,
+              std::vector<int64_t> shape, std::vector<int64_t> strides, int64_t offset) {
              check_handle("scalar_setitem", d, out);
              d.backend->fill(handle_view(out, std::move(shape), std::move(strides), offset), val);
            })
@@ -163,7 +171,8 @@ void init_device(py::module_& m) {
              };
              d.backend->copy(tiled_as_matrix(a, m, n, kTileSize), as_4d(pa, m, n));
              d.backend->copy(tiled_as_matrix(b, n, p, kTileSize), as_4d(pb, n, p));
-             d.backend->matmul(handle_view(pa, {m, n}, {n, 1}, 0), handle_view(pb, {n, p}, {p, 1}, 0),
+             d.backend->matmul(handle_view(pa, {m, n}, {n, 1}, 0),
+                               handle_view(pb, {n, p}, {p, 1}, 0),
                                handle_view(po, {m, p}, {p, 1}, 0));
              d.backend->copy(as_4d(po, m, p), tiled_as_matrix(out, m, p, kTileSize));
            })
@@ -198,10 +207,12 @@ void init_device(py::module_& m) {
   bind_reduce(cls, "reduce_sum", ReduceOp::sum);
   bind_reduce(cls, "reduce_max", ReduceOp::max);
 
-  m.def("device", [](const std::string& name) { return Device{&find_backend(name)}; },
-        py::arg("name"), "The device registered under `name` (\"cpu\", \"cuda\").");
+  m.def(
+      "device", [](const std::string& name) { return Device{&find_backend(name)}; },
+      py::arg("name"), "The device registered under `name` (\"cpu\", \"cuda\").");
   m.def("set_num_threads", &cpu::set_num_threads, py::arg("n"),
-        "Threads the CPU backend may use (its OpenMP team, which also runs the GEMMs); n <= 0 restores the default: OMP_NUM_THREADS when set, else every core.");
+        "Threads the CPU backend may use (its OpenMP team, which also runs the GEMMs); n <= 0 "
+        "restores the default: OMP_NUM_THREADS when set, else every core.");
   m.def("get_num_threads", &cpu::get_num_threads);
   m.def("all_device_names", [] {
     std::vector<std::string> names;

@@ -160,10 +160,12 @@ TEST_CASE("conv errors", "[ops][hw4]") {
   CHECK_THROWS_AS(conv(random_tensor({1, 5, 5, 2}), random_tensor({3, 3, 3, 2})), ValueError);
   CHECK_THROWS_AS(conv(random_tensor({1, 2, 2, 1}), random_tensor({3, 3, 1, 1}), 1, 0), ValueError);
   // The adjoints check that the output gradient fits the input and kernel.
-  CHECK_THROWS_AS(conv_weight_grad(random_tensor({1, 5, 5, 2}), random_tensor({1, 4, 4, 3}), 3, 3, 1, 1),
-                  ValueError);
-  CHECK_THROWS_AS(conv_input_grad(random_tensor({1, 5, 5, 3}), random_tensor({3, 3, 2, 4}), 5, 5, 1, 1),
-                  ValueError);
+  CHECK_THROWS_AS(
+      conv_weight_grad(random_tensor({1, 5, 5, 2}), random_tensor({1, 4, 4, 3}), 3, 3, 1, 1),
+      ValueError);
+  CHECK_THROWS_AS(
+      conv_input_grad(random_tensor({1, 5, 5, 3}), random_tensor({3, 3, 2, 4}), 5, 5, 1, 1),
+      ValueError);
   // So does the backend's fused kernel, called directly.
   NDArray x = NDArray::full({1, 5, 5, 2}, 1.0), w = NDArray::full({3, 3, 2, 4}, 1.0);
   NDArray bad = NDArray::empty({1, 4, 4, 4});

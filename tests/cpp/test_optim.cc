@@ -5,11 +5,11 @@
 #include <cmath>
 
 #include "gradcheck.h"
-#include "reference_backend.h"
 #include "needle/init.h"
 #include "needle/needle.h"
 #include "needle/nn/basic.h"
 #include "needle/optim/optimizer.h"
+#include "reference_backend.h"
 
 using namespace needle;
 using Catch::Matchers::Contains;
