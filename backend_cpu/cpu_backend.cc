@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -99,17 +100,26 @@ void check_same_dtype(const char* op, const View& x, const View& y) {
                     dtype_name(y.dtype));
 }
 
+// Checks the operands of a fused kernel: well-formed, contiguous and of the first one's dtype.
+void check_fused_operands(const char* op, std::initializer_list<const View*> views) {
+  const View& first = **views.begin();
+  for (const View* v : views) {
+    check_view(op, "operand", *v);
+    check_same_dtype(op, first, *v);
+    if (!v->is_contiguous())
+      fail<ValueError>("[", op, "] expects contiguous arrays, got strides ", shape_str(v->strides),
+                       " for shape ", shape_str(v->shape));
+  }
+}
+
 // Checks the views of a fused convolution kernel: contiguous rank-4 views of one dtype, an
 // input x (N, H, W, Cin), a kernel (kh, kw, Cin, Cout) and output pixels (N, Ho, Wo, Cout).
 void check_conv_views(const char* op, const View& x, const View& kernel, const View& pixels,
                       int64_t stride, int64_t padding) {
-  for (const View* v : {&x, &kernel, &pixels}) {
-    check_view(op, "operand", *v);
-    check_same_dtype(op, x, *v);
-    if (v->ndim() != 4 || !v->is_contiguous())
-      fail<ValueError>("[", op, "] expects contiguous rank-4 views, got shape ",
-                       shape_str(v->shape));
-  }
+  check_fused_operands(op, {&x, &kernel, &pixels});
+  for (const View* v : {&x, &kernel, &pixels})
+    if (v->ndim() != 4)
+      fail<ValueError>("[", op, "] expects rank-4 views, got shape ", shape_str(v->shape));
   const int64_t kh = kernel.shape[0], kw = kernel.shape[1];
   const bool fits = stride >= 1 && padding >= 0 && kh >= 1 && kw >= 1 &&
                     x.shape[1] + 2 * padding >= kh && x.shape[2] + 2 * padding >= kw;
@@ -225,14 +235,9 @@ class CpuBackend final : public Backend {
 
   bool adam_step(const View& param, const View& grad, const View& m, const View& v,
                  const View& param_out, const AdamStep& step) override {
-    for (const View* view : {&param, &grad, &m, &v, &param_out}) {
-      check_view("adam_step", "operand", *view);
+    check_fused_operands("adam_step", {&param, &grad, &m, &v, &param_out});
+    for (const View* view : {&grad, &m, &v, &param_out})
       check_same_shape("adam_step", param, *view);
-      check_same_dtype("adam_step", param, *view);
-      if (!view->is_contiguous())
-        fail<ValueError>("[adam_step] expects contiguous arrays, got strides ",
-                         shape_str(view->strides), " for shape ", shape_str(view->shape));
-    }
     cpu::adam_step(param, grad, m, v, param_out, step);
     return true;
   }

@@ -19,8 +19,8 @@
 namespace needle {
 
 struct View {
-  void* data =
-      nullptr;  // base of the device buffer; element i lives at data[offset + sum(idx*stride)]
+  // Base of the device buffer; element i lives at data[offset + sum(idx * stride)].
+  void* data = nullptr;
   DType dtype = DType::float32;
   Shape shape;
   Strides strides;
@@ -127,8 +127,8 @@ class Backend {
     return false;
   }
   // Its weight gradient: x (N, H, W, Cin), grad (N, Ho, Wo, Cout) -> out (kh, kw, Cin, Cout),
-  // out[i, j, c, d] = sum over n, y, x of xpad[n, y*stride + i, x*stride + j, c] * grad[n, y, x,
-  // d].
+  // out[i, j, c, d] = sum over n, y, x of
+  //   xpad[n, y * stride + i, x * stride + j, c] * grad[n, y, x, d].
   virtual bool conv2d_weight_grad(const View& /*x*/, const View& /*grad*/, int64_t /*stride*/,
                                   int64_t /*padding*/, const View& /*out*/) {
     return false;

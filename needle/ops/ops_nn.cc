@@ -51,15 +51,22 @@ Shape conv_output_shape(const char* op, const Shape& x, const Shape& w, int64_t 
           out_size(op, x[2] + 2 * padding, w[1], stride), w[3]};
 }
 
+// Checks that an output gradient has the shape conv gives for this input and weight.
+void check_out_grad(const char* op, const Shape& out_grad, const Shape& x, const Shape& w,
+                    int64_t stride, int64_t padding) {
+  if (out_grad != conv_output_shape(op, x, w, stride, padding))
+    fail<ValueError>("[", op, "] output gradient of shape ", shape_str(out_grad),
+                     " does not match an input of shape ", shape_str(x), " and a weight of shape ",
+                     shape_str(w), " at stride ", stride, ", padding ", padding);
+}
+
 }  // namespace
 
 Tensor conv_input_grad(const Tensor& out_grad, const Tensor& w, int64_t h, int64_t wd,
                        int64_t stride, int64_t padding) {
-  Shape x_shape{out_grad.ndim() ? out_grad.shape()[0] : 0, h, wd, w.ndim() == 4 ? w.shape()[2] : 0};
-  if (out_grad.shape() != conv_output_shape("conv_input_grad", x_shape, w.shape(), stride, padding))
-    fail<ValueError>("[conv_input_grad] output gradient of shape ", shape_str(out_grad.shape()),
-                     " does not match a weight of shape ", shape_str(w.shape()),
-                     " and an input of ", h, "x", wd, " at stride ", stride, ", padding ", padding);
+  const Shape x_shape{out_grad.ndim() ? out_grad.shape()[0] : 0, h, wd,
+                      w.ndim() == 4 ? w.shape()[2] : 0};
+  check_out_grad("conv_input_grad", out_grad.shape(), x_shape, w.shape(), stride, padding);
   // BEGIN SOLUTION hw4
   int64_t kh = w.shape()[0], kw = w.shape()[1];
   // Undo the stride: dilate, then drop trailing zeros beyond the stride-1 output size.
@@ -124,11 +131,7 @@ NDArray ConvWeightGrad::compute(const Args& args) const {
   const NDArray x = args[0].compact(), g = args[1].compact();
   check_nhwc("conv_weight_grad", x.shape());
   int64_t cin = x.shape()[3], cout = g.ndim() == 4 ? g.shape()[3] : -1;
-  if (g.shape() !=
-      conv_output_shape("conv_weight_grad", x.shape(), {kh, kw, cin, cout}, stride, padding))
-    fail<ValueError>("[conv_weight_grad] output gradient of shape ", shape_str(g.shape()),
-                     " does not match an input of shape ", shape_str(x.shape()), " and a ", kh, "x",
-                     kw, " kernel at stride ", stride, ", padding ", padding);
+  check_out_grad("conv_weight_grad", g.shape(), x.shape(), {kh, kw, cin, cout}, stride, padding);
   // BEGIN SOLUTION hw4
   NDArray out = NDArray::empty({kh, kw, cin, cout}, x.dtype(), x.device());
   if (x.device().conv2d_weight_grad(x.view(), g.view(), stride, padding, out.view())) return out;

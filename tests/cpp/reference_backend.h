@@ -1,7 +1,8 @@
 // The test oracle: an obviously correct, slow Backend. Every kernel visits each element by
 // its multi-index (an odometer over the shape), reads it as double, computes in double and
 // stores the rounded result. No fast paths, no threads, no cleverness: if a real backend
-// disagrees with this one, the real backend is wrong. It is not registered; tests create it.
+// disagrees with this one, the real backend is wrong. It is not registered; tests reach it
+// through reference_backend().
 #pragma once
 
 #include <cmath>
@@ -184,5 +185,11 @@ class ReferenceBackend final : public Backend {
     });
   }
 };
+
+// The one instance the tests share.
+inline ReferenceBackend& reference_backend() {
+  static ReferenceBackend instance;
+  return instance;
+}
 
 }  // namespace needle::testing

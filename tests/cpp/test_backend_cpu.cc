@@ -40,8 +40,7 @@ Backend& cpu_backend() {
 }
 
 ReferenceBackend& reference() {
-  static ReferenceBackend r;
-  return r;
+  return reference_backend();
 }
 
 // Scalars to try with an op: ties for comparisons, positive bases for power on the left,

@@ -8,6 +8,7 @@
 
 using namespace needle;
 using namespace needle::testing;
+using Catch::Matchers::Contains;
 
 namespace {
 // out[n, i, j, co] = sum x_pad[n, i*s + p, j*s + q, ci] * w[p, q, ci, co]
@@ -123,7 +124,7 @@ TEST_CASE("fused conv kernels agree with the im2col path", "[ops][hw4]") {
   // backend's fused kernels must give the same output and gradients. The geometries cover
   // padding beyond the kernel, strides that skip input, non-square kernels, and (the last)
   // many cache blocks spread over threads.
-  static ReferenceBackend reference;
+  Backend& reference = reference_backend();
   struct Geometry {
     Shape x, w;
     int64_t stride, padding;
@@ -163,13 +164,24 @@ TEST_CASE("conv errors", "[ops][hw4]") {
   CHECK_THROWS_AS(
       conv_weight_grad(random_tensor({1, 5, 5, 2}), random_tensor({1, 4, 4, 3}), 3, 3, 1, 1),
       ValueError);
+  CHECK_THROWS_WITH(
+      conv_weight_grad(random_tensor({1, 5, 5, 2}), random_tensor({1, 4, 4, 3}), 3, 3, 1, 1),
+      Contains("[conv_weight_grad] output gradient of shape (1, 4, 4, 3)") &&
+          Contains("input of shape (1, 5, 5, 2)"));
   CHECK_THROWS_AS(
       conv_input_grad(random_tensor({1, 5, 5, 3}), random_tensor({3, 3, 2, 4}), 5, 5, 1, 1),
       ValueError);
+  CHECK_THROWS_WITH(
+      conv_input_grad(random_tensor({1, 5, 5, 3}), random_tensor({3, 3, 2, 4}), 5, 5, 1, 1),
+      Contains("[conv_input_grad] output gradient of shape (1, 5, 5, 3)") &&
+          Contains("weight of shape (3, 3, 2, 4)"));
   // So does the backend's fused kernel, called directly.
   NDArray x = NDArray::full({1, 5, 5, 2}, 1.0), w = NDArray::full({3, 3, 2, 4}, 1.0);
   NDArray bad = NDArray::empty({1, 4, 4, 4});
   CHECK_THROWS_AS(default_backend().conv2d(x.view(), w.view(), 1, 0, bad.view()), ValueError);
+  CHECK_THROWS_WITH(default_backend().conv2d(x.view(), w.view(), 1, 0, bad.view()),
+                    Contains("[conv2d] input (1, 5, 5, 2), kernel (3, 3, 2, 4)") &&
+                        Contains("output pixels of shape (1, 4, 4, 4)"));
   NDArray wrong_dtype = NDArray::empty({1, 3, 3, 4}, DType::float64);
   CHECK_THROWS_AS(default_backend().conv2d(x.view(), w.view(), 1, 0, wrong_dtype.view()),
                   TypeError);

@@ -108,7 +108,7 @@ TEST_CASE("adam_update: the fused kernel agrees with the composed NDArray update
   // The reference backend has no fused Adam kernel, so there adam_update runs as NDArray
   // arithmetic; the CPU backend's one-pass kernel must track it step after step. 70,000
   // elements so the kernel also splits the work over threads.
-  static testing::ReferenceBackend reference;
+  Backend& reference = testing::reference_backend();
   const Shape shape{70, 1000};
   const int64_t n = 70000;
   for (DType dt : {DType::float64, DType::float32}) {
@@ -134,6 +134,9 @@ TEST_CASE("adam_update: the fused kernel agrees with the composed NDArray update
   NDArray p = NDArray::full({3}, 1.0), m, v;
   CHECK_THROWS_AS(optim::adam_update(p, NDArray::full({4}, 1.0), m, v, 0.1, 0.9, 0.999, 1e-8, 0, 1),
                   ValueError);
+  CHECK_THROWS_WITH(
+      optim::adam_update(p, NDArray::full({4}, 1.0), m, v, 0.1, 0.9, 0.999, 1e-8, 0, 1),
+      Contains("[adam_update] parameter of shape (3,) has a grad of shape (4,)"));
   CHECK_THROWS_AS(optim::adam_update(p, NDArray::full({3}, 1.0), m, v, 0.1, 0.9, 0.999, 1e-8, 0, 0),
                   ValueError);
 }

@@ -84,6 +84,8 @@ def test_conv_adjoints_against_torch(device):
 
 
 def test_conv_errors():
+    with pytest.raises(ValueError, match=r"\[conv_weight_grad\] output gradient of shape \(1, 4, 4, 3\)"):
+        ndl.ops.conv_weight_grad(ndl.Tensor(np.ones((1, 5, 5, 2))), ndl.Tensor(np.ones((1, 4, 4, 3))), 3, 3, 1, 1)
     with pytest.raises(ValueError, match=r"\[conv\]"):
         ndl.conv(ndl.Tensor(np.ones((1, 4, 4, 3))), ndl.Tensor(np.ones((3, 3, 2, 2))))
     with pytest.raises(ValueError, match=r"\[conv\]"):
