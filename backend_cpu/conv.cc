@@ -3,14 +3,16 @@
 // into a per-thread buffer that stays in cache and is consumed by the GEMM right away, so
 // the full (N*Ho*Wo, kh*kw*Cin) column matrix (75 MiB for a 32x32x32x64 batch) is never
 // written to memory, and padding is read as zeros instead of being copied in first.
+// Registered as the "cpu" kernels kernel::Conv2d and kernel::Conv2dWeightGrad (see
+// needle/kernels.h for their contracts; the conv ops check the operands before calling).
 #include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <vector>
 
 #include "backend_cpu/gemm.h"
-#include "backend_cpu/kernels.h"
 #include "backend_cpu/threads.h"
+#include "needle/kernels.h"
 
 namespace needle::cpu {
 
@@ -135,8 +137,6 @@ void conv2d_weight_grad_typed(const View& x, const View& grad, int64_t stride, i
     for (int64_t i = 0; i < size; ++i) po[i] += partial[size_t(t * size + i)];
 }
 
-}  // namespace
-
 void conv2d(const View& x, const View& w, int64_t stride, int64_t padding, const View& out) {
   dispatch_dtype(out.dtype, [&](auto t) {
     using T = decltype(t);
@@ -151,5 +151,10 @@ void conv2d_weight_grad(const View& x, const View& grad, int64_t stride, int64_t
     conv2d_weight_grad_typed<T>(x, grad, stride, padding, out);
   });
 }
+
+NEEDLE_REGISTER_KERNEL(kernel::kConv2d, "cpu", conv2d);
+NEEDLE_REGISTER_KERNEL(kernel::kConv2dWeightGrad, "cpu", conv2d_weight_grad);
+
+}  // namespace
 
 }  // namespace needle::cpu

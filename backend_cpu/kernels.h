@@ -1,7 +1,8 @@
 // The CPU backend's kernels, one function per Backend method. CpuBackend (cpu_backend.cc)
-// checks arguments and forwards here; the kernels trust that views are consistent.
-// Defined by family: compact.cc (fill, copy), ewise.cc, reduce.cc, matmul.cc, conv.cc,
-// optim.cc.
+// forwards here; the kernels trust that views are consistent (NDArray checked them).
+// Defined by family: compact.cc (fill, copy), ewise.cc, reduce.cc, matmul.cc. The fused
+// kernels (conv.cc, optim.cc) and the thread setting (threads.cc) are not listed here: they
+// register themselves in the kernel registry (needle/kernels.h) from their own files.
 #pragma once
 
 #include "needle/backend.h"
@@ -18,12 +19,4 @@ void matmul(const View& a, const View& b, const View& out);
 // matmul through gemm_naive, whatever NEEDLE_NAIVE_GEMM says: lets tests check the teaching
 // GEMM without including Eigen (see gemm.h) into code built with other compiler flags.
 void matmul_naive(const View& a, const View& b, const View& out);
-// Fused NHWC convolution and its weight gradient (conv.cc); see Backend::conv2d.
-void conv2d(const View& x, const View& w, int64_t stride, int64_t padding, const View& out);
-void conv2d_weight_grad(const View& x, const View& grad, int64_t stride, int64_t padding,
-                        const View& out);
-// One fused Adam step (optim.cc); see Backend::adam_step.
-void adam_step(const View& param, const View& grad, const View& m, const View& v,
-               const View& param_out, const AdamStep& step);
-
 }  // namespace needle::cpu

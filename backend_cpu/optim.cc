@@ -1,10 +1,11 @@
 // Fused optimizer kernels: one Adam step for one parameter in a single pass over its
 // arrays, where the composed update would run a dozen element-wise kernels (and allocate a
-// dozen temporaries) per parameter per step.
+// dozen temporaries) per parameter per step. Registered as the "cpu" kernel::AdamStep
+// (needle/kernels.h), which the adam_update op (needle/ops/ops_optim.cc) calls.
 #include <cmath>
 
-#include "backend_cpu/kernels.h"
 #include "backend_cpu/threads.h"
+#include "needle/kernels.h"
 
 namespace needle::cpu {
 
@@ -14,7 +15,7 @@ namespace {
 // knows no store to the arrays can change them and vectorizes the loop.
 template <class T>
 void adam_range(const T* __restrict p, const T* __restrict g, T* __restrict m, T* __restrict v,
-                T* __restrict out, int64_t begin, int64_t end, const AdamStep& s) {
+                T* __restrict out, int64_t begin, int64_t end, const kernel::AdamScalars& s) {
   const T b1 = T(s.beta1), b2 = T(s.beta2), wd = T(s.weight_decay), eps = T(s.eps);
   const T one_minus_b1 = T(1 - s.beta1), one_minus_b2 = T(1 - s.beta2);
   const T inv_c1 = T(1 / s.bias_correction1), inv_c2 = T(1 / s.bias_correction2);
@@ -32,7 +33,7 @@ void adam_range(const T* __restrict p, const T* __restrict g, T* __restrict m, T
 
 template <class T>
 void adam_step_typed(const View& param, const View& grad, const View& m, const View& v,
-                     const View& param_out, const AdamStep& s) {
+                     const View& param_out, const kernel::AdamScalars& s) {
   const int64_t n = param.size();
   parallel(threads_for(n, kParallelGrainHeavy), [&](int64_t t, int64_t team) {
     adam_range(param.ptr<T>(), grad.ptr<T>(), m.ptr<T>(), v.ptr<T>(), param_out.ptr<T>(),
@@ -40,14 +41,16 @@ void adam_step_typed(const View& param, const View& grad, const View& m, const V
   });
 }
 
-}  // namespace
-
 void adam_step(const View& param, const View& grad, const View& m, const View& v,
-               const View& param_out, const AdamStep& step) {
+               const View& param_out, const kernel::AdamScalars& step) {
   dispatch_dtype(param.dtype, [&](auto t) {
     using T = decltype(t);
     adam_step_typed<T>(param, grad, m, v, param_out, step);
   });
 }
+
+NEEDLE_REGISTER_KERNEL(kernel::kAdamStep, "cpu", adam_step);
+
+}  // namespace
 
 }  // namespace needle::cpu

@@ -1,5 +1,7 @@
 // The CPU backend's thread count: one atomic setting that sizes the OpenMP team. Eigen is
-// pinned to one thread, OpenBLAS for the length of our own calls (see threads.h).
+// pinned to one thread, OpenBLAS for the length of our own calls (see threads.h). The
+// setting is registered as the "cpu" kernels set_num_threads / get_num_threads
+// (needle/kernels.h), which is how the bindings reach it.
 #include "backend_cpu/threads.h"
 
 #include <omp.h>
@@ -9,6 +11,8 @@
 #include <atomic>
 #include <cstdlib>
 #include <mutex>
+
+#include "needle/kernels.h"
 
 #ifdef NEEDLE_WITH_OPENBLAS
 extern "C" void openblas_set_num_threads(int num_threads);
@@ -68,5 +72,8 @@ int threads_for(int64_t work, int64_t grain) {
   int64_t by_work = std::max<int64_t>(2, 2 * work / grain);
   return int(std::min<int64_t>(by_work, get_num_threads()));
 }
+
+NEEDLE_REGISTER_KERNEL(kernel::kSetNumThreads, "cpu", set_num_threads);
+NEEDLE_REGISTER_KERNEL(kernel::kGetNumThreads, "cpu", get_num_threads);
 
 }  // namespace needle::cpu

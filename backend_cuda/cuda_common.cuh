@@ -114,19 +114,4 @@ __host__ __device__ inline void offsets_of(const Indexer<N>& ix, int64_t i, int6
   // END SOLUTION
 }
 
-// Same-shape and same-dtype checks shared by the host entry points (NDArray validates
-// user input; these guard the backend contract).
-inline void check_same_shape(const char* op, const View& a, const View& out) {
-  if (a.shape != out.shape) {
-    fail<ValueError>("[cuda] ", op, ": shapes differ: ", shape_str(a.shape), " and ",
-                     shape_str(out.shape));
-  }
-}
-inline void check_same_dtype(const char* op, const View& a, const View& out) {
-  if (a.dtype != out.dtype) {
-    fail<TypeError>("[cuda] ", op, ": dtypes differ: ", dtype_name(a.dtype), " and ",
-                    dtype_name(out.dtype));
-  }
-}
-
 }  // namespace needle::cuda

@@ -1,6 +1,7 @@
 // Host entry points of the CUDA kernels, one per Backend kernel method, grouped by the file
 // that defines them. CudaBackend (cuda_backend.cu) checks that a device is present and then
-// forwards here; each entry point validates its views, picks the dtype and launches.
+// forwards here; each entry point trusts its views (NDArray validated them), picks the
+// dtype and launches.
 #pragma once
 
 #include "needle/backend.h"

@@ -196,17 +196,7 @@ bool try_cublas(const T* a, const T* b, T* out, const MatmulDims& d, const Index
 }  // namespace
 
 void matmul(const View& a, const View& b, const View& out) {
-  check_same_dtype("matmul", a, out);
-  check_same_dtype("matmul", b, out);
   const int64_t nd = out.ndim();
-  const bool ranks_ok = nd >= 2 && a.ndim() == nd && b.ndim() == nd;
-  if (!ranks_ok || a.shape[nd - 1] != b.shape[nd - 2] || a.shape[nd - 2] != out.shape[nd - 2] ||
-      b.shape[nd - 1] != out.shape[nd - 1] ||
-      !std::equal(out.shape.begin(), out.shape.end() - 2, a.shape.begin()) ||
-      !std::equal(out.shape.begin(), out.shape.end() - 2, b.shape.begin())) {
-    fail<ValueError>("[cuda] matmul: shapes ", shape_str(a.shape), " @ ", shape_str(b.shape),
-                     " -> ", shape_str(out.shape), " do not form a batched matrix product");
-  }
   if (out.size() == 0) return;
   MatmulDims d;
   d.m = out.shape[nd - 2];

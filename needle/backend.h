@@ -1,6 +1,8 @@
 // The Backend interface: the one small set of kernels a device implements, plus the
 // registry that finds backends by name ("cpu", "cuda"). NDArray (ndarray.h) turns every
 // array operation into calls on this interface; nothing above it knows which device runs.
+// Fused kernels (conv, optimizer updates, ...) do not widen this class: they live in the
+// registry of needle/kernels.h, keyed by (kernel, device).
 //
 // A kernel sees Views: a device buffer, a dtype, a shape and strides (in elements) and an
 // offset. Inputs may be arbitrary strided views, including broadcast dimensions with
@@ -66,12 +68,6 @@ enum class BinaryOp {
 };
 enum class ReduceOp { sum, max, min };
 
-// The scalars of one Adam step (see Backend::adam_step): bias_correction1 = 1 - beta1^t,
-// bias_correction2 = 1 - beta2^t.
-struct AdamStep {
-  double lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2;
-};
-
 const char* op_name(UnaryOp op);
 const char* op_name(BinaryOp op);
 const char* op_name(ReduceOp op);
@@ -96,6 +92,8 @@ class Backend {
   virtual void synchronize() {}
 
   // --- Kernels ---
+  // Kernels trust their views: NDArray validates shapes and promotes dtypes once, before
+  // any kernel runs, so every method below gets views that satisfy its contract.
   // out[...] = value.   (fill, scalar setitem)
   virtual void fill(const View& out, double value) = 0;
   // out[...] = in[...]; same shape, dtypes may differ (converts).   (compact, setitem, astype)
@@ -115,31 +113,6 @@ class Backend {
   // a, b and out have the same rank and batch shape (batch broadcasting arrives as stride 0);
   // out is contiguous. Each matrix of a or b may have any strides.
   virtual void matmul(const View& a, const View& b, const View& out) = 0;
-
-  // --- Optional fused kernels ---
-  // A backend may run a composite operation as one kernel. These return false (the default)
-  // to make the caller compose the operation from the kernels above. Every view is
-  // contiguous and of one dtype; shapes are checked by the caller.
-  // NHWC convolution with zero padding: x (N, H, W, Cin), w (kh, kw, Cin, Cout) ->
-  // out (N, Ho, Wo, Cout), Ho = (H + 2 * padding - kh) / stride + 1 (Wo likewise).
-  virtual bool conv2d(const View& /*x*/, const View& /*w*/, int64_t /*stride*/, int64_t /*padding*/,
-                      const View& /*out*/) {
-    return false;
-  }
-  // Its weight gradient: x (N, H, W, Cin), grad (N, Ho, Wo, Cout) -> out (kh, kw, Cin, Cout),
-  // out[i, j, c, d] = sum over n, y, x of
-  //   xpad[n, y * stride + i, x * stride + j, c] * grad[n, y, x, d].
-  virtual bool conv2d_weight_grad(const View& /*x*/, const View& /*grad*/, int64_t /*stride*/,
-                                  int64_t /*padding*/, const View& /*out*/) {
-    return false;
-  }
-  // One Adam step for one parameter, element by element: g = grad + weight_decay * param;
-  // m = beta1 m + (1 - beta1) g and v = beta2 v + (1 - beta2) g^2, both updated in place;
-  // param_out = param - lr * (m / bias_correction1) / (sqrt(v / bias_correction2) + eps).
-  virtual bool adam_step(const View& /*param*/, const View& /*grad*/, const View& /*m*/,
-                         const View& /*v*/, const View& /*param_out*/, const AdamStep& /*step*/) {
-    return false;
-  }
 };
 
 // --- Registry ---

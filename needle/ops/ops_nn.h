@@ -2,8 +2,8 @@
 //
 // conv: input (N, H, W, Cin), weight (K, K, Cin, Cout), stride and zero padding; forward by
 // im2col (a strided window view of the padded input, compacted) and one matmul, so it runs
-// on any backend, or by the backend's fused kernel where it has one (Backend::conv2d; the
-// CPU backend's never materializes the column matrix). Its weight gradient is an op of its
+// on any backend, or by the device's fused kernel where the kernel registry has one
+// (kernel::Conv2d in needle/kernels.h; the CPU's never materializes the column matrix). Its weight gradient is an op of its
 // own (ConvWeightGrad, fused the same way); its input gradient is a conv of the output
 // gradient with the flipped kernel. Pooling takes windows like im2col (Im2Col) and reduces
 // them.
@@ -15,7 +15,7 @@ namespace needle {
 
 class Conv final : public TensorOp {
  public:
-  explicit Conv(int64_t stride = 1, int64_t padding = 0) : stride(stride), padding(padding) {}
+  explicit Conv(int64_t stride = 1, int64_t padding = 1) : stride(stride), padding(padding) {}
   int arity() const override { return 2; }
   void prepare(std::vector<NodePtr>& inputs) const override;
   NEEDLE_DECLARE_OP_BODY("conv")

@@ -15,7 +15,7 @@ void init_device(pybind11::module_& m);   // Device, raw kernels on handles (dev
 void init_ndarray(pybind11::module_& m);  // NDArray (ndarray.cc)
 void init_tensor(pybind11::module_& m);   // Value, Tensor, TensorTuple, autograd (tensor.cc)
 void init_ops(pybind11::module_& m);      // op classes and functions (ops.cc)
-void init_nn(pybind11::module_& m);       // checkpoints, C++ nn helpers (nn.cc)
+void init_serialize(pybind11::module_& m);  // safetensors checkpoints (serialize.cc)
 
 // The Python device object (`nd.cpu()`) is the bound class `Device`, a handle to a Backend.
 struct Device {

@@ -3,8 +3,8 @@
 // `device.compact(a, out, shape, strides, offset)`, ...), each mapped onto one Backend call.
 #include <string>
 
-#include "backend_cpu/threads.h"
 #include "bindings.h"
+#include "needle/kernels.h"
 
 namespace py = pybind11;
 
@@ -42,30 +42,40 @@ void check_room(const char* op, const Handle& h, int64_t needed) {
     fail<ValueError>("[", op, "] needs ", needed, " elements but the handle holds ", h->size());
 }
 
+// Kernels trust their views (NDArray promotes dtypes before calling one), so these raw
+// entry points check that the handles they hand to one kernel share out's dtype.
+void check_dtype(const char* op, const Handle& h, const Handle& out) {
+  if (h->dtype() != out->dtype())
+    fail<TypeError>("[", op, "] handle of dtype ", dtype_name(h->dtype()),
+                    " does not match the output's ", dtype_name(out->dtype()));
+}
+
 // Element-wise kernel on the first out.size elements of compact handles.
 void bind_binary(py::class_<Device>& cls, const char* name, BinaryOp op) {
   cls.def(name, [op, name](Device& d, const Handle& a, const Handle& b, const Handle& out) {
     for (auto* h : {&a, &b}) check_handle(name, d, *h), check_room(name, *h, out->size());
+    check_dtype(name, a, out), check_dtype(name, b, out);
     d.backend->binary(op, flat_view(a, out->size()), flat_view(b, out->size()),
                       flat_view(out, out->size()));
   });
 }
 void bind_scalar(py::class_<Device>& cls, const char* name, BinaryOp op) {
   cls.def(name, [op, name](Device& d, const Handle& a, double val, const Handle& out) {
-    check_handle(name, d, a), check_room(name, a, out->size());
+    check_handle(name, d, a), check_room(name, a, out->size()), check_dtype(name, a, out);
     d.backend->binary_scalar(op, flat_view(a, out->size()), val, flat_view(out, out->size()),
                              false);
   });
 }
 void bind_unary(py::class_<Device>& cls, const char* name, UnaryOp op) {
   cls.def(name, [op, name](Device& d, const Handle& a, const Handle& out) {
-    check_handle(name, d, a), check_room(name, a, out->size());
+    check_handle(name, d, a), check_room(name, a, out->size()), check_dtype(name, a, out);
     d.backend->unary(op, flat_view(a, out->size()), flat_view(out, out->size()));
   });
 }
 void bind_reduce(py::class_<Device>& cls, const char* name, ReduceOp op) {
   cls.def(name, [op, name](Device& d, const Handle& a, const Handle& out, int64_t reduce_size) {
     check_handle(name, d, a), check_room(name, a, out->size() * reduce_size);
+    check_dtype(name, a, out);
     d.backend->reduce(op, handle_view(a, {out->size(), reduce_size}, {reduce_size, 1}, 0),
                       flat_view(out, out->size()));
   });
@@ -149,6 +159,7 @@ void init_device(py::module_& m) {
               int64_t p) {
              check_room("matmul", a, m * n), check_room("matmul", b, n * p);
              check_room("matmul", out, m * p);
+             check_dtype("matmul", a, out), check_dtype("matmul", b, out);
              d.backend->matmul(handle_view(a, {m, n}, {n, 1}, 0), handle_view(b, {n, p}, {p, 1}, 0),
                                handle_view(out, {m, p}, {p, 1}, 0));
            })
@@ -210,10 +221,21 @@ void init_device(py::module_& m) {
   m.def(
       "device", [](const std::string& name) { return Device{&find_backend(name)}; },
       py::arg("name"), "The device registered under `name` (\"cpu\", \"cuda\").");
-  m.def("set_num_threads", &cpu::set_num_threads, py::arg("n"),
-        "Threads the CPU backend may use (its OpenMP team, which also runs the GEMMs); n <= 0 "
-        "restores the default: OMP_NUM_THREADS when set, else every core.");
-  m.def("get_num_threads", &cpu::get_num_threads);
+  // Thread counts are device settings in the kernel registry (the bindings include no
+  // backend header): set_num_threads reaches every device that has the setting.
+  m.def(
+      "set_num_threads",
+      [](int n) {
+        for (Backend* b : all_backends())
+          if (auto* set = find_kernel<kernel::SetNumThreads>(kernel::kSetNumThreads, *b)) set(n);
+      },
+      py::arg("n"),
+      "Threads the CPU backend may use (its OpenMP team, which also runs the GEMMs); n <= 0 "
+      "restores the default: OMP_NUM_THREADS when set, else every core.");
+  m.def("get_num_threads", [] {
+    auto* get = find_kernel<kernel::GetNumThreads>(kernel::kGetNumThreads, default_backend());
+    return get ? get() : 1;
+  });
   m.def("all_device_names", [] {
     std::vector<std::string> names;
     for (Backend* b : all_backends()) names.push_back(b->name());

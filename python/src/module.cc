@@ -26,5 +26,5 @@ PYBIND11_MODULE(_needle, m) {
   needle::python::init_ndarray(m);
   needle::python::init_tensor(m);
   needle::python::init_ops(m);
-  needle::python::init_nn(m);
+  needle::python::init_serialize(m);
 }

@@ -161,6 +161,8 @@ void init_ops(py::module_& parent) {
       .def(py::init<int64_t>(), py::arg("axis") = 0)
       .def_readonly("axis", &Concat::axis);
   op_class<GetItem>(m, "GetItem", "a[key]");
+  // Bound without a constructor, so that graph nodes built by getitem's gradient show
+  // their op; only gradients build them, and needle.ops does not export them (Col2Im too).
   op_class<ScatterItem>(m, "ScatterItem", "zeros with [key] = a (the adjoint of getitem)");
   op_class<SetItem>(m, "SetItem", "a with [key] = v");
 
@@ -188,7 +190,7 @@ void init_ops(py::module_& parent) {
       .def(py::init<int64_t>(), py::arg("axis") = -1);
   op_class<MatMul>(m, "MatMul", "a @ b, batched").def(py::init<>());
   op_class<Conv>(m, "Conv", "2-D convolution, NHWC input, (K, K, Cin, Cout) weight")
-      .def(py::init<int64_t, int64_t>(), py::arg("stride") = 1, py::arg("padding") = 0)
+      .def(py::init<int64_t, int64_t>(), py::arg("stride") = 1, py::arg("padding") = 1)
       .def_readonly("stride", &Conv::stride)
       .def_readonly("padding", &Conv::padding);
   op_class<ConvWeightGrad>(m, "ConvWeightGrad", "conv's weight gradient from (x, out_grad)")
@@ -334,6 +336,21 @@ void init_ops(py::module_& parent) {
         return avg_pool2d(a, k, stride.is_none() ? 0 : stride.cast<int64_t>(), padding);
       },
       py::arg("a"), py::arg("kernel_size"), py::arg("stride") = py::none(), py::arg("padding") = 0);
+
+  m.def(
+      "adam_update",
+      [](const Tensor& param, const Tensor& grad, std::optional<NDArray> m, std::optional<NDArray> v,
+         double lr, double beta1, double beta2, double eps, double weight_decay, int64_t t) {
+        NDArray moment1 = m.value_or(NDArray()), moment2 = v.value_or(NDArray());
+        NDArray data = needle::adam_update(param.data(), grad.data(), moment1, moment2, lr, beta1,
+                                           beta2, eps, weight_decay, t);
+        return py::make_tuple(data, moment1, moment2);
+      },
+      py::arg("param"), py::arg("grad"), py::arg("m"), py::arg("v"), py::arg("lr"),
+      py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), py::arg("t"),
+      R"doc(One parameter's Adam update at step t (needle::adam_update, ops_optim.h): returns
+(new data, m, v) as NDArrays. Pass m and v as None on the first step. needle.optim.Adam
+calls it; it is no autograd op (it builds no graph).)doc");
 
   m.def("make_tuple", [](const py::args& args) {
     std::vector<Value> values;

@@ -451,29 +451,3 @@ TEST_CASE("cpu kernels run the same with one thread", "[backend][hw0]") {
   cpu::set_num_threads(0);  // back to the default
   CHECK(cpu::get_num_threads() >= 1);
 }
-
-TEST_CASE("cpu kernels reject mismatched views", "[backend][hw0]") {
-  Backend& b = cpu_backend();
-  std::mt19937 rng(16);
-  TestArray a(b, DType::float32, make_layout({2, 3}, contiguous(), rng));
-  TestArray c(b, DType::float32, make_layout({3, 2}, contiguous(), rng));
-  TestArray d(b, DType::float64, make_layout({2, 3}, contiguous(), rng));
-  TestArray e(b, DType::float32, make_layout({2}, contiguous(), rng));
-  CHECK_THROWS_AS(b.copy(a.view(), c.view()), ValueError);
-  CHECK_THROWS_AS(b.unary(UnaryOp::exp, a.view(), c.view()), ValueError);
-  CHECK_THROWS_AS(b.unary(UnaryOp::exp, a.view(), d.view()), TypeError);
-  CHECK_THROWS_AS(b.binary(BinaryOp::add, a.view(), c.view(), a.view()), ValueError);
-  CHECK_THROWS_AS(b.binary(BinaryOp::add, a.view(), d.view(), a.view()), TypeError);
-  CHECK_THROWS_AS(b.binary_scalar(BinaryOp::add, a.view(), 1.0, c.view(), false), ValueError);
-  CHECK_THROWS_AS(b.reduce(ReduceOp::sum, a.view(), c.view()), ValueError);
-  CHECK_THROWS_AS(b.reduce(ReduceOp::sum, a.view(), d.view()), TypeError);
-  CHECK_THROWS_AS(b.matmul(a.view(), a.view(), a.view()), ValueError);
-  CHECK_THROWS_AS(b.matmul(e.view(), e.view(), e.view()), ValueError);
-  CHECK_THROWS_WITH(b.matmul(a.view(), a.view(), a.view()),
-                    Catch::Contains("[matmul]") && Catch::Contains("(2, 3)"));
-  View bad = a.view();
-  bad.strides = {1};
-  CHECK_THROWS_AS(b.fill(bad, 0.0), ValueError);
-  // A copy converting dtypes is fine.
-  CHECK_NOTHROW(b.copy(a.view(), d.view()));
-}

@@ -4,7 +4,6 @@
 #include <limits>
 
 #include "gradcheck.h"
-#include "reference_backend.h"
 
 using namespace needle;
 using namespace needle::testing;
@@ -119,43 +118,6 @@ TEST_CASE("conv adjoints: input and weight gradients as ops", "[ops][hw4]") {
     }
 }
 
-TEST_CASE("fused conv kernels agree with the im2col path", "[ops][hw4]") {
-  // The reference backend has no fused kernels, so conv there runs im2col + matmul; the CPU
-  // backend's fused kernels must give the same output and gradients. The geometries cover
-  // padding beyond the kernel, strides that skip input, non-square kernels, and (the last)
-  // many cache blocks spread over threads.
-  Backend& reference = reference_backend();
-  struct Geometry {
-    Shape x, w;
-    int64_t stride, padding;
-  };
-  for (auto [xs, ws, stride, pad] : std::vector<Geometry>{{{2, 5, 6, 3}, {3, 3, 3, 4}, 1, 1},
-                                                          {{1, 7, 7, 2}, {3, 2, 2, 3}, 2, 0},
-                                                          {{2, 6, 5, 2}, {2, 3, 2, 2}, 3, 2},
-                                                          {{1, 3, 4, 1}, {1, 1, 1, 2}, 1, 3},
-                                                          {{3, 24, 20, 16}, {3, 3, 16, 8}, 1, 1}}) {
-    INFO("x " << shape_str(xs) << " w " << shape_str(ws) << " stride " << stride << " pad " << pad);
-    std::vector<double> xv = random_vector(numel(xs)), wv = random_vector(numel(ws));
-    for (DType dt : {DType::float64, DType::float32}) {
-      auto run = [&](Backend& dev) {
-        Tensor x(NDArray::from_vector(xv, xs, dev).astype(dt), true);
-        Tensor w(NDArray::from_vector(wv, ws, dev).astype(dt), true);
-        Tensor y = conv(x, w, stride, pad);
-        Tensor weights(NDArray::from_vector(random_vector(y.size()), y.shape(), dev).astype(dt));
-        summation(y * weights).backward();
-        return std::vector<std::vector<double>>{y.to_vector<double>(), x.grad().to_vector<double>(),
-                                                w.grad().to_vector<double>()};
-      };
-      rng().seed(7);
-      auto want = run(reference);
-      rng().seed(7);
-      auto got = run(default_backend());
-      for (size_t i = 0; i < want.size(); ++i)
-        NEEDLE_CHECK_CLOSE(got[i], want[i], dt == DType::float64 ? 1e-10 : 1e-4);
-    }
-  }
-}
-
 TEST_CASE("conv errors", "[ops][hw4]") {
   CHECK_THROWS_AS(conv(random_tensor({2, 5, 5}), random_tensor({3, 3, 5, 2})), ValueError);
   CHECK_THROWS_AS(conv(random_tensor({1, 5, 5, 2}), random_tensor({3, 3, 3, 2})), ValueError);
@@ -175,16 +137,6 @@ TEST_CASE("conv errors", "[ops][hw4]") {
       conv_input_grad(random_tensor({1, 5, 5, 3}), random_tensor({3, 3, 2, 4}), 5, 5, 1, 1),
       Contains("[conv_input_grad] output gradient of shape (1, 5, 5, 3)") &&
           Contains("weight of shape (3, 3, 2, 4)"));
-  // So does the backend's fused kernel, called directly.
-  NDArray x = NDArray::full({1, 5, 5, 2}, 1.0), w = NDArray::full({3, 3, 2, 4}, 1.0);
-  NDArray bad = NDArray::empty({1, 4, 4, 4});
-  CHECK_THROWS_AS(default_backend().conv2d(x.view(), w.view(), 1, 0, bad.view()), ValueError);
-  CHECK_THROWS_WITH(default_backend().conv2d(x.view(), w.view(), 1, 0, bad.view()),
-                    Contains("[conv2d] input (1, 5, 5, 2), kernel (3, 3, 2, 4)") &&
-                        Contains("output pixels of shape (1, 4, 4, 4)"));
-  NDArray wrong_dtype = NDArray::empty({1, 3, 3, 4}, DType::float64);
-  CHECK_THROWS_AS(default_backend().conv2d(x.view(), w.view(), 1, 0, wrong_dtype.view()),
-                  TypeError);
 }
 
 TEST_CASE("pooling forward", "[ops][hw4]") {

@@ -1,5 +1,4 @@
-// Bindings for the C++ nn side: safetensors checkpoints, the C++ random seed and the fused
-// optimizer update behind needle.optim.Adam.
+// Bindings of safetensors checkpoints (needle/serialize.h).
 //
 // save takes Tensors (also NDArrays and numpy arrays) and load returns constant Tensors;
 // python/needle/serialization.py (needle.save / needle.load) adds Module and path
@@ -9,8 +8,6 @@
 #include <string>
 
 #include "bindings.h"
-#include "needle/init.h"
-#include "needle/optim/optimizer.h"
 #include "needle/serialize.h"
 #include "tensor_bindings.h"
 
@@ -48,26 +45,7 @@ NDArray array_of(const std::string& name, const py::handle& value) {
 
 }  // namespace
 
-void init_nn(py::module_& m) {
-  m.def("manual_seed", &needle::manual_seed, py::arg("seed"),
-        "Seeds the C++ random generator (C++ initializers, Dropout and DataLoader shuffling in "
-        "C++). Python-side draws use numpy's global RNG: seed it with np.random.seed.");
-
-  m.def(
-      "adam_update",
-      [](const Tensor& param, const Tensor& grad, std::optional<NDArray> m,
-         std::optional<NDArray> v, double lr, double beta1, double beta2, double eps,
-         double weight_decay, int64_t t) {
-        NDArray moment1 = m.value_or(NDArray()), moment2 = v.value_or(NDArray());
-        NDArray data = optim::adam_update(param.data(), grad.data(), moment1, moment2, lr, beta1,
-                                          beta2, eps, weight_decay, t);
-        return py::make_tuple(data, moment1, moment2);
-      },
-      py::arg("param"), py::arg("grad"), py::arg("m"), py::arg("v"), py::arg("lr"),
-      py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), py::arg("t"),
-      R"doc(One parameter's Adam update at step t (needle::optim::adam_update): returns
-(new data, m, v) as NDArrays. Pass m and v as None on the first step.)doc");
-
+void init_serialize(py::module_& m) {
   m.def(
       "save",
       [](const py::dict& tensors, const py::object& path, const py::object& metadata) {

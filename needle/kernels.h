@@ -1,0 +1,124 @@
+// The fused-kernel registry: kernels outside the Backend interface, keyed by (kernel name,
+// device name). A fused kernel runs a composite operation (a convolution, an optimizer
+// update) in one pass; each backend registers its own from its own files with
+// NEEDLE_REGISTER_KERNEL, so adding one widens neither Backend nor the other backends.
+// An op asks find_kernel() and, when the device has none, composes the result from the
+// Backend kernels through NDArray; that composite is also the fused kernel's test oracle.
+//
+// The signatures of the known kernels are declared here (namespace needle::kernel), so the
+// op that calls a kernel and the backend that registers it agree on one function type; the
+// registry checks that type on every lookup. A kernel trusts its inputs: the op that calls
+// it has checked shapes and dtypes (the operands' contract is written next to each type).
+#pragma once
+
+#include <string>
+#include <typeindex>
+#include <utility>
+#include <vector>
+
+#include "needle/backend.h"
+
+namespace needle {
+
+namespace kernel {
+
+// NHWC convolution with zero padding: x (N, H, W, Cin), w (kh, kw, Cin, Cout) ->
+// out (N, Ho, Wo, Cout), Ho = (H + 2 * padding - kh) / stride + 1 (Wo likewise). Every view
+// is contiguous and of one dtype.
+using Conv2d = void(const View& x, const View& w, int64_t stride, int64_t padding,
+                    const View& out);
+inline constexpr const char* kConv2d = "conv2d";
+
+// Its weight gradient: x (N, H, W, Cin), grad (N, Ho, Wo, Cout) -> out (kh, kw, Cin, Cout),
+// out[i, j, c, d] = sum over n, y, x of
+//   xpad[n, y * stride + i, x * stride + j, c] * grad[n, y, x, d].
+using Conv2dWeightGrad = void(const View& x, const View& grad, int64_t stride, int64_t padding,
+                              const View& out);
+inline constexpr const char* kConv2dWeightGrad = "conv2d_weight_grad";
+
+// The scalars of one Adam step: bias_correction1 = 1 - beta1^t, bias_correction2 = 1 - beta2^t.
+struct AdamScalars {
+  double lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2;
+};
+// One Adam step for one parameter, element by element: g = grad + weight_decay * param;
+// m = beta1 m + (1 - beta1) g and v = beta2 v + (1 - beta2) g^2, both updated in place;
+// param_out = param - lr * (m / bias_correction1) / (sqrt(v / bias_correction2) + eps).
+// Five contiguous views of one shape and dtype.
+using AdamStep = void(const View& param, const View& grad, const View& m, const View& v,
+                      const View& param_out, const AdamScalars& step);
+inline constexpr const char* kAdamStep = "adam_step";
+
+// Device settings go through the registry too, so the bindings need no backend header:
+// the number of threads the device's kernels may use (n <= 0 restores its default).
+using SetNumThreads = void(int n);
+inline constexpr const char* kSetNumThreads = "set_num_threads";
+using GetNumThreads = int();
+inline constexpr const char* kGetNumThreads = "get_num_threads";
+
+}  // namespace kernel
+
+namespace detail {
+using AnyKernel = void (*)();
+void register_kernel(const std::string& name, const std::string& device, std::type_index type,
+                     AnyKernel fn);
+// The kernel registered under (name, device), or nullptr; TypeError when it was registered
+// with another function type than `type`.
+AnyKernel find_kernel(const std::string& name, const std::string& device, std::type_index type);
+}  // namespace detail
+
+// Registers fn as kernel `name` of device `device`, replacing any earlier registration.
+template <class Fn>
+void register_kernel(const std::string& name, const std::string& device, Fn* fn) {
+  detail::register_kernel(name, device, std::type_index(typeid(Fn)),
+                          reinterpret_cast<detail::AnyKernel>(fn));
+}
+
+// Kernel `name` of `device`, or nullptr when the device has none (the caller then composes
+// the operation from Backend kernels): find_kernel<kernel::Conv2d>(kernel::kConv2d, backend).
+template <class Fn>
+Fn* find_kernel(const std::string& name, const std::string& device) {
+  return reinterpret_cast<Fn*>(detail::find_kernel(name, device, std::type_index(typeid(Fn))));
+}
+template <class Fn>
+Fn* find_kernel(const std::string& name, const Backend& device) {
+  return find_kernel<Fn>(name, device.name());
+}
+
+// Removes kernel `name` of `device`; returns whether there was one. For tests that run the
+// composite path on a device that has a fused kernel (see KernelDisabled).
+bool unregister_kernel(const std::string& name, const std::string& device);
+
+// (kernel name, device name) of every registered kernel, sorted.
+std::vector<std::pair<std::string, std::string>> registered_kernels();
+
+// While alive, (name, device) has no kernel; the old one comes back afterwards.
+class KernelDisabled {
+ public:
+  KernelDisabled(std::string name, std::string device);
+  ~KernelDisabled();
+  KernelDisabled(const KernelDisabled&) = delete;
+  KernelDisabled& operator=(const KernelDisabled&) = delete;
+
+ private:
+  std::string name_, device_;
+  std::type_index type_;
+  detail::AnyKernel saved_;
+};
+
+namespace detail {
+struct KernelRegistrar {
+  template <class Fn>
+  KernelRegistrar(const char* name, const char* device, Fn* fn) {
+    ::needle::register_kernel(name, device, fn);
+  }
+};
+}  // namespace detail
+
+// Registers a kernel at static-initialization time, from the backend's own file:
+//   NEEDLE_REGISTER_KERNEL(kernel::kConv2d, "cpu", conv2d);
+// The function's type must be the kernel's type declared in namespace needle::kernel.
+#define NEEDLE_REGISTER_KERNEL(name, device, fn)                                                 \
+  static ::needle::detail::KernelRegistrar NEEDLE_CONCAT(needle_kernel_registrar_, __LINE__)( \
+      name, device, fn)
+
+}  // namespace needle

@@ -1,0 +1,158 @@
+// The fused-kernel registry (needle/kernels.h) and every fused kernel against its composite
+// path: lookups by (kernel, device), the typed lookup's check, KernelDisabled, the thread
+// setting reached through the registry, and the conv and Adam kernels against the
+// composites their ops run when a device has none (the reference backend has none; on the
+// CPU, KernelDisabled turns one off).
+#include <catch2/catch.hpp>
+#include <algorithm>
+
+#include "gradcheck.h"
+#include "reference_backend.h"
+
+using namespace needle;
+using namespace needle::testing;
+using Catch::Matchers::Contains;
+
+namespace {
+bool has(const std::string& name, const std::string& device) {
+  const auto all = registered_kernels();
+  return std::find(all.begin(), all.end(), std::make_pair(name, device)) != all.end();
+}
+}  // namespace
+
+TEST_CASE("the registry finds kernels by (name, device) and checks their type", "[kernels]") {
+  CHECK(find_kernel<kernel::Conv2d>(kernel::kConv2d, "cpu") != nullptr);
+  CHECK(find_kernel<kernel::Conv2dWeightGrad>(kernel::kConv2dWeightGrad, default_backend()));
+  CHECK(find_kernel<kernel::AdamStep>(kernel::kAdamStep, "cpu") != nullptr);
+  CHECK(has(kernel::kConv2d, "cpu"));
+  // A device without the kernel, or an unknown kernel: nullptr (the op composes instead).
+  CHECK(find_kernel<kernel::Conv2d>(kernel::kConv2d, reference_backend()) == nullptr);
+  CHECK(find_kernel<kernel::Conv2d>("no_such_kernel", "cpu") == nullptr);
+  // Asking with another function type is a bug in the caller, not a silent cast.
+  CHECK_THROWS_AS(find_kernel<kernel::AdamStep>(kernel::kConv2d, "cpu"), TypeError);
+  CHECK_THROWS_WITH(find_kernel<kernel::AdamStep>(kernel::kConv2d, "cpu"), Contains("[conv2d]"));
+}
+
+TEST_CASE("register, disable and unregister a kernel", "[kernels]") {
+  static int calls = 0;
+  kernel::SetNumThreads* probe = [](int n) { calls += n; };
+  register_kernel<kernel::SetNumThreads>("test_probe", "cpu", probe);
+  find_kernel<kernel::SetNumThreads>("test_probe", "cpu")(3);
+  CHECK(calls == 3);
+  {
+    KernelDisabled off("test_probe", "cpu");
+    CHECK(find_kernel<kernel::SetNumThreads>("test_probe", "cpu") == nullptr);
+    KernelDisabled none("not_registered", "cpu");  // disabling a missing kernel is a no-op
+  }
+  CHECK(find_kernel<kernel::SetNumThreads>("test_probe", "cpu") == probe);
+  CHECK(unregister_kernel("test_probe", "cpu"));
+  CHECK_FALSE(unregister_kernel("test_probe", "cpu"));
+  CHECK_FALSE(has("test_probe", "cpu"));
+}
+
+TEST_CASE("the cpu thread count is a registry setting", "[kernels]") {
+  auto* get = find_kernel<kernel::GetNumThreads>(kernel::kGetNumThreads, "cpu");
+  auto* set = find_kernel<kernel::SetNumThreads>(kernel::kSetNumThreads, "cpu");
+  REQUIRE(get);
+  REQUIRE(set);
+  const int before = get();
+  set(1);
+  CHECK(get() == 1);
+  set(0);  // the default
+  CHECK(get() >= 1);
+  set(before);
+  CHECK(get() == before);
+}
+
+TEST_CASE("fused conv kernels agree with the im2col composite", "[kernels][hw4]") {
+  // The same conv, forward and both gradients, three ways: the CPU's fused kernels, the CPU
+  // with them disabled (im2col + matmul), and the reference backend (no fused kernels).
+  // The geometries cover padding beyond the kernel, strides that skip input, non-square
+  // kernels, and (the last) many cache blocks spread over threads.
+  struct Geometry {
+    Shape x, w;
+    int64_t stride, padding;
+  };
+  for (auto [xs, ws, stride, pad] : std::vector<Geometry>{{{2, 5, 6, 3}, {3, 3, 3, 4}, 1, 1},
+                                                          {{1, 7, 7, 2}, {3, 2, 2, 3}, 2, 0},
+                                                          {{2, 6, 5, 2}, {2, 3, 2, 2}, 3, 2},
+                                                          {{1, 3, 4, 1}, {1, 1, 1, 2}, 1, 3},
+                                                          {{3, 24, 20, 16}, {3, 3, 16, 8}, 1, 1}}) {
+    INFO("x " << shape_str(xs) << " w " << shape_str(ws) << " stride " << stride << " pad " << pad);
+    std::vector<double> xv = random_vector(numel(xs)), wv = random_vector(numel(ws));
+    for (DType dt : {DType::float64, DType::float32}) {
+      auto run = [&](Backend& dev) {
+        Tensor x(NDArray::from_vector(xv, xs, dev).astype(dt), true);
+        Tensor w(NDArray::from_vector(wv, ws, dev).astype(dt), true);
+        Tensor y = conv(x, w, stride, pad);
+        rng().seed(7);
+        Tensor weights(NDArray::from_vector(random_vector(y.size()), y.shape(), dev).astype(dt));
+        summation(y * weights).backward();
+        return std::vector<std::vector<double>>{y.to_vector<double>(), x.grad().to_vector<double>(),
+                                                w.grad().to_vector<double>()};
+      };
+      auto fused = run(default_backend());
+      std::vector<std::vector<double>> composite;
+      {
+        KernelDisabled a(kernel::kConv2d, "cpu"), b(kernel::kConv2dWeightGrad, "cpu");
+        composite = run(default_backend());
+      }
+      auto reference = run(reference_backend());
+      const double tol = dt == DType::float64 ? 1e-10 : 1e-4;
+      for (size_t i = 0; i < fused.size(); ++i) {
+        NEEDLE_CHECK_CLOSE(fused[i], composite[i], tol);
+        NEEDLE_CHECK_CLOSE(fused[i], reference[i], tol);
+      }
+    }
+  }
+}
+
+TEST_CASE("the fused Adam kernel agrees with the composite NDArray update", "[kernels][hw2]") {
+  // Step after step, on 70,000 elements so the kernel also splits the work over threads.
+  const Shape shape{70, 1000};
+  const int64_t n = 70000;
+  for (DType dt : {DType::float64, DType::float32}) {
+    for (double wd : {0.0, 0.01}) {
+      INFO(dtype_name(dt) << " weight decay " << wd);
+      std::vector<double> p0 = random_vector(n);
+      NDArray p_fused = NDArray::from_vector(p0, shape).astype(dt), p_comp = p_fused;
+      NDArray m_fused, v_fused, m_comp, v_comp;
+      for (int64_t t = 1; t <= 3; ++t) {
+        NDArray g = NDArray::from_vector(random_vector(n), shape).astype(dt);
+        p_fused = adam_update(p_fused, g, m_fused, v_fused, 0.01, 0.9, 0.999, 1e-8, wd, t);
+        KernelDisabled off(kernel::kAdamStep, "cpu");
+        p_comp = adam_update(p_comp, g, m_comp, v_comp, 0.01, 0.9, 0.999, 1e-8, wd, t);
+      }
+      const double tol = dt == DType::float64 ? 1e-12 : 1e-5;
+      NEEDLE_CHECK_CLOSE(p_fused.to_vector<double>(), p_comp.to_vector<double>(), tol);
+      NEEDLE_CHECK_CLOSE(m_fused.to_vector<double>(), m_comp.to_vector<double>(), tol);
+      NEEDLE_CHECK_CLOSE(v_fused.to_vector<double>(), v_comp.to_vector<double>(), tol);
+    }
+  }
+}
+
+TEST_CASE("adam_update follows the course's rule and checks its operands", "[kernels][hw2]") {
+  const double lr = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-8, wd = 0.1;
+  std::vector<double> pv{0.5, -1.5, 2.0}, m(3, 0), v(3, 0);
+  NDArray p = NDArray::from_vector(pv, {3}), mp, vp;
+  const std::vector<std::vector<double>> grads{{1, -2, 0.5}, {0.3, 0.3, -4}, {0, 1, 1}};
+  for (size_t s = 0; s < grads.size(); ++s) {
+    const double t = double(s + 1);
+    p = adam_update(p, NDArray::from_vector(grads[s], {3}), mp, vp, lr, b1, b2, eps, wd,
+                    int64_t(t));
+    for (size_t i = 0; i < 3; ++i) {
+      const double g = grads[s][i] + wd * pv[i];
+      m[i] = b1 * m[i] + (1 - b1) * g;
+      v[i] = b2 * v[i] + (1 - b2) * g * g;
+      pv[i] -= lr * (m[i] / (1 - std::pow(b1, t))) / (std::sqrt(v[i] / (1 - std::pow(b2, t))) + eps);
+    }
+    NEEDLE_CHECK_CLOSE(p.to_vector<double>(), pv, 1e-12);
+  }
+  NDArray q = NDArray::full({3}, 1.0), m0, v0;
+  CHECK_THROWS_WITH(adam_update(q, NDArray::full({4}, 1.0), m0, v0, 0.1, 0.9, 0.999, 1e-8, 0, 1),
+                    Contains("[adam_update] parameter of shape (3,) has a grad of shape (4,)"));
+  CHECK_THROWS_AS(adam_update(q, NDArray::full({3}, 1.0), m0, v0, 0.1, 0.9, 0.999, 1e-8, 0, 0),
+                  ValueError);
+  NDArray bad_m = NDArray::full({2}, 0.0), bad_v = NDArray::full({2}, 0.0);
+  CHECK_THROWS_AS(adam_update(q, q, bad_m, bad_v, 0.1, 0.9, 0.999, 1e-8, 0, 1), ValueError);
+}
