@@ -84,9 +84,4 @@ class TensorOp : public Op {
 // When grad mode is off or no input requires grad the result is a constant leaf.
 NodePtr make_node(OpPtr op, std::vector<NodePtr> inputs);
 
-// "(3, 4)" for a tensor, for messages.
-inline std::string shape_of(const Tensor& t) {
-  return shape_str(t.shape());
-}
-
 }  // namespace needle

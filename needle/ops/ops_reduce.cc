@@ -112,7 +112,10 @@ std::vector<Tensor> LogSoftmax::gradient(const Tensor& out_grad, const Tensor& n
 NDArray Softmax::compute(const Args& args) const {
   const NDArray& a = args[0];
   Axes ax{NDArray::normalize_axis("softmax", axis, a.ndim())};
-  NDArray e = (a - a.max(ax, true)).exp();
+  // The shift of logsumexp and logsoftmax (kept finite): rows of all -inf, or holding +inf,
+  // give nan as in PyTorch.
+  NDArray m = a.max(ax, true).maximum(double(std::numeric_limits<float>::lowest()));
+  NDArray e = (a - m).exp();
   return e / e.sum(ax, true);
 }
 std::vector<Tensor> Softmax::gradient(const Tensor& out_grad, const Tensor& node) const {

@@ -114,11 +114,15 @@ TEST_CASE("second derivatives through exp, tanh, division", "[autograd][hw1]") {
 
 TEST_CASE("find_topo_sort is the course's post-order", "[autograd][hw1]") {
   Tensor a1 = scalar_tensor(0.88282157), b1 = scalar_tensor(0.90170084);
-  Tensor c1 = 3.0 * a1 * a1 + 4.0 * b1 * a1 - a1;
+  // The course's c1 - a1 is add(c, negate(a1)) (Python's Tensor.__sub__ builds it so);
+  // C++'s operator- is one EWiseSub node instead.
+  Tensor c1 = add(3.0 * a1 * a1 + 4.0 * b1 * a1, negate(a1));
+  CHECK((c1 - a1).op()->name() == "subtract");
+  CHECK((c1 - a1).inputs().size() == 2);
   std::vector<NodePtr> order = find_topo_sort({c1.node()});
   std::vector<double> got;
   for (auto& n : order) got.push_back(Value(n).tensor().to_vector<double>()[0]);
-  // The course's expected values (c1 - a1 is add(c, negate(a1)), as in the course).
+  // The course's expected values.
   std::vector<double> want{0.88282157, 2.64846471, 2.33812177,  0.90170084, 3.60680336,
                            3.1841638,  5.52228558, -0.88282157, 4.63946401};
   NEEDLE_CHECK_CLOSE(got, want, 1e-6);

@@ -7,8 +7,8 @@ _CLASSES = [
     "EWiseDiv", "DivScalar", "RDivScalar", "Negate", "Log", "Exp", "ReLU", "Tanh", "Sigmoid",
     "Sqrt", "Abs", "Erf", "GELU", "SiLU", "Maximum", "Where", "AsType", "ToDevice",
     "Transpose", "Permute", "Reshape", "BroadcastTo", "Summation", "Max", "MatMul", "Flip",
-    "Dilate", "UnDilate", "Pad", "Concat", "GetItem", "ScatterItem", "SetItem", "Conv",
-    "ConvWeightGrad", "Im2Col", "Col2Im",
+    "Dilate", "UnDilate", "Pad", "Concat", "GetItem", "SetItem", "Conv",
+    "ConvWeightGrad", "Im2Col",
 ]
 _FUNCTIONS = [
     "add", "add_scalar", "subtract", "multiply", "mul_scalar", "power", "power_scalar",
