@@ -186,7 +186,14 @@ bool unary_vectorized(const T* a, T* o, int64_t n) {
   if constexpr (Op == UnaryOp::sqrt) {
     sqrt_contiguous(a, o, n);
   } else if constexpr (Op == UnaryOp::exp) {
-    ArrayMap<T>(o, n) = ConstArrayMap<T>(a, n).exp();
+    if constexpr (is_float) {
+      ArrayMap<T>(o, n) = ConstArrayMap<T>(a, n).exp();
+    } else {
+      // Eigen's double exp clamps its argument at about -709.78, so exp(-inf) came out as
+      // 5.6e-309: below -745.14 (where exp underflows to 0) the result is 0.
+      const auto x = ConstArrayMap<T>(a, n);
+      ArrayMap<T>(o, n) = (x < T(-745.14)).select(T(0), x.exp());
+    }
   } else if constexpr (Op == UnaryOp::log) {
     ArrayMap<T>(o, n) = ConstArrayMap<T>(a, n).log();
   } else if constexpr (Op == UnaryOp::tanh && is_float) {

@@ -16,6 +16,7 @@ void init_ndarray(pybind11::module_& m);  // NDArray (ndarray.cc)
 void init_tensor(pybind11::module_& m);   // Value, Tensor, TensorTuple, autograd (tensor.cc)
 void init_ops(pybind11::module_& m);      // op classes and functions (ops.cc)
 void init_serialize(pybind11::module_& m);  // safetensors checkpoints (serialize.cc)
+void init_kernels(pybind11::module_& m);    // the fused-kernel registry (kernels.cc)
 
 // The Python device object (`nd.cpu()`) is the bound class `Device`, a handle to a Backend.
 struct Device {

@@ -27,4 +27,5 @@ PYBIND11_MODULE(_needle, m) {
   needle::python::init_tensor(m);
   needle::python::init_ops(m);
   needle::python::init_serialize(m);
+  needle::python::init_kernels(m);
 }

@@ -1,5 +1,7 @@
 // Test helpers for Tensor ops: random tensors (optionally laid out as non-contiguous views),
-// the list of usable backends, and a finite-difference gradient checker in float64.
+// the list of usable backends, and a finite-difference gradient checker in float64. (The
+// op cases themselves are declared once, in tests/python/test_ops.py's table; the C++
+// tests use these helpers for what only C++ can check.)
 //
 // check_gradients(f, inputs) contracts f's output with a random tensor c, runs backward on
 // sum(f(x) * c), and compares every input's grad with central differences of the same
@@ -148,60 +150,6 @@ inline void check_gradients(const TensorFn& f, std::vector<Tensor> inputs, doubl
     CHECK(grad.dtype() == inputs[i].dtype());
     NEEDLE_CHECK_CLOSE(grad.to_vector<double>(), numeric, tol);
   }
-}
-
-// One op under test: a function of tensors and the shapes (and value range) of its inputs.
-struct OpCase {
-  std::string name;
-  TensorFn f;
-  std::vector<Shape> shapes;
-  double lo = -1.0, hi = 1.0;
-  bool noncontiguous = true;  // also check with strided-view inputs
-};
-
-// Finite-difference gradients of the case on every usable backend, in float64, with
-// contiguous and non-contiguous inputs.
-inline void check_op_gradients(const OpCase& c) {
-  for (Backend* dev : usable_backends()) {
-    for (bool nc : {false, true}) {
-      if (nc && !c.noncontiguous) continue;
-      INFO(c.name << " on " << dev->name() << (nc ? ", non-contiguous inputs" : ""));
-      std::vector<Tensor> inputs;
-      for (auto& s : c.shapes)
-        inputs.push_back(random_tensor(s, *dev, DType::float64, true, c.lo, c.hi, nc));
-      check_gradients(c.f, inputs);
-    }
-  }
-}
-
-// Every other backend gives the CPU's forward result and gradients (float32, same inputs).
-inline void check_backends_agree(const OpCase& c) {
-  std::vector<std::vector<double>> host;
-  for (auto& s : c.shapes) host.push_back(random_vector(numel(s), c.lo, c.hi));
-  auto run = [&](Backend& dev) {
-    std::vector<Tensor> inputs;
-    for (size_t i = 0; i < host.size(); ++i)
-      inputs.push_back(
-          Tensor(NDArray::from_vector(host[i], c.shapes[i], dev).astype(DType::float32), true));
-    Tensor out = c.f(inputs);
-    std::vector<std::vector<double>> results{out.to_vector<double>()};
-    summation(out).backward();
-    for (auto& t : inputs)
-      results.push_back(t.grad().defined() ? t.grad().to_vector<double>() : std::vector<double>{});
-    return results;
-  };
-  auto want = run(default_backend());
-  for (Backend* dev : usable_backends()) {
-    if (dev == &default_backend()) continue;
-    INFO(c.name << " on " << dev->name() << " vs cpu");
-    auto got = run(*dev);
-    for (size_t i = 0; i < want.size(); ++i) NEEDLE_CHECK_CLOSE(got[i], want[i], 1e-4);
-  }
-}
-
-inline void check_op(const OpCase& c) {
-  check_op_gradients(c);
-  check_backends_agree(c);
 }
 
 }  // namespace needle::testing

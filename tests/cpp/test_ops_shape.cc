@@ -1,4 +1,5 @@
-// Shape ops: forward layouts and values, gradients by finite differences on every backend.
+// Shape ops through the C++ API: forward layouts and values, setitem out of place, and
+// sum_to_shape (no Python binding). Their cases live in the table of tests/python/test_ops.py.
 #include <catch2/catch.hpp>
 
 #include "gradcheck.h"
@@ -56,88 +57,7 @@ TEST_CASE("setitem (functional)", "[ops][hw1]") {
   CHECK(vals(a) == std::vector<double>{0, 1, 2, 3, 4, 5});  // out of place
 }
 
-TEST_CASE("shape op gradients", "[ops][hw1]") {
-  using I = Index;
-  std::vector<OpCase> cases{
-      {"reshape",
-       [](auto& x) {
-         return reshape(x[0], {4, 3});
-       },
-       {{3, 4}}},
-      {"reshape -1",
-       [](auto& x) {
-         return reshape(x[0], {2, -1});
-       },
-       {{3, 4}}},
-      {"broadcast_to",
-       [](auto& x) {
-         return broadcast_to(x[0], {2, 3, 4});
-       },
-       {{3, 1}}},
-      {"broadcast_to new axes",
-       [](auto& x) {
-         return broadcast_to(x[0], {5, 4});
-       },
-       {{4}}},
-      {"transpose default", [](auto& x) { return transpose(x[0]); }, {{2, 3, 4}}},
-      {"transpose pair",
-       [](auto& x) {
-         return transpose(x[0], Axes{0, 2});
-       },
-       {{2, 3, 4}}},
-      {"transpose perm",
-       [](auto& x) {
-         return transpose(x[0], Axes{1, 2, 0});
-       },
-       {{2, 3, 4}}},
-      {"permute",
-       [](auto& x) {
-         return permute(x[0], {2, 0, 1});
-       },
-       {{2, 3, 4}}},
-      {"pad",
-       [](auto& x) {
-         return pad(x[0], {{1, 0}, {2, 1}}, 3.0);
-       },
-       {{2, 3}}},
-      {"concat",
-       [](auto& x) {
-         return concat({x[0], x[1], x[0]}, 1);
-       },
-       {{2, 1}, {2, 3}}},
-      {"getitem",
-       [](auto& x) {
-         return getitem(x[0], {I::slice(1, 3), I::at(-1)});
-       },
-       {{4, 3}}},
-      {"getitem step",
-       [](auto& x) {
-         return getitem(x[0], {I::all(), I::slice(I::kNone, I::kNone, -2)});
-       },
-       {{2, 5}}},
-      {"setitem",
-       [](auto& x) {
-         return setitem(x[0], {I::at(1), I::slice(0, 2)}, x[1]);
-       },
-       {{3, 4}, {2}}},
-      {"setitem broadcast",
-       [](auto& x) { return setitem(x[0], {I::slice(0, 2)}, x[1]); },
-       {{3, 4}, {1}}},
-      {"sum_to_shape",
-       [](auto& x) {
-         return sum_to_shape(x[0], {3, 1});
-       },
-       {{2, 3, 4}}},
-  };
-  for (auto& c : cases) SECTION(c.name) {
-      check_op(c);
-    }
-}
-
-TEST_CASE("flip and dilate gradients", "[ops][hw4]") {
-  check_op({"flip", [](auto& x) { return flip(x[0], {0, 2}); }, {{2, 3, 4}}});
-  check_op({"dilate 2 axes", [](auto& x) { return dilate(x[0], {1, 2}, 1); }, {{1, 2, 3, 2}}});
-  check_op({"dilate", [](auto& x) { return dilate(x[0], {1}, 2); }, {{2, 3}}});
-  check_op({"undilate", [](auto& x) { return undilate(x[0], {1}, 2); }, {{2, 7}}});
-  check_op({"undilate 2 axes", [](auto& x) { return undilate(x[0], {0, 1}, 1); }, {{5, 4}}});
+TEST_CASE("sum_to_shape (C++ only) sums a gradient back to an input's shape", "[ops][hw1]") {
+  check_gradients([](auto& x) { return sum_to_shape(x[0], {3, 1}); }, {random_tensor({2, 3, 4})});
+  CHECK(sum_to_shape(iota({2, 3}), {3}).to_vector<double>() == std::vector<double>{3, 5, 7});
 }

@@ -1,5 +1,6 @@
-// Tuple ops: make_tuple, tuple_get_item, split, stack, fused_add_scalars, and gradients
-// flowing through TensorTuple nodes.
+// Tuple ops through the C++ API: make_tuple, tuple_get_item, split, stack,
+// fused_add_scalars, and a tuple's grad. Their cases live in the table of
+// tests/python/test_ops.py.
 #include <catch2/catch.hpp>
 
 #include "gradcheck.h"
@@ -30,51 +31,6 @@ TEST_CASE("stack and split forward", "[ops][hw4]") {
   TensorTuple parts = split(s, 1);
   CHECK(parts.size() == 2);
   CHECK(parts[0].to_vector<double>() == a.to_vector<double>());
-}
-
-TEST_CASE("tuple op gradients", "[ops][hw1]") {
-  std::vector<OpCase> cases{
-      {"make_tuple + get_item",
-       [](auto& x) {
-         TensorTuple t = make_tuple({x[0], x[1]});
-         return t[0] * t[1] + t[0];
-       },
-       {{3}, {3}}},
-      {"fused_add_scalars",
-       [](auto& x) {
-         TensorTuple t = fused_add_scalars(x[0], 1.0, -2.0);
-         return t[0] * t[1];
-       },
-       {{4}}},
-  };
-  for (auto& c : cases) SECTION(c.name) {
-      check_op(c);
-    }
-}
-
-TEST_CASE("stack and split gradients", "[ops][hw4]") {
-  std::vector<OpCase> cases{
-      {"stack",
-       [](auto& x) {
-         return stack({x[0], x[1], x[0]}, 1);
-       },
-       {{2, 3}, {2, 3}}},
-      {"stack of a tuple",
-       [](auto& x) {
-         return stack(make_tuple({x[0], x[1]}), 0);
-       },
-       {{3}, {3}}},
-      {"split",
-       [](auto& x) {
-         TensorTuple p = split(x[0], 1);
-         return p[0] * 2.0 + p[2] * p[1];
-       },
-       {{2, 3, 2}}},
-      {"split then stack", [](auto& x) { return stack(split(x[0], 0), 1); }, {{3, 2}}},
-  };
-  for (auto& c : cases) SECTION(c.name) {
-      check_op(c);
-    }
 }
 
 TEST_CASE("a tuple's grad is a tuple", "[ops][hw1]") {

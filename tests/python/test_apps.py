@@ -1,5 +1,6 @@
 """needle.apps: simple_ml (parse_mnist, softmax_loss, nn_epoch), mlp_resnet (blocks,
-epoch, train_mnist) and the Fashion-MNIST demo's command line."""
+epoch, train_mnist), the Fashion-MNIST demo's command line, and the C++ example
+docs/examples/train_mnist.cc (an MLP written as ops) training on the same files."""
 import os
 import subprocess
 import sys
@@ -95,6 +96,34 @@ def test_epoch_trains_and_evaluates(mnist_dir):
         assert model.training
     err1, loss1 = mlp_resnet.epoch(loader, model)
     assert loss1 < 0.5 * loss0 and err1 < err0
+
+
+REPO = os.path.join(os.path.dirname(__file__), "..", "..")
+
+
+def test_cpp_example_trains_from_ops_and_its_checkpoint_loads(mnist_dir, tmp_path):
+    exe = os.path.join(REPO, "build", "train_mnist")
+    if not os.path.exists(exe):
+        pytest.skip(f"C++ example not built at {exe}")
+    ckpt = str(tmp_path / "mlp.safetensors")
+    run = subprocess.run([exe, mnist_dir, "--epochs", "3", "--hidden", "32", "--batch-size", "50",
+                          "--lr", "0.01", "--save", ckpt], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    losses = [float(line.split("train loss ")[1].split(",")[0])
+              for line in run.stdout.splitlines() if "train loss" in line]
+    assert len(losses) == 3 and losses[-1] < 0.5 * losses[0]
+    acc = float(run.stdout.split("test accuracy: ")[1].split()[0])
+    assert acc > 0.8
+    params = ndl.load(ckpt)
+    assert {k: v.shape for k, v in params.items()} == {
+        "w1": (784, 32), "b1": (32,), "w2": (32, 10), "b2": (10,)}
+    # The checkpoint resumes in C++ too; a model of another width refuses it.
+    again = subprocess.run([exe, mnist_dir, "--epochs", "1", "--hidden", "32", "--load", ckpt],
+                           capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    wrong = subprocess.run([exe, mnist_dir, "--hidden", "16", "--load", ckpt],
+                           capture_output=True, text=True)
+    assert wrong.returncode == 1 and "does not fit this model" in wrong.stderr
 
 
 def test_train_mnist_small(mnist_dir):

@@ -370,6 +370,23 @@ def test_raw_kernels(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_raw_kernels_refuse_mixed_dtypes(device):
+    # Kernels trust their views (NDArray promotes first); the raw entry points check dtypes.
+    a32, a64, out32 = device.Array(6), device.Array(6, "float64"), device.Array(6)
+    with pytest.raises(TypeError, match=r"\[ewise_add\].*float64"):
+        device.ewise_add(a32, a64, out32)
+    with pytest.raises(TypeError, match=r"\[ewise_exp\]"):
+        device.ewise_exp(a64, out32)
+    with pytest.raises(TypeError, match=r"\[scalar_add\]"):
+        device.scalar_add(a64, 1.0, out32)
+    with pytest.raises(TypeError, match=r"\[reduce_sum\]"):
+        device.reduce_sum(a64, device.Array(2), 3)
+    with pytest.raises(TypeError, match=r"\[matmul\]"):
+        device.matmul(a64, a32, device.Array(4), 2, 3, 2)
+    device.compact(a64, out32, (6,), (1,), 0)  # compact converts: fine
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_raw_matmul_and_tiled(device):
     m, n, p = 16, 24, 8
     x, y = rand(m, n), rand(n, p)

@@ -1,11 +1,17 @@
-"""needle.ops: every op's forward against numpy (float32 and float64) and its gradient by
-finite differences (float64; contiguous, non-contiguous and broadcast inputs), on every
-device; the op classes' compute / gradient / __call__; stack, split and logsumexp against
-torch; and the course's forward cases."""
+"""needle.ops: THE table of op cases. Every op's cases are declared once, in CASES below,
+and each runs on every device: forward against numpy (float32 and float64), gradient by
+finite differences (float64; contiguous, non-contiguous and broadcast inputs), and, for ops
+with a fused kernel, the fused kernel against the op's composite. (The C++ tests keep only
+what C++ alone can check: the C++ API, errors, kernels; test_ops_nn.py adds PyTorch as a
+second oracle for conv and pooling.) Also here: the op classes' compute / gradient /
+__call__; stack, split and logsumexp against torch; and the course's forward cases."""
+import math
+
 import numpy as np
 import pytest
 
 import needle as ndl
+from needle import _needle
 
 from gradcheck import DEVICES, check_gradients, gradient_check, tensor
 
@@ -35,14 +41,64 @@ def np_setitem(a, key, v):
     return out
 
 
-POS = dict(low=0.5, high=2.0)  # inputs in a positive range (log, sqrt, divide, power)
+def np_windows(x, kh, kw, stride):
+    """(N, Ho, Wo, kh, kw, C): every kh x kw window of an NHWC array at the stride."""
+    win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))
+    return win[:, ::stride, ::stride].transpose(0, 1, 2, 4, 5, 3)
 
-# name, needle function, numpy function, input shapes, value range
+
+def np_pad_hw(x, padding, value=0.0):
+    return np.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)), constant_values=value)
+
+
+def np_conv(x, w, stride, padding):
+    return np.einsum("nhwijc,ijcd->nhwd", np_windows(np_pad_hw(x, padding), *w.shape[:2], stride), w)
+
+
+def np_conv_weight_grad(x, g, kh, kw, stride, padding):
+    return np.einsum("nhwijc,nhwd->ijcd", np_windows(np_pad_hw(x, padding), kh, kw, stride), g)
+
+
+def np_conv_input_grad(g, w, h, wd, stride, padding):
+    """The adjoint of np_conv in x: each output pixel's gradient spread over its window."""
+    kh, kw, cin, _ = w.shape
+    out = np.zeros((g.shape[0], h + 2 * padding, wd + 2 * padding, cin), dtype=g.dtype)
+    ho, wo = g.shape[1], g.shape[2]
+    for i in range(kh):
+        for j in range(kw):
+            out[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride] += \
+                np.einsum("nhwd,cd->nhwc", g, w[i, j])
+    return out[:, padding:padding + h, padding:padding + wd]
+
+
+def np_pool(x, k, stride, padding, reduce, pad_value):
+    return reduce(np_windows(np_pad_hw(x, padding, pad_value), k, k, stride or k), axis=(3, 4))
+
+
+def np_dilate(a, axes, d):
+    shape = list(a.shape)
+    for ax in axes:
+        shape[ax] *= d + 1
+    out = np.zeros(shape, dtype=a.dtype)
+    out[tuple(slice(None, None, d + 1) if i in axes else slice(None) for i in range(a.ndim))] = a
+    return out
+
+
+def np_undilate(a, axes, d):
+    return a[tuple(slice(None, None, d + 1) if i in axes else slice(None) for i in range(a.ndim))]
+
+
+POS = dict(low=0.5, high=2.0)  # inputs in a positive range (log, sqrt, divide, power)
+CONV = dict(fused=("conv2d", "conv2d_weight_grad"), tol32=1e-4)  # conv's kernels; sums of ~50
+
+# name, needle function, numpy function, input shapes, options: the value range (low, high),
+# the float32 forward tolerance (tol32) and the fused kernels the op may run (fused).
 CASES = [
     ("add", ndl.add, np.add, [(3, 4), (3, 4)], {}),
     ("add broadcast", ndl.add, np.add, [(3, 1), (1, 4)], {}),
     ("add_scalar", lambda a: ndl.add_scalar(a, 1.5), lambda a: a + 1.5, [(3, 4)], {}),
     ("subtract", ndl.subtract, np.subtract, [(2, 3), (3,)], {}),
+    ("operator -", lambda a, b: a - b, np.subtract, [(2, 3), (2, 3)], {}),
     ("multiply", ndl.multiply, np.multiply, [(2, 3, 4), (2, 3, 4)], {}),
     ("multiply broadcast", ndl.multiply, np.multiply, [(4, 1, 3), (2, 1)], {}),
     ("mul_scalar", lambda a: ndl.mul_scalar(a, -2.0), lambda a: a * -2.0, [(3, 4)], {}),
@@ -60,8 +116,9 @@ CASES = [
     ("sigmoid", ndl.sigmoid, lambda a: 1 / (1 + np.exp(-a)), [(3, 4)], {}),
     ("sqrt", ndl.sqrt, np.sqrt, [(3, 4)], POS),
     ("abs", ndl.ops.abs, np.abs, [(3, 4)], {}),
-    ("gelu", ndl.gelu, np_gelu, [(3, 4)], {}),
-    ("silu", ndl.silu, lambda a: a / (1 + np.exp(-a)), [(3, 4)], {}),
+    ("erf", ndl.erf, np.vectorize(math.erf), [(3, 4)], {}),
+    ("gelu", ndl.gelu, np_gelu, [(3, 4)], dict(low=-3.0, high=3.0)),
+    ("silu", ndl.silu, lambda a: a / (1 + np.exp(-a)), [(3, 4)], dict(low=-3.0, high=3.0)),
     ("maximum", ndl.maximum, np.maximum, [(3, 4), (3, 4)], {}),
     ("where", lambda c, a, b: ndl.where(ndl.Tensor(c.numpy() > 0, requires_grad=False), a, b),
      lambda c, a, b: np.where(c > 0, a, b), [(3, 4), (3, 4), (4,)], {}),
@@ -69,8 +126,12 @@ CASES = [
     ("reshape -1", lambda a: ndl.reshape(a, (2, -1)), lambda a: a.reshape(2, -1), [(3, 4)], {}),
     ("broadcast_to", lambda a: ndl.broadcast_to(a, (2, 3, 4)),
      lambda a: np.broadcast_to(a, (2, 3, 4)), [(3, 1)], {}),
+    ("broadcast_to new axes", lambda a: ndl.broadcast_to(a, (5, 4)),
+     lambda a: np.broadcast_to(a, (5, 4)), [(4,)], {}),
     ("transpose", ndl.transpose, lambda a: a.swapaxes(-1, -2), [(2, 3, 4)], {}),
     ("transpose pair", lambda a: ndl.transpose(a, (0, 2)), lambda a: a.swapaxes(0, 2),
+     [(2, 3, 4)], {}),
+    ("transpose perm", lambda a: ndl.transpose(a, (1, 2, 0)), lambda a: a.transpose(1, 2, 0),
      [(2, 3, 4)], {}),
     ("permute", lambda a: ndl.permute(a, (2, 0, 1)), lambda a: a.transpose(2, 0, 1),
      [(2, 3, 4)], {}),
@@ -83,16 +144,31 @@ CASES = [
      lambda a: a.sum(axis=1, keepdims=True), [(2, 3)], {}),
     ("mean", lambda a: ndl.mean(a, axes=(0,)), lambda a: a.mean(axis=0), [(3, 4)], {}),
     ("max", lambda a: ndl.ops.max(a, axes=(1,)), lambda a: a.max(axis=1), [(3, 4)], {}),
+    ("max all", ndl.ops.max, np.max, [(3, 4)], {}),
     ("logsumexp", ndl.logsumexp, np_logsumexp, [(3, 4)], {}),
     ("logsumexp axes", lambda a: ndl.logsumexp(a, axes=(0, 2)),
      lambda a: np_logsumexp(a, axis=(0, 2)), [(2, 3, 4)], {}),
+    ("logsumexp keepdims", lambda a: ndl.logsumexp(a, axes=(0,), keepdims=True),
+     lambda a: np_logsumexp(a, axis=0, keepdims=True), [(3, 2)], {}),
     ("logsoftmax", ndl.logsoftmax, lambda a: np.log(np_softmax(a)), [(3, 5)], {}),
     ("softmax", lambda a: ndl.softmax(a, axis=0), lambda a: np_softmax(a, axis=0), [(3, 5)], {}),
     ("matmul", ndl.matmul, np.matmul, [(3, 4), (4, 5)], {}),
     ("matmul batched", ndl.matmul, np.matmul, [(2, 3, 4), (2, 4, 2)], {}),
     ("matmul broadcast", ndl.matmul, np.matmul, [(2, 1, 3, 4), (3, 4, 2)], {}),
     ("matmul vector", ndl.matmul, np.matmul, [(4,), (2, 4, 3)], {}),
+    ("matmul batched @ 2-D", ndl.matmul, np.matmul, [(2, 3, 4), (4, 2)], {}),
+    ("matmul matrix @ vector", ndl.matmul, np.matmul, [(2, 3, 4), (4,)], {}),
+    ("matmul vector @ vector", ndl.matmul, np.matmul, [(4,), (4,)], {}),
+    ("matmul transposed", lambda a, b: ndl.matmul(ndl.transpose(a), b),
+     lambda a, b: a.T @ b, [(4, 3), (4, 2)], {}),
     ("flip", lambda a: ndl.flip(a, (0, 2)), lambda a: np.flip(a, (0, 2)), [(2, 3, 4)], {}),
+    ("dilate", lambda a: ndl.dilate(a, (1,), 2), lambda a: np_dilate(a, (1,), 2), [(2, 3)], {}),
+    ("dilate 2 axes", lambda a: ndl.dilate(a, (1, 2), 1), lambda a: np_dilate(a, (1, 2), 1),
+     [(1, 2, 3, 2)], {}),
+    ("undilate", lambda a: ndl.undilate(a, (1,), 2), lambda a: np_undilate(a, (1,), 2),
+     [(2, 7)], {}),
+    ("undilate 2 axes", lambda a: ndl.undilate(a, (0, 1), 1), lambda a: np_undilate(a, (0, 1), 1),
+     [(5, 4)], {}),
     ("pad", lambda a: ndl.pad(a, ((1, 0), (2, 1)), 3.0),
      lambda a: np.pad(a, ((1, 0), (2, 1)), constant_values=3.0), [(2, 3)], {}),
     ("concat", lambda a, b: ndl.concat([a, b, a], 1), lambda a, b: np.concatenate([a, b, a], 1),
@@ -101,19 +177,63 @@ CASES = [
     ("getitem step", lambda a: a[:, ::-2], lambda a: a[:, ::-2], [(2, 5)], {}),
     ("setitem", lambda a, v: ndl.setitem(a, (1, slice(0, 2)), v),
      lambda a, v: np_setitem(a, (1, slice(0, 2)), v), [(3, 4), (2,)], {}),
+    ("setitem broadcast", lambda a, v: ndl.setitem(a, slice(0, 2), v),
+     lambda a, v: np_setitem(a, slice(0, 2), v), [(3, 4), (1,)], {}),
     ("stack", lambda a, b: ndl.stack([a, b, a], 1), lambda a, b: np.stack([a, b, a], 1),
      [(2, 3), (2, 3)], {}),
+    ("stack of a tuple", lambda a, b: ndl.stack(ndl.make_tuple(a, b), 0),
+     lambda a, b: np.stack([a, b], 0), [(3,), (3,)], {}),
     ("split", lambda a: ndl.split(a, 1)[2] * ndl.split(a, 1)[0],
      lambda a: a[:, 2] * a[:, 0], [(2, 3, 2)], {}),
+    ("split then stack", lambda a: ndl.stack(ndl.split(a, 0), 1), lambda a: a.T, [(3, 2)], {}),
+    ("make_tuple get_item", lambda a, b: (lambda t: t[0] * t[1] + t[0])(ndl.make_tuple(a, b)),
+     lambda a, b: a * b + a, [(3,), (3,)], {}),
     ("fused_add_scalars", lambda a: ndl.fused_add_scalars(a, 1.0, 2.0)[1],
      lambda a: a + 2.0, [(3,)], {}),
+    ("fused_add_scalars product", lambda a: (lambda t: t[0] * t[1])(ndl.fused_add_scalars(a, 1.0, -2.0)),
+     lambda a: (a + 1.0) * (a - 2.0), [(4,)], {}),
+    ("conv stride 1 pad 1", lambda a, b: ndl.conv(a, b, stride=1, padding=1),
+     lambda a, b: np_conv(a, b, 1, 1), [(2, 5, 5, 2), (3, 3, 2, 3)], CONV),
+    ("conv stride 1 pad 0", lambda a, b: ndl.conv(a, b, stride=1, padding=0),
+     lambda a, b: np_conv(a, b, 1, 0), [(1, 5, 4, 2), (3, 3, 2, 2)], CONV),
+    ("conv stride 2 pad 1", lambda a, b: ndl.conv(a, b, stride=2, padding=1),
+     lambda a, b: np_conv(a, b, 2, 1), [(2, 6, 6, 2), (3, 3, 2, 2)], CONV),
+    ("conv stride 2 odd", lambda a, b: ndl.conv(a, b, stride=2, padding=0),
+     lambda a, b: np_conv(a, b, 2, 0), [(1, 7, 6, 1), (3, 3, 1, 2)], CONV),
+    ("conv kernel 1", lambda a, b: ndl.conv(a, b, stride=1, padding=0),
+     lambda a, b: np_conv(a, b, 1, 0), [(1, 3, 3, 2), (1, 1, 2, 3)], CONV),
+    ("conv padding > kernel - 1", lambda a, b: ndl.conv(a, b, stride=1, padding=3),
+     lambda a, b: np_conv(a, b, 1, 3), [(1, 3, 3, 1), (2, 2, 1, 1)], CONV),
+    ("conv stride 3 pad 2", lambda a, b: ndl.conv(a, b, stride=3, padding=2),
+     lambda a, b: np_conv(a, b, 3, 2), [(1, 7, 7, 2), (3, 3, 2, 1)], CONV),
+    ("conv_weight_grad", lambda x, g: ndl.ops.conv_weight_grad(x, g, 3, 3, 1, 1),
+     lambda x, g: np_conv_weight_grad(x, g, 3, 3, 1, 1), [(2, 4, 5, 2), (2, 4, 5, 3)], CONV),
+    ("conv_weight_grad stride 2 3x2", lambda x, g: ndl.ops.conv_weight_grad(x, g, 3, 2, 2, 1),
+     lambda x, g: np_conv_weight_grad(x, g, 3, 2, 2, 1), [(1, 6, 5, 2), (1, 3, 3, 2)], CONV),
+    ("conv_input_grad", lambda g, w: ndl.ops.conv_input_grad(g, w, 4, 5, 1, 1),
+     lambda g, w: np_conv_input_grad(g, w, 4, 5, 1, 1), [(2, 4, 5, 3), (3, 3, 2, 3)], CONV),
+    ("conv_input_grad stride 2", lambda g, w: ndl.ops.conv_input_grad(g, w, 7, 6, 2, 0),
+     lambda g, w: np_conv_input_grad(g, w, 7, 6, 2, 0), [(1, 3, 2, 2), (3, 3, 1, 2)], CONV),
+    ("im2col", lambda a: ndl.ops.im2col(a, 2, 3, 2), lambda a: np_windows(a, 2, 3, 2),
+     [(1, 5, 6, 2)], {}),
+    ("max_pool2d", lambda a: ndl.ops.max_pool2d(a, 2),
+     lambda a: np_pool(a, 2, 2, 0, np.max, -np.inf), [(2, 4, 4, 2)], {}),
+    ("max_pool2d overlapping", lambda a: ndl.ops.max_pool2d(a, 3, 1),
+     lambda a: np_pool(a, 3, 1, 0, np.max, -np.inf), [(1, 5, 5, 2)], {}),
+    ("max_pool2d pad 1", lambda a: ndl.ops.max_pool2d(a, 2, 2, 1),
+     lambda a: np_pool(a, 2, 2, 1, np.max, -np.inf), [(1, 4, 4, 1)], {}),
+    ("avg_pool2d", lambda a: ndl.ops.avg_pool2d(a, 2),
+     lambda a: np_pool(a, 2, 2, 0, np.mean, 0.0), [(2, 4, 4, 2)], {}),
+    ("avg_pool2d stride 2 pad 1", lambda a: ndl.ops.avg_pool2d(a, 3, 2, 1),
+     lambda a: np_pool(a, 3, 2, 1, np.mean, 0.0), [(1, 5, 5, 1)], {}),
 ]
-HW2 = {"logsumexp", "logsumexp axes", "logsoftmax"}
-HW4 = {"flip", "stack", "split"}
+HW2 = {"logsumexp", "logsumexp axes", "logsumexp keepdims", "logsoftmax"}
+HW4_PREFIXES = ("flip", "dilate", "undilate", "stack", "split", "conv", "im2col", "max_pool",
+                "avg_pool")
 
 
 def _param(case):
-    hw = "hw2" if case[0] in HW2 else "hw4" if case[0] in HW4 else "hw1"
+    hw = "hw2" if case[0] in HW2 else "hw4" if case[0].startswith(HW4_PREFIXES) else "hw1"
     return pytest.param(case, id=case[0], marks=getattr(pytest.mark, hw))
 
 
@@ -121,7 +241,7 @@ PARAMS = [_param(c) for c in CASES]
 
 
 def inputs_for(shapes, device, dtype, rng, noncontiguous=False):
-    low, high = rng.get("low"), rng.get("high")
+    low, high = rng.get("low"), rng.get("high")  # rng: the case's options
     arrays = [np.random.uniform(low, high, s) if low is not None else np.random.randn(*s)
               for s in shapes]
     arrays = [a.astype(dtype) for a in arrays]
@@ -139,7 +259,7 @@ def test_forward(case, device, dtype):
     want = ref(*arrays)
     assert out.shape == np.shape(want)
     assert out.dtype == dtype
-    tol = 1e-5 if dtype == "float32" else 1e-12
+    tol = rng.get("tol32", 1e-5) if dtype == "float32" else 1e-12
     np.testing.assert_allclose(out.numpy(), want, rtol=tol, atol=tol)
 
 
@@ -150,6 +270,56 @@ def test_gradient(case, device, noncontiguous):
     name, f, ref, shapes, rng = case
     _, tensors = inputs_for(shapes, device, "float64", rng, noncontiguous)
     check_gradients(f, *tensors)
+
+
+FUSED_PARAMS = [p for p, c in zip(PARAMS, CASES) if "fused" in c[4]]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", FUSED_PARAMS)
+def test_fused_matches_composite(case, device, dtype):
+    """The device's fused kernels (where the registry has them) against the composite the op
+    runs without them: forward and every input's gradient."""
+    name, f, ref, shapes, opts = case
+    _, tensors = inputs_for(shapes, device, dtype, opts)
+
+    def run():
+        for t in tensors:
+            t.grad = None
+        out = f(*tensors)
+        c = ndl.Tensor(np.linspace(-1, 1, int(np.prod(out.shape))).reshape(out.shape),
+                       device=device, dtype=dtype, requires_grad=False)
+        (out * c).sum().backward()
+        return [out.numpy()] + [t.grad.numpy() for t in tensors]
+
+    fused = run()
+    with _needle.kernels.disabled(*opts["fused"], device=device):
+        composite = run()
+    tol = 1e-4 if dtype == "float32" else 1e-10
+    for got, want in zip(fused, composite):
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+def test_every_registered_kernel_has_a_case():
+    """Each fused kernel in the registry is exercised by some case above (device settings
+    such as the thread count are not kernels of an op)."""
+    covered = {k for c in CASES for k in c[4].get("fused", ())} | {"adam_step"}  # test_optim.py
+    settings = {"set_num_threads", "get_num_threads"}
+    assert {name for name, _ in _needle.kernels.registered()} - settings <= covered
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_softmax_family_on_infinite_rows(device):
+    """Rows of all -inf or holding +inf: softmax, logsoftmax and logsumexp as in PyTorch."""
+    torch = pytest.importorskip("torch")
+    inf = np.inf
+    x = np.array([[-inf, -inf, -inf], [1.0, inf, 0.0], [-inf, 1.0, 2.0], [3.0, 1.0, 2.0]])
+    t = torch.tensor(x)
+    X = ndl.Tensor(x, device=device)
+    np.testing.assert_allclose(ndl.softmax(X).numpy(), torch.softmax(t, -1).numpy())
+    np.testing.assert_allclose(ndl.logsoftmax(X).numpy(), torch.log_softmax(t, -1).numpy())
+    np.testing.assert_allclose(ndl.logsumexp(X, axes=(1,)).numpy(), torch.logsumexp(t, -1).numpy())
 
 
 @pytest.mark.hw4

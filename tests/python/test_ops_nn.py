@@ -1,12 +1,13 @@
-"""Convolution, pooling, flip and dilate (homework 4): forward and backward against
-torch.nn.functional (NHWC here, NCHW in torch), finite-difference gradients in float64,
-on every device."""
+"""Convolution, pooling, flip and dilate (homework 4) against PyTorch, the second oracle:
+forward and backward against torch.nn.functional (NHWC here, NCHW in torch), on every
+device. Their numpy forward, float64 finite-difference gradients and fused-vs-composite
+checks are rows of the one op table, CASES in test_ops.py."""
 import numpy as np
 import pytest
 
 import needle as ndl
 
-from gradcheck import DEVICES, check_gradients, gradient_check, tensor
+from gradcheck import DEVICES, gradient_check
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -46,16 +47,6 @@ def test_conv_against_torch(shape, k, cout, stride, padding, device):
     np.testing.assert_allclose(W.grad.numpy(), wt.grad.numpy().transpose(2, 3, 1, 0), rtol=1e-4, atol=1e-3)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("stride,padding", [(1, 1), (2, 1), (2, 0), (1, 3)])
-def test_conv_gradient_finite_differences(stride, padding, device):
-    x = tensor(np.random.randn(1, 5, 5, 2), device=device)
-    w = tensor(np.random.randn(3, 3, 2, 2), device=device)
-    check_gradients(lambda a, b: ndl.conv(a, b, stride=stride, padding=padding), x, w)
-    xs = tensor(np.random.randn(1, 5, 4, 2), device=device, noncontiguous=True)
-    check_gradients(lambda a, b: ndl.conv(a, b, stride=stride, padding=padding), xs, w)
-
-
 def test_conv_op_class_and_float64():
     x = np.random.randn(2, 6, 6, 3)
     w = np.random.randn(3, 3, 3, 5)
@@ -64,6 +55,8 @@ def test_conv_op_class_and_float64():
     _, _, yt = torch_conv(x, w, 2, 1)
     np.testing.assert_allclose(y.numpy(), yt.detach().numpy().transpose(0, 2, 3, 1), rtol=1e-10)
     assert ndl.conv(ndl.Tensor(x), ndl.Tensor(w)).shape == (2, 6, 6, 5)  # padding=1 by default
+    assert ndl.ops.Conv().padding == 1 and ndl.ops.Conv().stride == 1  # the same defaults
+    assert ndl.ops.Conv()(ndl.Tensor(x), ndl.Tensor(w)).shape == (2, 6, 6, 5)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -107,26 +100,14 @@ def test_pooling_against_torch(kernel, stride, padding, device):
         xt.grad = None
         (yt * torch.tensor(g.transpose(0, 3, 1, 2))).sum().backward()
         np.testing.assert_allclose(X.grad.numpy(), xt.grad.numpy().transpose(0, 2, 3, 1), rtol=1e-10)
-        check_gradients(lambda a: needle_pool(a, kernel, stride, padding),
-                        tensor(np.random.randn(1, 5, 5, 2), device=device))
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_flip_dilate_undilate(device):
-    x = np.random.randn(2, 3, 4, 2)
-    X = ndl.Tensor(x, device=device)
-    np.testing.assert_allclose(ndl.flip(X, (1, 2)).numpy(), np.flip(x, (1, 2)))
-    d = ndl.dilate(X, (1, 2), 1)
-    want = np.zeros((2, 6, 8, 2))
-    want[:, ::2, ::2, :] = x
-    np.testing.assert_allclose(d.numpy(), want)
-    np.testing.assert_allclose(ndl.undilate(d, (1, 2), 1).numpy(), x)
-    # The course's dilate forward cases.
+def test_flip_dilate_undilate_course_cases(device):
+    # The course's dilate forward case and gradient checks (the table in test_ops.py has
+    # the numpy and finite-difference cases).
     np.testing.assert_allclose(
         ndl.dilate(ndl.Tensor(np.array([[6.0, 1.0], [4.0, 2.0]]), device=device), axes=(0,), dilation=1).numpy(),
         np.array([[6.0, 1.0], [0.0, 0.0], [4.0, 2.0], [0.0, 0.0]]))
-    for f in [lambda a: ndl.flip(a, (0, 3)), lambda a: ndl.dilate(a, (1,), 2),
-              lambda a: ndl.undilate(a, (2,), 1)]:
-        check_gradients(f, tensor(np.random.randn(2, 3, 5, 2), device=device, noncontiguous=True))
     gradient_check(ndl.flip, ndl.Tensor(np.random.randn(2, 3, 4), device=device), axes=(0, 2))
     gradient_check(ndl.dilate, ndl.Tensor(np.random.randn(3, 2), device=device), axes=(1,), dilation=2)

@@ -1,0 +1,43 @@
+// Bindings of the fused-kernel registry (needle/kernels.h): which (kernel, device) pairs
+// are registered, and `disabled(*names, device=...)`, a context manager under which those
+// kernels are off, so the ops run their composites (the op tests compare the two).
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bindings.h"
+#include "needle/kernels.h"
+
+namespace py = pybind11;
+
+namespace needle::python {
+
+namespace {
+struct Disabled {
+  std::vector<std::string> names;
+  std::string device;
+  std::vector<std::unique_ptr<KernelDisabled>> guards;
+};
+}  // namespace
+
+void init_kernels(py::module_& parent) {
+  py::module_ m = parent.def_submodule("kernels", "The fused-kernel registry (needle/kernels.h).");
+  m.def("registered", &registered_kernels,
+        "(kernel name, device name) of every registered fused kernel and device setting.");
+  py::class_<Disabled>(m, "disabled",
+                       "with disabled('conv2d', device='cpu'): ops compose instead of fusing")
+      .def(py::init([](const py::args& names, const py::object& device) {
+             Disabled d;
+             for (auto n : names) d.names.push_back(n.cast<std::string>());
+             d.device = device.is_none() ? default_backend().name() : to_backend(device).name();
+             return d;
+           }),
+           py::arg("device") = py::none())
+      .def("__enter__",
+           [](Disabled& d) {
+             for (auto& n : d.names) d.guards.push_back(std::make_unique<KernelDisabled>(n, d.device));
+           })
+      .def("__exit__", [](Disabled& d, const py::args&) { d.guards.clear(); });
+}
+
+}  // namespace needle::python
