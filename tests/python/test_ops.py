@@ -301,6 +301,7 @@ def test_fused_matches_composite(case, device, dtype):
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
 
 
+@pytest.mark.hw4
 def test_every_registered_kernel_has_a_case():
     """Each fused kernel in the registry is exercised by some case above (device settings
     such as the thread count are not kernels of an op)."""
@@ -309,6 +310,7 @@ def test_every_registered_kernel_has_a_case():
     assert {name for name, _ in _needle.kernels.registered()} - settings <= covered
 
 
+@pytest.mark.hw2
 @pytest.mark.parametrize("device", DEVICES)
 def test_softmax_family_on_infinite_rows(device):
     """Rows of all -inf or holding +inf: softmax, logsoftmax and logsumexp as in PyTorch."""
