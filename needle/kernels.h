@@ -25,8 +25,7 @@ namespace kernel {
 // NHWC convolution with zero padding: x (N, H, W, Cin), w (kh, kw, Cin, Cout) ->
 // out (N, Ho, Wo, Cout), Ho = (H + 2 * padding - kh) / stride + 1 (Wo likewise). Every view
 // is contiguous and of one dtype.
-using Conv2d = void(const View& x, const View& w, int64_t stride, int64_t padding,
-                    const View& out);
+using Conv2d = void(const View& x, const View& w, int64_t stride, int64_t padding, const View& out);
 inline constexpr const char* kConv2d = "conv2d";
 
 // Its weight gradient: x (N, H, W, Cin), grad (N, Ho, Wo, Cout) -> out (kh, kw, Cin, Cout),
@@ -117,7 +116,7 @@ struct KernelRegistrar {
 // Registers a kernel at static-initialization time, from the backend's own file:
 //   NEEDLE_REGISTER_KERNEL(kernel::kConv2d, "cpu", conv2d);
 // The function's type must be the kernel's type declared in namespace needle::kernel.
-#define NEEDLE_REGISTER_KERNEL(name, device, fn)                                                 \
+#define NEEDLE_REGISTER_KERNEL(name, device, fn)                                              \
   static ::needle::detail::KernelRegistrar NEEDLE_CONCAT(needle_kernel_registrar_, __LINE__)( \
       name, device, fn)
 

@@ -120,9 +120,8 @@ Dataset load(const std::string& images_path, const std::string& labels_path) {
     throw ValueError(images_path + " and " + labels_path + " are not 28x28 images with labels");
   Dataset d;
   d.images.resize(pixels.size());
-  std::transform(pixels.begin(), pixels.end(), d.images.begin(), [](unsigned char p) {
-    return float(p) / 255.0f;
-  });
+  std::transform(pixels.begin(), pixels.end(), d.images.begin(),
+                 [](unsigned char p) { return float(p) / 255.0f; });
   d.labels.assign(labels.begin(), labels.end());
   for (int64_t y : d.labels)
     if (y > 9) throw ValueError(labels_path + " has a label outside 0..9");
@@ -138,7 +137,8 @@ struct Mlp {
     const Tensor &w1 = params.at("w1"), &b1 = params.at("b1");
     const Tensor &w2 = params.at("w2"), &b2 = params.at("b2");
     const int64_t n = x.shape()[0];
-    Tensor h = relu(matmul(x, w1) + broadcast_to(reshape(b1, {1, b1.shape()[0]}), {n, b1.shape()[0]}));
+    Tensor h =
+        relu(matmul(x, w1) + broadcast_to(reshape(b1, {1, b1.shape()[0]}), {n, b1.shape()[0]}));
     return matmul(h, w2) + broadcast_to(reshape(b2, {1, 10}), {n, 10});
   }
 };
@@ -211,8 +211,8 @@ std::pair<double, double> run_epoch(Mlp& model, const Dataset& d, const Options&
       loss.backward();
       ++adam->t;
       for (auto& [name, p] : model.params)  // the fused Adam op; it builds no graph
-        p.set_data(adam_update(p.data(), p.grad().data(), adam->m[name], adam->v[name], o.lr,
-                               0.9, 0.999, 1e-8, 0.0, adam->t));
+        p.set_data(adam_update(p.data(), p.grad().data(), adam->m[name], adam->v[name], o.lr, 0.9,
+                               0.999, 1e-8, 0.0, adam->t));
     }
     std::vector<float> z = logits.to_vector<float>();
     for (int64_t i = 0; i < n; ++i) {
@@ -222,7 +222,8 @@ std::pair<double, double> run_epoch(Mlp& model, const Dataset& d, const Options&
     loss_sum += loss.item() * double(n);
     seen += n;
   }
-  return {loss_sum / double(std::max<int64_t>(seen, 1)), double(correct) / double(std::max<int64_t>(seen, 1))};
+  return {loss_sum / double(std::max<int64_t>(seen, 1)),
+          double(correct) / double(std::max<int64_t>(seen, 1))};
 }
 
 }  // namespace
@@ -239,15 +240,24 @@ int main(int argc, char** argv) {
     if (arg.rfind("--", 0) == 0) {
       if (i + 1 >= argc) usage_error(arg + " needs a value");
       const std::string value = argv[++i];
-      if (arg == "--epochs") o.epochs = int64_t(parse_number(arg, value, 1));
-      else if (arg == "--batch-size") o.batch_size = int64_t(parse_number(arg, value, 1));
-      else if (arg == "--hidden") o.hidden = int64_t(parse_number(arg, value, 1));
-      else if (arg == "--max-batches") o.max_batches = int64_t(parse_number(arg, value, 1));
-      else if (arg == "--seed") o.seed = int64_t(parse_number(arg, value, 0));
-      else if (arg == "--lr") o.lr = parse_number(arg, value, 0);
-      else if (arg == "--load") load_path = value;
-      else if (arg == "--save") save_path = value;
-      else usage_error("unknown option " + arg);
+      if (arg == "--epochs")
+        o.epochs = int64_t(parse_number(arg, value, 1));
+      else if (arg == "--batch-size")
+        o.batch_size = int64_t(parse_number(arg, value, 1));
+      else if (arg == "--hidden")
+        o.hidden = int64_t(parse_number(arg, value, 1));
+      else if (arg == "--max-batches")
+        o.max_batches = int64_t(parse_number(arg, value, 1));
+      else if (arg == "--seed")
+        o.seed = int64_t(parse_number(arg, value, 0));
+      else if (arg == "--lr")
+        o.lr = parse_number(arg, value, 0);
+      else if (arg == "--load")
+        load_path = value;
+      else if (arg == "--save")
+        save_path = value;
+      else
+        usage_error("unknown option " + arg);
     } else if (data_dir.empty()) {
       data_dir = arg;
     } else {

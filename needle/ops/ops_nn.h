@@ -3,10 +3,10 @@
 // conv: input (N, H, W, Cin), weight (K, K, Cin, Cout), stride and zero padding; forward by
 // im2col (a strided window view of the padded input, compacted) and one matmul, so it runs
 // on any backend, or by the device's fused kernel where the kernel registry has one
-// (kernel::Conv2d in needle/kernels.h; the CPU's never materializes the column matrix). Its weight gradient is an op of its
-// own (ConvWeightGrad, fused the same way); its input gradient is a conv of the output
-// gradient with the flipped kernel. Pooling takes windows like im2col (Im2Col) and reduces
-// them.
+// (kernel::Conv2d in needle/kernels.h; the CPU's never materializes the column matrix).
+// Its weight gradient is an op of its own (ConvWeightGrad, fused the same way); its input
+// gradient is a conv of the output gradient with the flipped kernel. Pooling takes windows
+// like im2col (Im2Col) and reduces them.
 #pragma once
 
 #include "needle/ops/op.h"

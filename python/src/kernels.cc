@@ -1,12 +1,13 @@
 // Bindings of the fused-kernel registry (needle/kernels.h): which (kernel, device) pairs
 // are registered, and `disabled(*names, device=...)`, a context manager under which those
 // kernels are off, so the ops run their composites (the op tests compare the two).
+#include "needle/kernels.h"
+
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "bindings.h"
-#include "needle/kernels.h"
 
 namespace py = pybind11;
 
@@ -35,7 +36,8 @@ void init_kernels(py::module_& parent) {
            py::arg("device") = py::none())
       .def("__enter__",
            [](Disabled& d) {
-             for (auto& n : d.names) d.guards.push_back(std::make_unique<KernelDisabled>(n, d.device));
+             for (auto& n : d.names)
+               d.guards.push_back(std::make_unique<KernelDisabled>(n, d.device));
            })
       .def("__exit__", [](Disabled& d, const py::args&) { d.guards.clear(); });
 }

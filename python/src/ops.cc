@@ -339,8 +339,9 @@ void init_ops(py::module_& parent) {
 
   m.def(
       "adam_update",
-      [](const Tensor& param, const Tensor& grad, std::optional<NDArray> m, std::optional<NDArray> v,
-         double lr, double beta1, double beta2, double eps, double weight_decay, int64_t t) {
+      [](const Tensor& param, const Tensor& grad, std::optional<NDArray> m,
+         std::optional<NDArray> v, double lr, double beta1, double beta2, double eps,
+         double weight_decay, int64_t t) {
         NDArray moment1 = m.value_or(NDArray()), moment2 = v.value_or(NDArray());
         NDArray data = needle::adam_update(param.data(), grad.data(), moment1, moment2, lr, beta1,
                                            beta2, eps, weight_decay, t);

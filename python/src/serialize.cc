@@ -4,11 +4,12 @@
 // python/needle/serialization.py (needle.save / needle.load) adds Module and path
 // conveniences on top. Errors keep their needle type: a damaged file is a ValueError
 // naming it, an unwritable path a RuntimeError.
+#include "needle/serialize.h"
+
 #include <map>
 #include <string>
 
 #include "bindings.h"
-#include "needle/serialize.h"
 #include "tensor_bindings.h"
 
 namespace py = pybind11;

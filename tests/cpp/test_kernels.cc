@@ -3,8 +3,8 @@
 // setting reached through the registry, and the conv and Adam kernels against the
 // composites their ops run when a device has none (the reference backend has none; on the
 // CPU, KernelDisabled turns one off).
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 
 #include "gradcheck.h"
 #include "reference_backend.h"
@@ -144,7 +144,8 @@ TEST_CASE("adam_update follows the course's rule and checks its operands", "[ker
       const double g = grads[s][i] + wd * pv[i];
       m[i] = b1 * m[i] + (1 - b1) * g;
       v[i] = b2 * v[i] + (1 - b2) * g * g;
-      pv[i] -= lr * (m[i] / (1 - std::pow(b1, t))) / (std::sqrt(v[i] / (1 - std::pow(b2, t))) + eps);
+      pv[i] -=
+          lr * (m[i] / (1 - std::pow(b1, t))) / (std::sqrt(v[i] / (1 - std::pow(b2, t))) + eps);
     }
     NEEDLE_CHECK_CLOSE(p.to_vector<double>(), pv, 1e-12);
   }

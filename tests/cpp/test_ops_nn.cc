@@ -12,7 +12,8 @@ using Catch::Matchers::Contains;
 TEST_CASE("Conv defaults to stride 1, padding 1, as conv does", "[ops][hw4]") {
   CHECK(Conv().stride == 1);
   CHECK(Conv().padding == 1);
-  CHECK(conv(random_tensor({1, 5, 5, 2}), random_tensor({3, 3, 2, 4})).shape() == Shape{1, 5, 5, 4});
+  CHECK(conv(random_tensor({1, 5, 5, 2}), random_tensor({3, 3, 2, 4})).shape() ==
+        Shape{1, 5, 5, 4});
 }
 
 TEST_CASE("conv errors", "[ops][hw4]") {
@@ -35,4 +36,3 @@ TEST_CASE("conv errors", "[ops][hw4]") {
       Contains("[conv_input_grad] output gradient of shape (1, 5, 5, 3)") &&
           Contains("weight of shape (3, 3, 2, 4)"));
 }
-

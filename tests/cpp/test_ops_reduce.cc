@@ -44,4 +44,3 @@ TEST_CASE("logsumexp is numerically stable", "[ops][hw2]") {
   std::vector<double> sm = vals(softmax(from({1000, 1000}, {2})));
   CHECK(sm[0] == Approx(0.5));
 }
-
