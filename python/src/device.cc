@@ -25,6 +25,10 @@ using Handle = std::shared_ptr<Buffer>;
 // A view over a raw handle: the course kernels address buffers by (shape, strides, offset).
 View handle_view(const Handle& h, std::vector<int64_t> shape, std::vector<int64_t> strides,
                  int64_t offset) {
+  // Kernels index strides by the shape's dimensions (they trust their views).
+  if (shape.size() != strides.size())
+    fail<ValueError>("[view] shape ", shape_str(shape), " and strides ", shape_str(strides),
+                     " differ in length");
   return View{h->data(), h->dtype(), std::move(shape), std::move(strides), offset};
 }
 View flat_view(const Handle& h, int64_t size) {

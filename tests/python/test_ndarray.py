@@ -384,6 +384,8 @@ def test_raw_kernels_refuse_mixed_dtypes(device):
     with pytest.raises(TypeError, match=r"\[matmul\]"):
         device.matmul(a64, a32, device.Array(4), 2, 3, 2)
     device.compact(a64, out32, (6,), (1,), 0)  # compact converts: fine
+    with pytest.raises(ValueError, match=r"differ in length"):
+        device.compact(a32, out32, (2, 3), (3,), 0)
 
 
 @pytest.mark.parametrize("device", DEVICES)
