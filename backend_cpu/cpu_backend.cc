@@ -110,6 +110,13 @@ class CpuBackend final : public Backend {
   }
   void reduce(ReduceOp op, const View& a, const View& out) override { cpu::reduce(op, a, out); }
   void matmul(const View& a, const View& b, const View& out) override { cpu::matmul(a, b, out); }
+  void gather(const View& a, const View& index, int64_t axis, const View& out) override {
+    cpu::gather(a, index, axis, out);
+  }
+  void scatter_add(const View& values, const View& index, int64_t axis,
+                   const View& out) override {
+    cpu::scatter_add(values, index, axis, out);
+  }
 };
 
 NEEDLE_REGISTER_BACKEND(CpuBackend);
