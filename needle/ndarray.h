@@ -35,15 +35,18 @@ class Buffer {
 };
 
 // One entry of an indexing key: an integer (drops the axis) or a slice with optional
-// start/stop and a non-zero step (negative steps walk backwards, as in Python).
+// start/stop and a non-zero step (negative steps walk backwards, as in Python). Every int64
+// is a valid start, stop or step: "absent" is its own state, not a sentinel value.
 struct Index {
-  static constexpr int64_t kNone = std::numeric_limits<int64_t>::min();
+  static constexpr std::nullopt_t kNone = std::nullopt;  // an absent start or stop
   bool is_slice = true;
-  int64_t start = kNone, stop = kNone, step = 1;  // for is_slice
-  int64_t value = 0;                              // for !is_slice
+  std::optional<int64_t> start, stop;  // for is_slice
+  int64_t step = 1;                    // for is_slice
+  int64_t value = 0;                   // for !is_slice
 
   static Index at(int64_t i) { return Index{false, kNone, kNone, 1, i}; }
-  static Index slice(int64_t start = kNone, int64_t stop = kNone, int64_t step = 1) {
+  static Index slice(std::optional<int64_t> start = kNone, std::optional<int64_t> stop = kNone,
+                     int64_t step = 1) {
     return Index{true, start, stop, step, 0};
   }
   static Index all() { return slice(); }

@@ -95,6 +95,12 @@ def _shape_of(value) -> tuple:
     return tuple(int(s) for s in value.shape)
 
 
+def _check_ndim(op: str, x, ndim: int, layout: str) -> None:
+    """ValueError naming the module when ``x`` is not ``ndim``-dimensional."""
+    if len(x.shape) != ndim:
+        raise ValueError(f"[{op}] expects {ndim}-D input {layout}, got shape {tuple(x.shape)}")
+
+
 class Module:
     """Base class of layers and models: subclasses set attributes and define forward()."""
 
@@ -204,6 +210,9 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, device=None, dtype="float32"):
         super().__init__()
+        for name, n in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
+                raise ValueError(f"[Linear] {name} must be a positive int, got {n!r}")
         self.in_features = in_features
         self.out_features = out_features
         # BEGIN SOLUTION hw2
@@ -281,6 +290,12 @@ class SoftmaxLoss(Module):
     """Mean cross-entropy of ``logits`` (B, k) against integer class labels ``y`` (B,)."""
 
     def forward(self, logits: Tensor, y: Tensor):
+        _check_ndim("SoftmaxLoss", logits, 2, "(batch, classes)")
+        if tuple(y.shape) != tuple(logits.shape[:1]):
+            raise ValueError(
+                f"[SoftmaxLoss] labels of shape {tuple(y.shape)} do not match logits of shape "
+                f"{tuple(logits.shape)}: expected ({logits.shape[0]},)"
+            )
         # BEGIN SOLUTION hw2
         n, k = logits.shape
         y_one_hot = init.one_hot(k, y, device=logits.device, dtype=logits.dtype)
@@ -332,6 +347,7 @@ class BatchNorm2d(BatchNorm1d):
         super().__init__(*args, **kwargs)
 
     def forward(self, x: Tensor):
+        _check_ndim("BatchNorm2d", x, 4, "(N, C, H, W)")
         # BEGIN SOLUTION hw4
         n, c, h, w = x.shape
         flat = x.transpose((1, 2)).transpose((2, 3)).reshape((n * h * w, c))
@@ -371,6 +387,8 @@ class Dropout(Module):
 
     def __init__(self, p=0.5):
         super().__init__()
+        if not isinstance(p, (int, float, np.floating, np.integer)) or not 0 <= p <= 1:
+            raise ValueError(f"[Dropout] p must be a probability in [0, 1], got {p!r}")
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:
