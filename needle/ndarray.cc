@@ -421,7 +421,7 @@ NDArray NDArray::reduce(ReduceOp op, const std::optional<Axes>& axes, bool keepd
   }
   for (int64_t i = 0; i < ndim(); ++i)
     if (reduced[i]) order.push_back(i), reduce_count *= shape_[i];
-  if (reduce_count == 0 && op != ReduceOp::sum && product(out_shape) > 0)
+  if (reduce_count == 0 && op != ReduceOp::sum)  // numpy: even when the result is empty
     fail<ValueError>("[", name, "] zero-size array of shape ", shape_str(shape_),
                      " has no identity for this reduction");
   NDArray out = empty(out_shape, dtype(), device());
