@@ -343,11 +343,7 @@ Entry parse_entry(const std::string& path, const std::string& name, const Json& 
     numel *= n;
     e.shape.push_back(int64_t(n));
   }
-  try {  // also a shape such as (0, 2^62, 2^62), whose strides do not fit in 64 bits
-    checked_numel("safetensors", e.shape, int64_t(dtype_size(e.dtype)));
-  } catch (const ValueError&) {
-    bad_file(path, where, " has shape ", shape_str(e.shape), ", too large for 64-bit sizes");
-  }
+
   if (offsets->kind != Json::kArray || offsets->items.size() != 2)
     bad_file(path, where, ": data_offsets must be [begin, end]");
   e.begin = to_u64(path, offsets->items[0], where + " data_offsets");
@@ -359,6 +355,11 @@ Entry parse_entry(const std::string& path, const std::string& name, const Json& 
     bad_file(path, where, " of shape ", shape_str(e.shape), " and dtype ", dtype->text, " needs ",
              overflow ? std::string("too many") : std::to_string(numel * item),
              " bytes but data_offsets [", e.begin, ", ", e.end, "] span ", e.end - e.begin);
+  try {  // also a shape such as (0, 2^62, 2^62), whose strides do not fit in 64 bits
+    checked_numel("safetensors", e.shape, int64_t(item));
+  } catch (const ValueError&) {
+    bad_file(path, where, " has shape ", shape_str(e.shape), ", too large for 64-bit sizes");
+  }
   return e;
 }
 
