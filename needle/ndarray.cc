@@ -254,14 +254,20 @@ NDArray NDArray::broadcast_to(const Shape& new_shape) const {
 
 NDArray NDArray::getitem(const IndexKey& key) const {
   // BEGIN SOLUTION hw0
-  if (int64_t(key.size()) > ndim())
-    fail<IndexError>("[getitem] too many indices (", key.size(), ") for an array of shape ",
+  const int64_t used =
+      std::count_if(key.begin(), key.end(), [](const Index& i) { return !i.is_new_axis; });
+  if (used > ndim())
+    fail<IndexError>("[getitem] too many indices (", used, ") for an array of shape ",
                      shape_str(shape_));
   Shape shape;
   Strides strides;
   int64_t offset = offset_;
-  for (int64_t axis = 0; axis < ndim(); ++axis) {
-    Index idx = axis < int64_t(key.size()) ? key[axis] : Index::all();
+  size_t k = 0;  // the next key entry; new axes consume no axis of the array
+  for (int64_t axis = 0; axis < ndim() || k < key.size(); ++axis) {
+    for (; k < key.size() && key[k].is_new_axis; ++k)
+      shape.push_back(key[k].value), strides.push_back(0);
+    if (axis >= ndim()) break;
+    Index idx = k < key.size() ? key[k++] : Index::all();
     int64_t n = shape_[axis], stride = strides_[axis];
     if (!idx.is_slice) {
       int64_t i = idx.value < 0 ? idx.value + n : idx.value;

@@ -368,7 +368,8 @@ Entry parse_entry(const std::string& path, const std::string& name, const Json& 
 // (O_NONBLOCK, so a FIFO swapped in between cannot block the open either).
 std::vector<char> read_whole_file(const std::string& path) {
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0) bad_file(path, "cannot open file (", std::strerror(errno), ")");
+  if (::stat(path.c_str(), &st) != 0)
+    bad_file(path, "cannot open file (", std::strerror(errno), ")");
   auto check_regular = [&](const struct stat& s) {
     if (S_ISDIR(s.st_mode)) bad_file(path, "is a directory, not a safetensors file");
     if (!S_ISREG(s.st_mode)) bad_file(path, "is not a regular file (a FIFO, socket or device)");
@@ -444,7 +445,8 @@ std::string temp_prefix(const std::string& target) {
 void remove_stale_temp_files(const std::string& target) {
   const size_t slash = target.find_last_of('/');
   const std::string dir = slash == std::string::npos ? "." : target.substr(0, slash + 1);
-  const std::string base = temp_prefix(slash == std::string::npos ? target : target.substr(slash + 1));
+  const std::string base =
+      temp_prefix(slash == std::string::npos ? target : target.substr(slash + 1));
   DIR* d = ::opendir(dir.c_str());
   if (!d) return;
   while (const dirent* entry = ::readdir(d)) {

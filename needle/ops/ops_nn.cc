@@ -200,7 +200,8 @@ Tensor pool_windows(const char* op, const Tensor& a, int64_t kernel, int64_t str
   check_nhwc(op, a.shape());
   if (kernel < 1) fail<ValueError>("[", op, "] kernel size must be >= 1, got ", kernel);
   if (padding < 0) fail<ValueError>("[", op, "] padding must be >= 0, got ", padding);
-  if (stride < 0) fail<ValueError>("[", op, "] stride must be >= 1 (or 0 for the kernel size), got ", stride);
+  if (stride < 0)
+    fail<ValueError>("[", op, "] stride must be >= 1 (or 0 for the kernel size), got ", stride);
   // Check the window here, so that a misfit names this op rather than the im2col inside it.
   const Shape& s = a.shape();
   out_size(op, s[1] + 2 * padding, kernel, stride ? stride : kernel);

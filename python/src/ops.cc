@@ -42,8 +42,7 @@ Value op_call(const std::shared_ptr<Op>& op, const py::args& args) {
     // A number is not a Tensor: say which op and which input instead of "Unable to cast".
     if (!py::isinstance<Node>(a))
       fail<TypeError>("[", std::string(py::str(py::type::of(py::cast(op)).attr("__name__"))),
-                      "] input ", inputs.size(),
-                      " must be a Tensor or TensorTuple, got ",
+                      "] input ", inputs.size(), " must be a Tensor or TensorTuple, got ",
                       std::string(py::str(py::type::of(a).attr("__name__"))),
                       py::isinstance<py::float_>(a) || py::isinstance<py::int_>(a)
                           ? " (scalar ops such as AddScalar take the number in their constructor)"
@@ -72,7 +71,8 @@ std::vector<Tensor> tensors_from(const py::handle& seq) {
 int64_t pool_stride(const char* op, const py::object& stride) {
   if (stride.is_none()) return 0;
   const int64_t s = stride.cast<int64_t>();
-  if (s < 1) fail<ValueError>("[", op, "] stride must be >= 1 (or None for the kernel size), got ", s);
+  if (s < 1)
+    fail<ValueError>("[", op, "] stride must be >= 1 (or None for the kernel size), got ", s);
   return s;
 }
 

@@ -25,7 +25,9 @@ NDArray arange(int64_t n) {
   for (int64_t i = 0; i < n; ++i) v[size_t(i)] = float(i);
   return NDArray::from_vector(v, {n});
 }
-std::vector<float> values(const NDArray& a) { return a.to_vector<float>(); }
+std::vector<float> values(const NDArray& a) {
+  return a.to_vector<float>();
+}
 
 template <class E, class F>
 void check_throws(F&& f, const std::string& needle_text) {
@@ -49,20 +51,29 @@ TEST_CASE("checked sizes: counts and byte sizes beyond 64 bits are ValueErrors",
 
   check_throws<ValueError>([] { NDArray::empty({int64_t(1) << 62}); }, "[empty]");
   check_throws<ValueError>([] { NDArray::full({int64_t(1) << 62}, 1.0); }, "[empty]");
-  check_throws<ValueError>([] { NDArray::empty({int64_t(1) << 32, int64_t(1) << 32}); },
-                           "(4294967296, 4294967296)");
+  check_throws<ValueError>(
+      [] {
+        NDArray::empty({int64_t(1) << 32, int64_t(1) << 32});
+      },
+      "(4294967296, 4294967296)");
   NDArray e = NDArray::empty({0});
   check_throws<ValueError>([&] { e.reshape({int64_t(1) << 32, int64_t(1) << 32}); }, "[reshape]");
-  check_throws<ValueError>([&] { e.reshape({-1, int64_t(1) << 62, int64_t(1) << 62}); },
-                           "[reshape]");
+  check_throws<ValueError>(
+      [&] {
+        e.reshape({-1, int64_t(1) << 62, int64_t(1) << 62});
+      },
+      "[reshape]");
   NDArray m = NDArray::full({2, 2}, 1.0);
   check_throws<ValueError>([&] { m.pad({{int64_t(1) << 62, 0}, {0, 0}}); }, "[pad]");
   check_throws<ValueError>([&] { m.pad({{kMax, 1}, {0, 0}}); }, "[pad]");
   NDArray a = NDArray::empty({int64_t(1) << 32, 0}), b = NDArray::empty({0, int64_t(1) << 32});
   check_throws<ValueError>([&] { a.matmul(b); }, "[matmul]");
   NDArray one = NDArray::full({1, 1}, 1.0);
-  check_throws<ValueError>([&] { one.broadcast_to({int64_t(1) << 32, int64_t(1) << 32}); },
-                           "[broadcast_to]");
+  check_throws<ValueError>(
+      [&] {
+        one.broadcast_to({int64_t(1) << 32, int64_t(1) << 32});
+      },
+      "[broadcast_to]");
   CHECK_THROWS_AS(Buffer(default_backend(), -1, DType::float32), ValueError);
   // Valid but unallocatable: MemoryError (32 TiB).
   CHECK_THROWS_AS(NDArray::empty({int64_t(1) << 43}), MemoryError);
@@ -73,8 +84,7 @@ TEST_CASE("as_strided bounds checks do not overflow", "[adversarial]") {
   CHECK_THROWS_AS(a.as_strided({2}, {int64_t(1) << 62}), ValueError);
   CHECK_THROWS_AS(a.as_strided({3}, {kMax}), ValueError);
   CHECK_THROWS_AS(a.as_strided({2, 2}, {-(int64_t(1) << 62), int64_t(1) << 62}), ValueError);
-  CHECK_THROWS_AS(a.as_strided({2, 2, 2}, {int64_t(1) << 62, int64_t(1) << 62, kMin}),
-                  ValueError);
+  CHECK_THROWS_AS(a.as_strided({2, 2, 2}, {int64_t(1) << 62, int64_t(1) << 62, kMin}), ValueError);
   CHECK(values(a.as_strided({2, 2}, {1, 2})) == std::vector<float>{0, 2, 1, 3});
   CHECK(a.as_strided({0, 3}, {kMax, kMax}).size() == 0);
   CHECK(view_fits({1}, {kMax}, 3, 4));  // one element: the stride is never applied
@@ -96,6 +106,12 @@ TEST_CASE("slices: every int64 is a valid bound or step, absent is not a value",
   NDArray b = arange(4);
   b.setitem({Index::slice(Index::kNone, Index::kNone, kMin)}, 5.0);
   CHECK(values(b) == std::vector<float>{0, 1, 2, 5});
+  NDArray m = arange(6).reshape({2, 3});
+  NDArray v = m.getitem({Index::new_axis(), Index::at(1), Index::new_axis(false)});
+  CHECK(v.shape() == Shape{1, 0, 3});
+  CHECK(m.getitem({Index::at(1), Index::new_axis(), Index::slice(Index::kNone, Index::kNone, -1),
+                   Index::new_axis()})
+            .shape() == Shape{1, 3, 1});
   CHECK_THROWS_AS(a.getitem({Index::at(kMin)}), IndexError);
   CHECK_THROWS_AS(a.getitem({Index::at(kMax)}), IndexError);
 }
@@ -150,10 +166,10 @@ TEST_CASE("checkpoints: only regular files, valid UTF-8 headers and shapes that 
   const std::string bad_utf8 =
       write("utf8", "{\"\xff\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}");
   check_throws<ValueError>([&] { load_safetensors(bad_utf8); }, "not valid UTF-8");
-  const std::string huge = write(
-      "huge",
-      "{\"a\":{\"dtype\":\"F32\",\"shape\":[0,4611686018427387904,4611686018427387904],"
-      "\"data_offsets\":[0,0]}}");
+  const std::string huge =
+      write("huge",
+            "{\"a\":{\"dtype\":\"F32\",\"shape\":[0,4611686018427387904,4611686018427387904],"
+            "\"data_offsets\":[0,0]}}");
   check_throws<ValueError>([&] { load_safetensors(huge); }, "too large");
 }
 

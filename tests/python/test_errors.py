@@ -168,11 +168,36 @@ def test_extreme_slice_setitem_matches_numpy(child):
     np.testing.assert_array_equal(got, ref)
 
 
-@pytest.mark.parametrize("key", ["True", "False", "1, True"])
-def test_bool_index_is_not_an_int(child, key):
-    expect_error(child, f"nd.array(np.arange(4.0).reshape(2, 2))[{key}]", "IndexError",
-                 r"\[getitem\] boolean")
-    expect_error(child, f"ndl.Tensor(np.ones((2, 2)))[{key}]", "IndexError", r"\[getitem\] boolean")
+NEW_AXES = ["True", "False", "1, True", "None", "None, 1", "..., None", "True, ..., False",
+            "0, None, ::-1, None", "None, None, 1, 0", "True, True", "True, 0", "0, :, True",
+            "None, True", "::-1, True, 1", "False, 1, None"]
+
+
+@pytest.mark.parametrize("key", NEW_AXES)
+def test_none_and_bool_indices_add_axes_as_numpy(child, key):
+    x = np.arange(6.0).reshape(2, 3)
+    ref = eval(f"x[{key}]")
+    got = expect_result(child, f"result = nd.array(x)[{key}].numpy()", x=x)
+    np.testing.assert_array_equal(got, ref)
+    code = f"""t = ndl.Tensor(x, requires_grad=True)
+y = t[{key}]
+(y * ndl.Tensor(np.arange(int(np.prod(y.shape)), dtype=np.float64).reshape(y.shape))).sum().backward()
+result = (y.numpy(), t.grad.numpy())"""
+    y, grad = expect_result(child, code, x=x)
+    np.testing.assert_array_equal(y, ref)
+    ref_grad = np.zeros_like(x)
+    np.add.at(ref_grad, key_of(x, key), np.arange(ref.size, dtype=np.float64).reshape(ref.shape))
+    np.testing.assert_array_equal(grad, ref_grad)
+    ref_set = x.copy()
+    exec(f"ref_set[{key}] = -1")
+    got = expect_result(child, f"a = nd.array(x); a[{key}] = -1; result = a.numpy()", x=x)
+    np.testing.assert_array_equal(got, ref_set)
+
+
+def key_of(x, key):
+    """The index array of x's elements that x[key] selects (for the gradient's reference)."""
+    idx = np.arange(x.size).reshape(x.shape)
+    return np.unravel_index(eval(f"idx[{key}]"), x.shape)
 
 
 @pytest.mark.parametrize("key", ["2**63", "-2**63 - 1", "2**100", "0, 2**64"])

@@ -107,6 +107,11 @@ def test_getitem(child, x, data):
             key.append(data.draw(st.one_of(st.integers(-n - 2, n + 1), st.sampled_from(HUGE))))
         else:
             key.append(slice(data.draw(bound), data.draw(bound), data.draw(step)))
+    for _ in range(data.draw(st.integers(0, 2))):  # new axes: None, and numpy's bool scalars
+        new_axis = data.draw(st.sampled_from([None, True, False]))
+        key.insert(data.draw(st.integers(0, len(key))), new_axis)
+    if data.draw(st.booleans()):
+        key.insert(data.draw(st.integers(0, len(key))), Ellipsis)
     key = tuple(key)
     check(child, "result = nd.array(x, dtype=str(x.dtype))[key].numpy()", lambda: x[saturate(key)],
           x=x, key=key)

@@ -58,7 +58,9 @@ def _read_idx_stream(filename, f, magic, file_size):
     header = 4 + 4 * ndim
     raw = f.read(4 * ndim)
     if len(raw) < 4 * ndim:
-        raise ValueError(f"{filename}: truncated idx header ({4 + len(raw)} bytes, expected {header})")
+        raise ValueError(
+            f"{filename}: truncated idx header ({4 + len(raw)} bytes, expected {header})"
+        )
     dims = struct.unpack(">" + "I" * ndim, raw)
     count = math.prod(dims)
     shape = "x".join(map(str, dims))
