@@ -135,7 +135,7 @@ double NDArray::item() const {
 
 // ---------------------------------------------------------------- views
 NDArray NDArray::as_strided(const Shape& shape, const Strides& strides) const {
-  check_shape("as_strided", shape);
+  checked_numel("as_strided", shape, dtype_size(dtype()));
   if (shape.size() != strides.size())
     fail<ValueError>("[as_strided] shape ", shape_str(shape), " and strides ", shape_str(strides),
                      " differ in length");
@@ -233,7 +233,8 @@ NDArray NDArray::swapaxes(int64_t a, int64_t b) const {
 }
 
 NDArray NDArray::broadcast_to(const Shape& new_shape) const {
-  check_shape("broadcast_to", new_shape);
+  // As numpy, a view's byte size must fit in 64 bits too (so its element loops terminate).
+  checked_numel("broadcast_to", new_shape, dtype_size(dtype()));
   // BEGIN SOLUTION hw0
   if (new_shape.size() < shape_.size())
     fail<ValueError>("[broadcast_to] cannot broadcast ", shape_str(shape_), " to ",

@@ -39,9 +39,11 @@ def _grad_of(param):
 
 
 def _check_hyper(op, name, value, low=0.0, high=math.inf, high_open=False):
-    """ValueError unless ``low <= value <= high`` (``< high`` when high_open); NaN fails."""
+    """ValueError unless ``value`` is finite and ``low <= value <= high`` (``< high`` when
+    high_open); NaN and inf fail."""
     ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
-    ok = ok and low <= value and (value < high if high_open else value <= high)
+    ok = ok and math.isfinite(value) and low <= value
+    ok = ok and (value < high if high_open else value <= high)
     if not ok:
         bound = f"[{low}, {high})" if high_open else f"[{low}, {high}]"
         raise ValueError(f"[{op}] {name} must be a number in {bound}, got {value!r}")

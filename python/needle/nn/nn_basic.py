@@ -101,6 +101,14 @@ def _check_ndim(op: str, x, ndim: int, layout: str) -> None:
         raise ValueError(f"[{op}] expects {ndim}-D input {layout}, got shape {tuple(x.shape)}")
 
 
+def _check_features(op: str, x, dim: int, axis: int) -> None:
+    """ValueError naming the module when axis ``axis`` of ``x`` (2-D for axis 1) is not ``dim``."""
+    shape = tuple(x.shape)
+    if (axis == 1 and len(shape) != 2) or not shape or shape[axis] != dim:
+        want = "(batch, %d)" % dim if axis == 1 else "(..., %d)" % dim
+        raise ValueError(f"[{op}] expects input of shape {want}, got {shape}")
+
+
 class Module:
     """Base class of layers and models: subclasses set attributes and define forward()."""
 
@@ -239,6 +247,8 @@ class Flatten(Module):
     """(B, d1, d2, ...) -> (B, d1*d2*...)."""
 
     def forward(self, X):
+        if len(X.shape) == 0:
+            raise ValueError("[Flatten] expects input with a batch axis, got a 0-d tensor")
         # BEGIN SOLUTION hw2
         size = 1
         for s in X.shape[1:]:
@@ -321,6 +331,7 @@ class BatchNorm1d(Module):
         self.register_buffer("running_var", init.ones(dim, device=device, dtype=dtype))
 
     def forward(self, x: Tensor) -> Tensor:
+        _check_features(type(self).__name__, x, self.dim, axis=1)
         # BEGIN SOLUTION hw2
         # normed * weight + bias computed as xm * (weight / std) + bias: the per-feature
         # factors are (dim,) vectors, so only a few ops touch the full (batch, dim) tensor.
@@ -348,6 +359,10 @@ class BatchNorm2d(BatchNorm1d):
 
     def forward(self, x: Tensor):
         _check_ndim("BatchNorm2d", x, 4, "(N, C, H, W)")
+        if x.shape[1] != self.dim:
+            raise ValueError(
+                f"[BatchNorm2d] expects {self.dim} channels (N, C, H, W), got shape {tuple(x.shape)}"
+            )
         # BEGIN SOLUTION hw4
         n, c, h, w = x.shape
         flat = x.transpose((1, 2)).transpose((2, 3)).reshape((n * h * w, c))
@@ -369,6 +384,7 @@ class LayerNorm1d(Module):
         # END SOLUTION
 
     def forward(self, x: Tensor) -> Tensor:
+        _check_features("LayerNorm1d", x, self.dim, axis=-1)
         # BEGIN SOLUTION hw2
         shape = x.shape
         axis = len(shape) - 1
