@@ -49,7 +49,7 @@ class BlockCache {
       }
     }
     void* block = std::aligned_alloc(kAlignment, size + kAlignment);
-    if (block == nullptr) fail<RuntimeError>("[cpu] out of memory allocating ", bytes, " bytes");
+    if (block == nullptr) fail<MemoryError>("[cpu] out of memory allocating ", bytes, " bytes");
     *static_cast<size_t*>(block) = size;
     return static_cast<char*>(block) + kAlignment;
   }

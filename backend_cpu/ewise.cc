@@ -243,14 +243,11 @@ bool unary_vectorized(const T* a, T* o, int64_t n) {
   } else if constexpr (Op == UnaryOp::sqrt) {
     sqrt_contiguous(a, o, n);
   } else if constexpr (Op == UnaryOp::exp) {
-    if constexpr (is_float) {
-      ArrayMap<T>(o, n) = ConstArrayMap<T>(a, n).exp();
-    } else {
-      // Eigen's double exp clamps its argument at about -709.78, so exp(-inf) came out as
-      // 5.6e-309: below -745.14 (where exp underflows to 0) the result is 0.
-      const auto x = ConstArrayMap<T>(a, n);
-      ArrayMap<T>(o, n) = (x < T(-745.14)).select(T(0), x.exp());
-    }
+    // Eigen clamps the argument at the bottom of the normal range, so exp(-inf) would be
+    // ~1e-39 (float) instead of 0; below that point the exact result is below the smallest
+    // normal number, so 0 is as close as the clamp and keeps exp(-inf) == 0.
+    const T lo = is_float ? T(-87.3) : T(-708.3);
+    ArrayMap<T>(o, n) = (ConstArrayMap<T>(a, n) < lo).select(T(0), ConstArrayMap<T>(a, n).exp());
   } else if constexpr (Op == UnaryOp::log) {
     ArrayMap<T>(o, n) = ConstArrayMap<T>(a, n).log();
   } else if constexpr (Op == UnaryOp::tanh && is_float) {

@@ -48,7 +48,7 @@ class CudaBackend final : public Backend {
     const cudaError_t err = cudaMalloc(&ptr, bytes ? bytes : 1);
     if (err != cudaSuccess) {
       cudaGetLastError();
-      fail<RuntimeError>("[cuda] allocate: cannot allocate ", bytes,
+      fail<MemoryError>("[cuda] allocate: cannot allocate ", bytes,
                          " bytes on the GPU: ", cudaGetErrorString(err));
     }
     return ptr;

@@ -30,6 +30,10 @@ struct TypeError : Error {
 struct RuntimeError : Error {
   using Error::Error;
 };
+// An allocation the device cannot satisfy (Python MemoryError).
+struct MemoryError : Error {
+  using Error::Error;
+};
 // A homework region that the student has not written yet (Python NotImplementedError).
 struct NotImplemented : Error {
   using Error::Error;

@@ -5,12 +5,17 @@
 #include <algorithm>
 #include <numeric>
 
+#include "needle/checked.h"
+
 namespace needle {
 
 // ---------------------------------------------------------------- Buffer
 Buffer::Buffer(Backend& backend, int64_t size, DType dtype)
     : backend_(&backend), data_(nullptr), size_(size), dtype_(dtype) {
-  data_ = backend.allocate(size_t(std::max<int64_t>(size, 1)) * dtype_size(dtype));
+  if (size < 0) fail<ValueError>("[allocate] negative buffer size ", size);
+  // checked_numel refuses a size whose byte count overflows, so the product below fits.
+  const int64_t n = checked_numel("allocate", {std::max<int64_t>(size, 1)}, dtype_size(dtype));
+  data_ = backend.allocate(size_t(n) * dtype_size(dtype));
 }
 
 Buffer::~Buffer() {
@@ -20,15 +25,16 @@ Buffer::~Buffer() {
 // ---------------------------------------------------------------- helpers
 namespace {
 
+// Element count of a shape that an NDArray already holds (valid by construction).
 int64_t product(const Shape& shape) {
   int64_t n = 1;
   for (auto s : shape) n *= s;
   return n;
 }
 
+// Negative entries and sizes that do not fit in 64 bits are a ValueError naming `op`.
 void check_shape(const char* op, const Shape& shape) {
-  for (auto s : shape)
-    if (s < 0) fail<ValueError>("[", op, "] negative dimension in shape ", shape_str(shape));
+  checked_numel(op, shape);
 }
 
 void check_same_device(const char* op, const NDArray& a, const NDArray& b) {
@@ -84,7 +90,8 @@ void NDArray::check_size_matches(const char* op, int64_t size, const Shape& shap
 }
 
 int64_t NDArray::normalize_axis(const char* op, int64_t axis, int64_t ndim) {
-  if (axis < -ndim || axis >= std::max<int64_t>(ndim, 1) || (ndim == 0 && axis != 0 && axis != -1))
+  // As numpy: a 0-d array has no axis at all (axis 0 and -1 are out of range too).
+  if (axis < -ndim || axis >= ndim)
     fail<IndexError>("[", op, "] axis ", axis, " is out of range for an array of ", ndim,
                      " dimension", ndim == 1 ? "" : "s");
   return axis < 0 ? axis + ndim : axis;
@@ -120,12 +127,12 @@ NDArray::NDArray(std::shared_ptr<Buffer> buffer, Shape shape, Strides strides, i
       shape_(std::move(shape)),
       strides_(std::move(strides)),
       offset_(offset),
-      size_(product(shape_)) {
+      size_(checked_numel("ndarray", shape_)) {
   is_compact_ = offset_ == 0 && buffer_->size() == size_ && View::is_row_major(shape_, strides_);
 }
 
 NDArray NDArray::empty(const Shape& shape, DType dtype, Backend& device) {
-  check_shape("empty", shape);
+  checked_numel("empty", shape, dtype_size(dtype));
   if (!device.enabled())
     fail<RuntimeError>("device '", device.name(), "' is not available: ", device.disabled_reason());
   auto buffer = std::make_shared<Buffer>(device, product(shape), dtype);
@@ -162,18 +169,12 @@ double NDArray::item() const {
 
 // ---------------------------------------------------------------- views
 NDArray NDArray::as_strided(const Shape& shape, const Strides& strides) const {
-  check_shape("as_strided", shape);
+  checked_numel("as_strided", shape, dtype_size(dtype()));
   if (shape.size() != strides.size())
     fail<ValueError>("[as_strided] shape ", shape_str(shape), " and strides ", shape_str(strides),
                      " differ in length");
-  // Every reachable element must lie inside the buffer.
-  int64_t lo = offset_, hi = offset_;
-  bool empty_view = product(shape) == 0;
-  for (size_t i = 0; i < shape.size() && !empty_view; ++i) {
-    int64_t reach = (shape[i] - 1) * strides[i];
-    (reach < 0 ? lo : hi) += reach;
-  }
-  if (!empty_view && (lo < 0 || hi >= buffer_->size()))
+  // Every reachable element must lie inside the buffer (checked without overflow).
+  if (!view_fits(shape, strides, offset_, buffer_->size()))
     fail<ValueError>("[as_strided] shape ", shape_str(shape), " with strides ", shape_str(strides),
                      " and offset ", offset_, " reaches outside a buffer of ", buffer_->size(),
                      " elements");
@@ -189,8 +190,9 @@ NDArray NDArray::reshape(const Shape& requested) const {
       infer = int64_t(i);
     } else if (shape[i] < 0) {
       fail<ValueError>("[reshape] invalid target shape ", shape_str(requested));
-    } else {
-      known *= shape[i];
+    } else if (!mul_fits(known, shape[i], &known)) {
+      fail<ValueError>("[reshape] target shape ", shape_str(requested),
+                       " is too large: its size does not fit in 64 bits");
     }
   }
   if (infer >= 0) {
@@ -199,7 +201,7 @@ NDArray NDArray::reshape(const Shape& requested) const {
                        shape_str(requested));
     shape[infer] = size_ / known;
   }
-  if (product(shape) != size_)
+  if (checked_numel("reshape", shape) != size_)
     fail<ValueError>("[reshape] cannot reshape ", shape_str(shape_), " into ",
                      shape_str(requested));
   if (is_compact_ || size_ == 0) return NDArray(buffer_, shape, compact_strides(shape), offset_);
@@ -265,8 +267,9 @@ NDArray NDArray::swapaxes(int64_t a, int64_t b) const {
 }
 
 NDArray NDArray::broadcast_to(const Shape& new_shape) const {
+  // As numpy, a view's byte size must fit in 64 bits too (so its element loops terminate).
+  checked_numel("broadcast_to", new_shape, dtype_size(dtype()));
   // BEGIN SOLUTION hw0
-  check_shape("broadcast_to", new_shape);
   if (new_shape.size() < shape_.size())
     fail<ValueError>("[broadcast_to] cannot broadcast ", shape_str(shape_), " to ",
                      shape_str(new_shape));
@@ -286,14 +289,20 @@ NDArray NDArray::broadcast_to(const Shape& new_shape) const {
 
 NDArray NDArray::getitem(const IndexKey& key) const {
   // BEGIN SOLUTION hw0
-  if (int64_t(key.size()) > ndim())
-    fail<IndexError>("[getitem] too many indices (", key.size(), ") for an array of shape ",
+  const int64_t used =
+      std::count_if(key.begin(), key.end(), [](const Index& i) { return !i.is_new_axis; });
+  if (used > ndim())
+    fail<IndexError>("[getitem] too many indices (", used, ") for an array of shape ",
                      shape_str(shape_));
   Shape shape;
   Strides strides;
   int64_t offset = offset_;
-  for (int64_t axis = 0; axis < ndim(); ++axis) {
-    Index idx = axis < int64_t(key.size()) ? key[axis] : Index::all();
+  size_t k = 0;  // the next key entry; new axes consume no axis of the array
+  for (int64_t axis = 0; axis < ndim() || k < key.size(); ++axis) {
+    for (; k < key.size() && key[k].is_new_axis; ++k)
+      shape.push_back(key[k].value), strides.push_back(0);
+    if (axis >= ndim()) break;
+    Index idx = k < key.size() ? key[k++] : Index::all();
     int64_t n = shape_[axis], stride = strides_[axis];
     if (!idx.is_slice) {
       int64_t i = idx.value < 0 ? idx.value + n : idx.value;
@@ -305,25 +314,25 @@ NDArray NDArray::getitem(const IndexKey& key) const {
     }
     int64_t step = idx.step;
     if (step == 0) fail<ValueError>("[getitem] slice step cannot be zero");
-    int64_t start, stop;
+    // Python's slice.indices(n), written so that no int64 start, stop or step overflows.
     auto clamp = [](int64_t v, int64_t lo, int64_t hi) { return std::min(std::max(v, lo), hi); };
+    auto bound = [&](const std::optional<int64_t>& v, int64_t absent, int64_t lo, int64_t hi) {
+      return !v ? absent : clamp(*v < 0 ? *v + n : *v, lo, hi);
+    };
+    int64_t start, length;
     if (step > 0) {
-      start =
-          idx.start == Index::kNone ? 0 : clamp(idx.start < 0 ? idx.start + n : idx.start, 0, n);
-      stop = idx.stop == Index::kNone ? n : clamp(idx.stop < 0 ? idx.stop + n : idx.stop, 0, n);
+      start = bound(idx.start, 0, 0, n);
+      int64_t stop = bound(idx.stop, n, 0, n);
+      length = stop > start ? (stop - start - 1) / step + 1 : 0;
     } else {
-      start = idx.start == Index::kNone
-                  ? n - 1
-                  : clamp(idx.start < 0 ? idx.start + n : idx.start, -1, n - 1);
-      stop =
-          idx.stop == Index::kNone ? -1 : clamp(idx.stop < 0 ? idx.stop + n : idx.stop, -1, n - 1);
+      start = bound(idx.start, n - 1, -1, n - 1);
+      int64_t stop = bound(idx.stop, -1, -1, n - 1);
+      length = start > stop ? 1 - (start - stop - 1) / step : 0;  // step < 0: no -step
     }
-    int64_t length =
-        step > 0 ? (stop - start + step - 1) / step : (start - stop - step - 1) / -step;
-    length = std::max<int64_t>(length, 0);
     if (length > 0) offset += start * stride;
     shape.push_back(length);
-    strides.push_back(stride * step);
+    // |step| < n whenever length > 1, so stride * step stays within the axis' reach.
+    strides.push_back(length > 1 ? stride * step : stride);
   }
   return NDArray(buffer_, shape, strides, offset);
   // END SOLUTION
@@ -476,7 +485,6 @@ NDArray NDArray::reduce(ReduceOp op, const std::optional<Axes>& axes, bool keepd
   if (axes) {
     for (int64_t a : *axes) {
       a = normalize_axis(name, a, ndim());
-      if (ndim() == 0) continue;
       if (reduced[a]) fail<ValueError>("[", name, "] repeated axis ", a, " in ", shape_str(*axes));
       reduced[a] = true;
     }
@@ -491,7 +499,7 @@ NDArray NDArray::reduce(ReduceOp op, const std::optional<Axes>& axes, bool keepd
   }
   for (int64_t i = 0; i < ndim(); ++i)
     if (reduced[i]) order.push_back(i), reduce_count *= shape_[i];
-  if (reduce_count == 0 && op != ReduceOp::sum && product(out_shape) > 0)
+  if (reduce_count == 0 && op != ReduceOp::sum)  // numpy: even when the result is empty
     fail<ValueError>("[", name, "] zero-size array of shape ", shape_str(shape_),
                      " has no identity for this reduction");
   // numpy: the sum of bool or integers is int64 (numpy's uint8 sum is uint64, which Needle
@@ -528,6 +536,7 @@ NDArray NDArray::matmul(const NDArray& other) const {
   a_shape.insert(a_shape.end(), {m, k});
   b_shape.insert(b_shape.end(), {k, n});
   out_shape.insert(out_shape.end(), {m, n});
+  checked_numel("matmul", out_shape, dtype_size(dtype));
   NDArray out = empty(out_shape, dtype, device());
   if (out.size_) {
     if (k == 0) {
@@ -551,9 +560,11 @@ NDArray NDArray::pad(const std::vector<std::pair<int64_t, int64_t>>& widths, dou
   for (int64_t i = 0; i < ndim(); ++i) {
     auto [lo, hi] = widths[i];
     if (lo < 0 || hi < 0) fail<ValueError>("[pad] negative pad width on axis ", i);
-    shape[i] += lo + hi;
+    shape[i] = checked_add("pad", checked_add("pad", shape[i], lo, "the padded size"), hi,
+                           "the padded size");
     inner.push_back(Index::slice(lo, lo + shape_[i]));
   }
+  checked_numel("pad", shape, dtype_size(dtype()));
   NDArray out = full(shape, value, dtype(), device());
   out.getitem(inner).assign(*this);
   return out;

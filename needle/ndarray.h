@@ -34,19 +34,26 @@ class Buffer {
   DType dtype_;
 };
 
-// One entry of an indexing key: an integer (drops the axis) or a slice with optional
-// start/stop and a non-zero step (negative steps walk backwards, as in Python).
+// One entry of an indexing key: an integer (drops the axis), a slice with optional
+// start/stop and a non-zero step (negative steps walk backwards, as in Python), or a new
+// axis of length 1 or 0 that consumes no axis (numpy's None / True / False). Every int64
+// is a valid start, stop or step: "absent" is its own state, not a sentinel value.
 struct Index {
-  static constexpr int64_t kNone = std::numeric_limits<int64_t>::min();
+  static constexpr std::nullopt_t kNone = std::nullopt;  // an absent start or stop
   bool is_slice = true;
-  int64_t start = kNone, stop = kNone, step = 1;  // for is_slice
-  int64_t value = 0;                              // for !is_slice
+  std::optional<int64_t> start, stop;  // for is_slice
+  int64_t step = 1;                    // for is_slice
+  int64_t value = 0;                   // for !is_slice: the index, or a new axis' length
+  bool is_new_axis = false;            // for !is_slice
 
-  static Index at(int64_t i) { return Index{false, kNone, kNone, 1, i}; }
-  static Index slice(int64_t start = kNone, int64_t stop = kNone, int64_t step = 1) {
-    return Index{true, start, stop, step, 0};
+  static Index at(int64_t i) { return Index{false, kNone, kNone, 1, i, false}; }
+  static Index slice(std::optional<int64_t> start = kNone, std::optional<int64_t> stop = kNone,
+                     int64_t step = 1) {
+    return Index{true, start, stop, step, 0, false};
   }
   static Index all() { return slice(); }
+  // numpy: a[None] and a[True] add a length-1 axis, a[False] a length-0 one.
+  static Index new_axis(bool keep = true) { return Index{false, kNone, kNone, 1, keep, true}; }
 };
 using IndexKey = std::vector<Index>;
 

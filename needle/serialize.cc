@@ -3,18 +3,23 @@
 // only accepts well-formed JSON; the reader then checks the tree against the format.
 #include "needle/serialize.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <memory>
 #include <set>
 #include <sstream>
 #include <vector>
+
+#include "needle/checked.h"
 
 namespace needle {
 namespace {
@@ -338,6 +343,7 @@ Entry parse_entry(const std::string& path, const std::string& name, const Json& 
     numel *= n;
     e.shape.push_back(int64_t(n));
   }
+
   if (offsets->kind != Json::kArray || offsets->items.size() != 2)
     bad_file(path, where, ": data_offsets must be [begin, end]");
   e.begin = to_u64(path, offsets->items[0], where + " data_offsets");
@@ -349,18 +355,77 @@ Entry parse_entry(const std::string& path, const std::string& name, const Json& 
     bad_file(path, where, " of shape ", shape_str(e.shape), " and dtype ", dtype->text, " needs ",
              overflow ? std::string("too many") : std::to_string(numel * item),
              " bytes but data_offsets [", e.begin, ", ", e.end, "] span ", e.end - e.begin);
+  try {  // also a shape such as (0, 2^62, 2^62), whose strides do not fit in 64 bits
+    checked_numel("safetensors", e.shape, int64_t(item));
+  } catch (const ValueError&) {
+    bad_file(path, where, " has shape ", shape_str(e.shape), ", too large for 64-bit sizes");
+  }
   return e;
 }
 
+// The whole file. Only a regular file is read: a FIFO would block forever and a directory
+// has no bytes. The type is checked before opening and again on the open descriptor
+// (O_NONBLOCK, so a FIFO swapped in between cannot block the open either).
 std::vector<char> read_whole_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) bad_file(path, "cannot open file (", std::strerror(errno), ")");
-  const std::streamoff size = in.tellg();
-  if (size < 0) bad_file(path, "cannot determine the file size");
-  std::vector<char> bytes(static_cast<size_t>(size));
-  in.seekg(0);
-  if (size > 0 && !in.read(bytes.data(), size)) bad_file(path, "read error");
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0)
+    bad_file(path, "cannot open file (", std::strerror(errno), ")");
+  auto check_regular = [&](const struct stat& s) {
+    if (S_ISDIR(s.st_mode)) bad_file(path, "is a directory, not a safetensors file");
+    if (!S_ISREG(s.st_mode)) bad_file(path, "is not a regular file (a FIFO, socket or device)");
+  };
+  check_regular(st);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) bad_file(path, "cannot open file (", std::strerror(errno), ")");
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  if (::fstat(fd, &st) != 0) bad_file(path, "cannot determine the file size");
+  check_regular(st);
+  std::vector<char> bytes(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t r = ::read(fd, bytes.data() + done, bytes.size() - done);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) bad_file(path, "read error (", std::strerror(errno), ")");
+    if (r == 0) bad_file(path, "read error (the file shrank while it was read)");
+    done += size_t(r);
+  }
   return bytes;
+}
+
+// Whether [p, p + n) is well-formed UTF-8 (no overlong forms, surrogates or values past
+// U+10FFFF): the safetensors header is JSON, which is UTF-8 text.
+bool valid_utf8(const char* p, size_t n) {
+  const auto* s = reinterpret_cast<const unsigned char*>(p);
+  size_t i = 0;
+  while (i < n) {
+    const unsigned c = s[i];
+    size_t len;
+    unsigned lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else {
+      return false;
+    }
+    if (n - i < len || s[i + 1] < lo || s[i + 1] > hi) return false;
+    for (size_t k = 2; k < len; ++k)
+      if ((s[i + k] & 0xC0) != 0x80) return false;
+    i += len;
+  }
+  return true;
 }
 
 // --- Atomic write ---
@@ -369,10 +434,51 @@ std::string errno_text() {
   return std::strerror(errno);
 }
 
+// Temporary files are named "<target>.tmp-<pid>-XXXXXX". A save that is killed cannot
+// remove its own, so each save first removes the ones of the same target whose writer
+// process no longer exists (on this host: a writer on another host sharing the directory
+// would look dead, so keep concurrent saves of one file on one machine).
+std::string temp_prefix(const std::string& target) {
+  return target + ".tmp-";
+}
+
+void remove_stale_temp_files(const std::string& target) {
+  const size_t slash = target.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : target.substr(0, slash + 1);
+  const std::string base =
+      temp_prefix(slash == std::string::npos ? target : target.substr(slash + 1));
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return;
+  while (const dirent* entry = ::readdir(d)) {
+    const std::string name = entry->d_name;
+    if (name.compare(0, base.size(), base) != 0) continue;
+    // "<pid>-XXXXXX" after the prefix
+    const std::string rest = name.substr(base.size());
+    const size_t dash = rest.find('-');
+    if (dash == 0 || dash == std::string::npos || rest.size() - dash != 7) continue;
+    if (rest.find_first_not_of("0123456789") != dash) continue;
+    const long pid = std::strtol(rest.c_str(), nullptr, 10);
+    if (pid <= 0 || (::kill(pid_t(pid), 0) != 0 && errno == ESRCH)) {
+      const std::string stale = dir + name;
+      struct stat st;
+      if (::lstat(stale.c_str(), &st) == 0 && S_ISREG(st.st_mode)) ::unlink(stale.c_str());
+    }
+  }
+  ::closedir(d);
+}
+
 class TempFile {
  public:
   explicit TempFile(const std::string& target) : target_(target) {
-    std::string templ = target + ".tmp-XXXXXX";
+    // The target is replaced by rename: refuse anything but a regular file (renaming over
+    // /dev/null or a FIFO would replace the node itself).
+    struct stat st;
+    if (::stat(target.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+      fail<ValueError>("[safetensors] cannot write ", target, ": ",
+                       S_ISDIR(st.st_mode) ? "it is a directory"
+                                           : "it is not a regular file (a FIFO, socket or device)");
+    remove_stale_temp_files(target);
+    std::string templ = temp_prefix(target) + std::to_string(::getpid()) + "-XXXXXX";
     std::vector<char> buf(templ.begin(), templ.end());
     buf.push_back('\0');
     fd_ = ::mkstemp(buf.data());
@@ -510,6 +616,8 @@ ArrayDict load_safetensors_arrays(const std::string& path, Backend& device, Meta
              " bytes after the length prefix");
   if (n == 0 || bytes[8] != '{')
     bad_file(path, "not a safetensors file (the header is not a JSON object)");
+  if (!valid_utf8(bytes.data() + 8, size_t(n)))
+    bad_file(path, "corrupt: the header is not valid UTF-8");
   const Json root = JsonParser(path, bytes.data() + 8, size_t(n)).parse_document();
   if (root.kind != Json::kObject) bad_file(path, "the header is not a JSON object");
 

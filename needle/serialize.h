@@ -11,7 +11,10 @@
 // Saving is atomic: the bytes go to a temporary file in the target's directory, which is
 // fsynced and then renamed over the target, so a crash or a failed write never leaves a
 // half-written checkpoint, and an existing file stays intact until the new one is whole.
-// Loading validates everything before allocating tensors — the length prefix, the JSON,
+// The temporary file is "<path>.tmp-<pid>-XXXXXX"; a save that is killed leaves it behind,
+// and the next save of the same path removes those whose process no longer exists. Only a
+// regular file (or a missing one) is replaced: a FIFO, device or directory is a ValueError.
+// Loading reads regular files only (a FIFO never blocks it) and validates everything before allocating tensors — the length prefix, the JSON,
 // each entry's fields, dtypes, shapes against byte ranges, ranges inside the data and
 // neither overlapping nor leaving gaps — and reports any problem as a ValueError naming
 // the file. A damaged file never crashes the reader.

@@ -3,6 +3,7 @@
 
 #include <limits>
 
+#include "needle/checked.h"
 #include "needle/kernels.h"
 #include "needle/ops/ops_elementwise.h"
 #include "needle/ops/ops_linalg.h"
@@ -20,6 +21,12 @@ Tensor apply_op(OpPtr op, std::vector<NodePtr> inputs) {
 void check_nhwc(const char* op, const Shape& shape) {
   if (shape.size() != 4)
     fail<ValueError>("[", op, "] expects an NHWC input of rank 4, got shape ", shape_str(shape));
+}
+
+// n + 2 * padding, checked: a huge padding is a ValueError, not a wrapped-around size.
+int64_t padded_size(const char* op, int64_t n, int64_t padding) {
+  return checked_add(op, checked_add(op, n, padding, "the padded size"), padding,
+                     "the padded size");
 }
 
 int64_t out_size(const char* op, int64_t in, int64_t kernel, int64_t stride) {
@@ -48,8 +55,8 @@ Shape conv_output_shape(const char* op, const Shape& x, const Shape& w, int64_t 
     fail<ValueError>("[", op, "] weight of shape ", shape_str(w),
                      " does not match (K, K, Cin, Cout) for an input of shape ", shape_str(x));
   if (padding < 0) fail<ValueError>("[", op, "] padding must be >= 0, got ", padding);
-  return {x[0], out_size(op, x[1] + 2 * padding, w[0], stride),
-          out_size(op, x[2] + 2 * padding, w[1], stride), w[3]};
+  return {x[0], out_size(op, padded_size(op, x[1], padding), w[0], stride),
+          out_size(op, padded_size(op, x[2], padding), w[1], stride), w[3]};
 }
 
 // Checks that an output gradient has the shape conv gives for this input and weight.
@@ -207,6 +214,12 @@ Tensor pool_windows(const char* op, const Tensor& a, int64_t kernel, int64_t str
   check_nhwc(op, a.shape());
   if (kernel < 1) fail<ValueError>("[", op, "] kernel size must be >= 1, got ", kernel);
   if (padding < 0) fail<ValueError>("[", op, "] padding must be >= 0, got ", padding);
+  if (stride < 0)
+    fail<ValueError>("[", op, "] stride must be >= 1 (or 0 for the kernel size), got ", stride);
+  // Check the window here, so that a misfit names this op rather than the im2col inside it.
+  const Shape& s = a.shape();
+  out_size(op, padded_size(op, s[1], padding), kernel, stride ? stride : kernel);
+  out_size(op, padded_size(op, s[2], padding), kernel, stride ? stride : kernel);
   Tensor x =
       padding ? pad(a, {{0, 0}, {padding, padding}, {padding, padding}, {0, 0}}, pad_value) : a;
   return im2col(x, kernel, kernel, stride ? stride : kernel);

@@ -70,11 +70,11 @@ NDArray LogSumExp::compute(const Args& args) const {
   // BEGIN SOLUTION hw2
   const NDArray& a = args[0];
   Axes reduced = reduction_axes("logsumexp", axes, a.ndim());
-  // Shift by the max, kept finite: an all -inf slice gives -inf and a slice holding +inf
-  // gives +inf (not nan), as in PyTorch.
-  NDArray m = a.max(reduced, true)
-                  .maximum(double(std::numeric_limits<float>::lowest()))
-                  .scalar(BinaryOp::minimum, double(std::numeric_limits<float>::max()));
+  // Shift by the max, kept finite (clamped to the dtype's range) so that an all -inf slice
+  // gives -inf and a slice holding +inf gives +inf, not nan (inf - inf).
+  const double big = a.dtype() == DType::float64 ? std::numeric_limits<double>::max()
+                                                 : double(std::numeric_limits<float>::max());
+  NDArray m = a.max(reduced, true).maximum(-big).scalar(BinaryOp::minimum, big);
   NDArray out = (a - m).exp().sum(reduced, true).log() + m;
   if (keepdims) return out;
   Shape shape;

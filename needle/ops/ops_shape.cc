@@ -2,6 +2,9 @@
 // layout change (see ops_shape.h).
 #include "needle/ops/ops_shape.h"
 
+#include <limits>
+
+#include "needle/checked.h"
 #include "needle/ops/ops_reduce.h"
 
 namespace needle {
@@ -27,7 +30,8 @@ Axes inverse_permutation(const Axes& axes) {
 
 // The key that selects every (1 + dilation)-th element along `axes`.
 IndexKey dilation_key(const char* op, int64_t ndim, const Axes& axes, int64_t dilation) {
-  if (dilation < 0) fail<ValueError>("[", op, "] dilation must be >= 0, got ", dilation);
+  if (dilation < 0 || dilation == std::numeric_limits<int64_t>::max())
+    fail<ValueError>("[", op, "] dilation must be in [0, 2^63 - 1), got ", dilation);
   IndexKey key(size_t(ndim), Index::all());
   for (int64_t a : normalized(op, axes, ndim))
     key[size_t(a)] = Index::slice(Index::kNone, Index::kNone, 1 + dilation);
@@ -60,6 +64,8 @@ std::vector<Tensor> BroadcastTo::gradient(const Tensor& out_grad, const Tensor& 
 }
 
 NDArray Transpose::compute(const Args& args) const {
+  if (axes && axes->size() == 2)  // checked here so that a bad axis names transpose
+    for (int64_t axis : *axes) NDArray::normalize_axis("transpose", axis, args[0].ndim());
   // BEGIN SOLUTION hw1
   const NDArray& a = args[0];
   if (!axes) return a.ndim() < 2 ? a : a.swapaxes(-1, -2);
@@ -99,7 +105,10 @@ NDArray Dilate::compute(const Args& args) const {
   const NDArray& a = args[0];
   IndexKey key = dilation_key("dilate", a.ndim(), axes, dilation);
   Shape shape = a.shape();
-  for (int64_t ax : normalized("dilate", axes, a.ndim())) shape[size_t(ax)] *= 1 + dilation;
+  for (int64_t ax : normalized("dilate", axes, a.ndim()))
+    if (!mul_fits(shape[size_t(ax)], 1 + dilation, &shape[size_t(ax)]))
+      fail<ValueError>("[dilate] dilating ", shape_str(a.shape()), " by ", dilation,
+                       " overflows 64 bits");
   NDArray out = NDArray::full(shape, 0.0, a.dtype(), a.device());
   out.setitem(key, a);
   return out;

@@ -38,11 +38,31 @@ def _grad_of(param):
     return grad
 
 
+def _check_hyper(op, name, value, low=0.0, high=math.inf, high_open=False):
+    """ValueError unless ``value`` is finite and ``low <= value <= high`` (``< high`` when
+    high_open); NaN and inf fail."""
+    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+    ok = ok and math.isfinite(value) and low <= value
+    ok = ok and (value < high if high_open else value <= high)
+    if not ok:
+        bound = f"[{low}, {high})" if high_open else f"[{low}, {high}]"
+        raise ValueError(f"[{op}] {name} must be a number in {bound}, got {value!r}")
+
+
 class Optimizer:
     """Holds the parameters; subclasses implement step()."""
 
     def __init__(self, params):
         self.params = list(params)
+
+    def _check_grad_shapes(self):
+        """ValueError naming the parameter when a gradient's shape differs from its own."""
+        for i, p in enumerate(self.params):
+            if p.grad is not None and tuple(p.grad.shape) != tuple(p.shape):
+                raise ValueError(
+                    f"[{type(self).__name__}.step] parameter {i} has shape {tuple(p.shape)} "
+                    f"but its grad has shape {tuple(p.grad.shape)}"
+                )
 
     def step(self):
         raise NotImplementedError()
@@ -72,12 +92,16 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr=0.01, momentum=0.0, weight_decay=0.0):
         super().__init__(params)
+        _check_hyper("SGD", "lr", lr)
+        _check_hyper("SGD", "momentum", momentum, high=1.0)
+        _check_hyper("SGD", "weight_decay", weight_decay)
         self.lr = lr
         self.momentum = momentum
         self.u = {}
         self.weight_decay = weight_decay
 
     def step(self):
+        self._check_grad_shapes()
         # BEGIN SOLUTION hw2
         for i, param in enumerate(self.params):
             grad = _grad_of(param)
@@ -101,6 +125,12 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
         super().__init__(params)
+        name = type(self).__name__
+        _check_hyper(name, "lr", lr)
+        _check_hyper(name, "beta1", beta1, high=1.0, high_open=True)
+        _check_hyper(name, "beta2", beta2, high=1.0, high_open=True)
+        _check_hyper(name, "eps", eps)
+        _check_hyper(name, "weight_decay", weight_decay)
         self.lr = lr
         self.beta1 = beta1
         self.beta2 = beta2
@@ -111,6 +141,7 @@ class Adam(Optimizer):
         self.v = {}
 
     def step(self):
+        self._check_grad_shapes()
         # BEGIN SOLUTION hw2
         # One fused C++ update per parameter (needle::adam_update, ops_optim.h): the rule above,
         # with m and v kept as NDArrays.
@@ -129,6 +160,7 @@ class AdamW(Adam):
 
     def __init__(self, params, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
         super().__init__(params, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=0.0)
+        _check_hyper("AdamW", "weight_decay", weight_decay)
         self.decoupled_weight_decay = weight_decay
 
     def step(self):

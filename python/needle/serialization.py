@@ -5,9 +5,13 @@
 
 The file is a standard safetensors file (8-byte little-endian header length, JSON
 header, raw little-endian data), so other tools (``safetensors``, PyTorch) read it.
-The C++ core writes it atomically (temporary file in the same directory, fsync,
-rename): a failed save leaves any existing file untouched and no partial file. A
-truncated, corrupt or non-safetensors file raises ValueError naming the file.
+The C++ core writes it atomically (temporary file ``<path>.tmp-<pid>-XXXXXX`` in the
+same directory, fsync, rename): a failed save leaves any existing file untouched and no
+partial file. A save that is killed cannot remove its temporary file; the next save of
+the same path removes those whose writer process is gone. Only regular files are read or
+replaced: a FIFO, device or directory raises ValueError (loading never blocks). A
+truncated, corrupt or non-safetensors file (a header that is not UTF-8 JSON, a shape whose
+size does not fit in 64 bits) raises ValueError naming the file.
 """
 import os
 from collections.abc import Mapping

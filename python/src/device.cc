@@ -1,9 +1,11 @@
 // Python devices: the `Device` handle (`nd.cpu()`, `nd.cuda()`), the raw `Array` buffer
 // handle, and the course's raw kernel functions on handles (`device.ewise_add(a, b, out)`,
 // `device.compact(a, out, shape, strides, offset)`, ...), each mapped onto one Backend call.
+#include <algorithm>
 #include <string>
 
 #include "bindings.h"
+#include "needle/checked.h"
 #include "needle/kernels.h"
 
 namespace py = pybind11;
@@ -42,6 +44,7 @@ void check_handle(const char* op, const Device& d, const Handle& h) {
 }
 
 void check_room(const char* op, const Handle& h, int64_t needed) {
+  if (needed < 0) fail<ValueError>("[", op, "] negative size ", needed);
   if (needed > h->size())
     fail<ValueError>("[", op, "] needs ", needed, " elements but the handle holds ", h->size());
 }
@@ -54,9 +57,30 @@ void check_dtype(const char* op, const Handle& h, const Handle& out) {
                     " does not match the output's ", dtype_name(out->dtype()));
 }
 
+// These kernels bypass NDArray, so this is where a caller's (shape, strides, offset) is
+// checked against the handle: every element the view reaches must lie inside it.
+View checked_view(const char* op, const Handle& h, std::vector<int64_t> shape,
+                  std::vector<int64_t> strides, int64_t offset) {
+  if (shape.size() != strides.size())
+    fail<ValueError>("[", op, "] shape ", shape_str(shape), " and strides ", shape_str(strides),
+                     " differ in length");
+  checked_numel(op, shape);
+  if (!view_fits(shape, strides, offset, h->size()))
+    fail<ValueError>("[", op, "] shape ", shape_str(shape), " with strides ", shape_str(strides),
+                     " and offset ", offset, " reaches outside a handle of ", h->size(),
+                     " elements");
+  return handle_view(h, std::move(shape), std::move(strides), offset);
+}
+
+// rows * cols for a matrix kernel's operand, checked.
+int64_t matrix_size(const char* op, int64_t rows, int64_t cols) {
+  return checked_numel(op, {rows, cols});
+}
+
 // Element-wise kernel on the first out.size elements of compact handles.
 void bind_binary(py::class_<Device>& cls, const char* name, BinaryOp op) {
   cls.def(name, [op, name](Device& d, const Handle& a, const Handle& b, const Handle& out) {
+    check_handle(name, d, out);
     for (auto* h : {&a, &b}) check_handle(name, d, *h), check_room(name, *h, out->size());
     check_dtype(name, a, out), check_dtype(name, b, out);
     d.backend->binary(op, flat_view(a, out->size()), flat_view(b, out->size()),
@@ -65,20 +89,25 @@ void bind_binary(py::class_<Device>& cls, const char* name, BinaryOp op) {
 }
 void bind_scalar(py::class_<Device>& cls, const char* name, BinaryOp op) {
   cls.def(name, [op, name](Device& d, const Handle& a, double val, const Handle& out) {
-    check_handle(name, d, a), check_room(name, a, out->size()), check_dtype(name, a, out);
+    check_handle(name, d, out), check_handle(name, d, a), check_room(name, a, out->size());
+    check_dtype(name, a, out);
     d.backend->binary_scalar(op, flat_view(a, out->size()), val, flat_view(out, out->size()),
                              false);
   });
 }
 void bind_unary(py::class_<Device>& cls, const char* name, UnaryOp op) {
   cls.def(name, [op, name](Device& d, const Handle& a, const Handle& out) {
-    check_handle(name, d, a), check_room(name, a, out->size()), check_dtype(name, a, out);
+    check_handle(name, d, out), check_handle(name, d, a), check_room(name, a, out->size());
+    check_dtype(name, a, out);
     d.backend->unary(op, flat_view(a, out->size()), flat_view(out, out->size()));
   });
 }
 void bind_reduce(py::class_<Device>& cls, const char* name, ReduceOp op) {
   cls.def(name, [op, name](Device& d, const Handle& a, const Handle& out, int64_t reduce_size) {
-    check_handle(name, d, a), check_room(name, a, out->size() * reduce_size);
+    check_handle(name, d, out), check_handle(name, d, a);
+    if (reduce_size < 1 && !(op == ReduceOp::sum && reduce_size == 0))
+      fail<ValueError>("[", name, "] reduce_size must be positive, got ", reduce_size);
+    check_room(name, a, matrix_size(name, out->size(), reduce_size));
     check_dtype(name, a, out);
     d.backend->reduce(op, handle_view(a, {out->size(), reduce_size}, {reduce_size, 1}, 0),
                       flat_view(out, out->size()));
@@ -121,6 +150,7 @@ void init_device(py::module_& m) {
       .def(
           "Array",
           [](Device& d, int64_t size, const std::string& dtype) {
+            if (size < 0) fail<ValueError>("[Array] negative size ", size);
             if (!d.backend->enabled())
               fail<RuntimeError>("device '", d.backend->name(),
                                  "' is not available: ", d.backend->disabled_reason());
@@ -137,8 +167,8 @@ void init_device(py::module_& m) {
       .def("compact",
            [](Device& d, const Handle& a, const Handle& out, std::vector<int64_t> shape,
               std::vector<int64_t> strides, int64_t offset) {
-             check_handle("compact", d, a);
-             View src = handle_view(a, std::move(shape), std::move(strides), offset);
+             check_handle("compact", d, a), check_handle("compact", d, out);
+             View src = checked_view("compact", a, std::move(shape), std::move(strides), offset);
              check_room("compact", out, src.size());
              d.backend->copy(src,
                              handle_view(out, src.shape, NDArray::compact_strides(src.shape), 0));
@@ -146,8 +176,9 @@ void init_device(py::module_& m) {
       .def("ewise_setitem",
            [](Device& d, const Handle& a, const Handle& out, std::vector<int64_t> shape,
               std::vector<int64_t> strides, int64_t offset) {
-             check_handle("ewise_setitem", d, a);
-             View dst = handle_view(out, std::move(shape), std::move(strides), offset);
+             check_handle("ewise_setitem", d, a), check_handle("ewise_setitem", d, out);
+             View dst =
+                 checked_view("ewise_setitem", out, std::move(shape), std::move(strides), offset);
              check_room("ewise_setitem", a, dst.size());
              d.backend->copy(handle_view(a, dst.shape, NDArray::compact_strides(dst.shape), 0),
                              dst);
@@ -156,13 +187,17 @@ void init_device(py::module_& m) {
            [](Device& d, int64_t /*size*/, double val, const Handle& out,
               std::vector<int64_t> shape, std::vector<int64_t> strides, int64_t offset) {
              check_handle("scalar_setitem", d, out);
-             d.backend->fill(handle_view(out, std::move(shape), std::move(strides), offset), val);
+             d.backend->fill(
+                 checked_view("scalar_setitem", out, std::move(shape), std::move(strides), offset),
+                 val);
            })
       .def("matmul",
            [](Device& d, const Handle& a, const Handle& b, const Handle& out, int64_t m, int64_t n,
               int64_t p) {
-             check_room("matmul", a, m * n), check_room("matmul", b, n * p);
-             check_room("matmul", out, m * p);
+             for (auto* h : {&a, &b, &out}) check_handle("matmul", d, *h);
+             check_room("matmul", a, matrix_size("matmul", m, n));
+             check_room("matmul", b, matrix_size("matmul", n, p));
+             check_room("matmul", out, matrix_size("matmul", m, p));
              check_dtype("matmul", a, out), check_dtype("matmul", b, out);
              d.backend->matmul(handle_view(a, {m, n}, {n, 1}, 0), handle_view(b, {n, p}, {p, 1}, 0),
                                handle_view(out, {m, p}, {p, 1}, 0));
@@ -173,8 +208,10 @@ void init_device(py::module_& m) {
              if (m % kTileSize || n % kTileSize || p % kTileSize)
                fail<ValueError>("[matmul_tiled] sizes ", m, ", ", n, ", ", p,
                                 " must be multiples of the tile size ", kTileSize);
-             check_room("matmul_tiled", a, m * n), check_room("matmul_tiled", b, n * p);
-             check_room("matmul_tiled", out, m * p);
+             for (auto* h : {&a, &b, &out}) check_handle("matmul_tiled", d, *h);
+             check_room("matmul_tiled", a, matrix_size("matmul_tiled", m, n));
+             check_room("matmul_tiled", b, matrix_size("matmul_tiled", n, p));
+             check_room("matmul_tiled", out, matrix_size("matmul_tiled", m, p));
              // Un-tile the operands, multiply, and tile the product back into `out`.
              auto plain = [&](int64_t rows, int64_t cols) {
                return std::make_shared<Buffer>(*d.backend, rows * cols, out->dtype());
@@ -195,9 +232,11 @@ void init_device(py::module_& m) {
            [](Device& d, const Handle& a, std::vector<int64_t> shape, std::vector<int64_t> strides,
               int64_t offset) {
              check_handle("to_numpy", d, a);
+             checked_view("to_numpy", a, shape, strides, offset);
              return to_numpy(NDArray(a, shape, strides, offset));
            })
       .def("from_numpy", [](Device& d, const py::array& src, const Handle& out) {
+        check_handle("from_numpy", d, out);
         NDArray host = to_ndarray(src, d.backend, out->dtype());
         check_room("from_numpy", out, host.size());
         d.backend->copy(host.view(), flat_view(out, host.size()));
@@ -229,13 +268,19 @@ void init_device(py::module_& m) {
   // backend header): set_num_threads reaches every device that has the setting.
   m.def(
       "set_num_threads",
-      [](int n) {
+      [](int64_t n) {
+        // A team far beyond the machine only costs memory and time (10**6 threads took 18 GB).
+        constexpr int64_t kMaxThreads = 1024;
+        if (n > kMaxThreads)
+          fail<ValueError>("[set_num_threads] n = ", n, " is more than ", kMaxThreads,
+                           " threads; pass 1..", kMaxThreads, ", or n <= 0 for the default");
         for (Backend* b : all_backends())
-          if (auto* set = find_kernel<kernel::SetNumThreads>(kernel::kSetNumThreads, *b)) set(n);
+          if (auto* set = find_kernel<kernel::SetNumThreads>(kernel::kSetNumThreads, *b))
+            set(int(std::max<int64_t>(n, 0)));
       },
       py::arg("n"),
-      "Threads the CPU backend may use (its OpenMP team, which also runs the GEMMs); n <= 0 "
-      "restores the default: OMP_NUM_THREADS when set, else every core.");
+      "Threads the CPU backend may use (its OpenMP team, which also runs the GEMMs), at most "
+      "1024; n <= 0 restores the default: OMP_NUM_THREADS when set, else every core.");
   m.def("get_num_threads", [] {
     auto* get = find_kernel<kernel::GetNumThreads>(kernel::kGetNumThreads, default_backend());
     return get ? get() : 1;

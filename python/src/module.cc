@@ -16,6 +16,8 @@ PYBIND11_MODULE(_needle, m) {
       PyErr_SetString(PyExc_IndexError, e.what());
     } catch (const needle::TypeError& e) {
       PyErr_SetString(PyExc_TypeError, e.what());
+    } catch (const needle::MemoryError& e) {
+      PyErr_SetString(PyExc_MemoryError, e.what());
     } catch (const needle::NotImplemented& e) {
       PyErr_SetString(PyExc_NotImplementedError, e.what());
     } catch (const needle::Error& e) {

@@ -1,5 +1,7 @@
 // Python NDArray: the C++ needle::NDArray bound as `NDArray`, with the course's methods
 // (views, setitem, arithmetic, reductions, matmul) and conversions from/to numpy.
+#include <algorithm>
+#include <climits>
 #include <string>
 
 #include "bindings.h"
@@ -16,10 +18,28 @@ py::tuple to_tuple(const std::vector<int64_t>& v) {
   return t;
 }
 
+// One int of a shape, strides or axes argument: TypeError for a non-int, ValueError for one
+// beyond int64 (instead of pybind's "Unable to cast Python instance to C++ type").
+int64_t to_int64(const py::handle& obj) {
+  if (py::isinstance<py::bool_>(obj) ||
+      !(py::isinstance<py::int_>(obj) || py::hasattr(obj, "__index__")))
+    throw py::type_error("expected ints (a shape, strides or axes), got " +
+                         std::string(py::str(py::type::of(obj).attr("__name__"))));
+  py::int_ v = py::reinterpret_steal<py::int_>(PyNumber_Index(obj.ptr()));
+  if (!v) throw py::error_already_set();
+  int overflow = 0;
+  const long long x = PyLong_AsLongLongAndOverflow(v.ptr(), &overflow);
+  if (overflow)
+    throw py::value_error("value " + std::string(py::str(obj)) + " does not fit in 64 bits");
+  return int64_t(x);
+}
+
 // An int or a sequence of ints (as graders pass shapes both ways).
 std::vector<int64_t> to_ints(const py::handle& obj) {
-  if (py::isinstance<py::int_>(obj)) return {obj.cast<int64_t>()};
-  return obj.cast<std::vector<int64_t>>();
+  if (!py::isinstance<py::sequence>(obj) || py::isinstance<py::str>(obj)) return {to_int64(obj)};
+  std::vector<int64_t> out;
+  for (auto item : obj) out.push_back(to_int64(item));
+  return out;
 }
 
 // None means "every axis".
@@ -30,29 +50,77 @@ std::optional<Axes> to_axes(const py::handle& obj) {
 
 }  // namespace
 
+namespace {
+
+// A Python int (or __index__ object) as int64; values beyond int64 saturate and set *huge.
+int64_t saturating_index(const py::handle& obj, bool* huge) {
+  py::int_ v = py::reinterpret_steal<py::int_>(PyNumber_Index(obj.ptr()));
+  if (!v) throw py::error_already_set();
+  int overflow = 0;
+  long long x = PyLong_AsLongLongAndOverflow(v.ptr(), &overflow);
+  *huge = overflow != 0;
+  if (overflow) return overflow > 0 ? INT64_MAX : INT64_MIN;
+  return int64_t(x);
+}
+
+}  // namespace
+
 IndexKey to_index_key(const py::handle& key, int64_t ndim) {
   py::tuple items = py::isinstance<py::tuple>(key) ? key.cast<py::tuple>() : py::make_tuple(key);
   IndexKey out;
-  size_t explicit_count = 0;
-  for (auto item : items) explicit_count += !item.is(py::ellipsis());
+  std::vector<char> kind;     // per entry of out: 'i' an int, 'b' a bool, 'o' anything else
+  bool all_true = true;       // of the bools
+  size_t explicit_count = 0;  // entries that consume an axis
+  for (auto item : items)
+    explicit_count +=
+        !item.is(py::ellipsis()) && !item.is_none() && !py::isinstance<py::bool_>(item);
   for (auto item : items) {
+    bool huge = false;
     if (item.is(py::ellipsis())) {
-      for (int64_t i = int64_t(explicit_count); i < ndim; ++i) out.push_back(Index::all());
+      for (int64_t i = int64_t(explicit_count); i < ndim; ++i)
+        out.push_back(Index::all()), kind.push_back('o');
     } else if (py::isinstance<py::slice>(item)) {
-      auto field = [&](const char* name) {
+      // Slice bounds beyond int64 saturate: they clamp to the axis all the same, and a step
+      // of magnitude >= 2^63 - 1 selects at most one element, as the saturated one does.
+      auto field = [&](const char* name) -> std::optional<int64_t> {
         py::object v = item.attr(name);
-        return v.is_none() ? Index::kNone : v.cast<int64_t>();
+        if (v.is_none()) return std::nullopt;
+        return saturating_index(v, &huge);
       };
-      int64_t step = field("step");
-      out.push_back(Index::slice(field("start"), field("stop"), step == Index::kNone ? 1 : step));
+      std::optional<int64_t> step = field("step");
+      out.push_back(Index::slice(field("start"), field("stop"), step.value_or(1)));
+      kind.push_back('o');
+    } else if (item.is_none()) {
+      out.push_back(Index::new_axis()), kind.push_back('o');
+    } else if (py::isinstance<py::bool_>(item)) {
+      all_true = all_true && item.cast<bool>();
+      out.push_back(Index::new_axis()), kind.push_back('b');
     } else if (py::isinstance<py::int_>(item) || py::hasattr(item, "__index__")) {
-      out.push_back(Index::at(py::int_(item.attr("__index__")()).cast<int64_t>()));
+      int64_t i = saturating_index(item, &huge);
+      if (huge)
+        throw py::index_error("[getitem] index " + std::string(py::str(item)) +
+                              " is out of bounds (it does not fit in 64 bits)");
+      out.push_back(Index::at(i)), kind.push_back('i');
     } else {
-      throw py::type_error("[getitem] indices must be ints, slices or ..., got " +
+      throw py::type_error("[getitem] indices must be ints, slices, None, bools or ..., got " +
                            std::string(py::str(py::type::of(item))));
     }
   }
-  return out;
+  const size_t first_bool = std::find(kind.begin(), kind.end(), 'b') - kind.begin();
+  if (first_bool == kind.size()) return out;
+  // numpy reads bools (with the ints beside them) as advanced indices: all the bools make one
+  // new axis, of length 1 when all are True and 0 otherwise, placed where the first advanced
+  // index is when they are adjacent and first otherwise (a[True] is not a[1]).
+  size_t first = kind.size(), last = 0, count = 0;
+  for (size_t i = 0; i < kind.size(); ++i)
+    if (kind[i] != 'o') first = std::min(first, i), last = i, ++count;
+  const bool adjacent = last - first + 1 == count;
+  IndexKey merged;
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (i == (adjacent ? first : 0)) merged.push_back(Index::new_axis(all_true));
+    if (kind[i] != 'b') merged.push_back(out[i]);
+  }
+  return merged;
 }
 
 namespace {

@@ -38,13 +38,24 @@ py::tuple op_gradient_as_tuple(const Op& op, const Value& out_grad, const Value&
 // op(*inputs): Tensors / TensorTuples, or lists of them (flattened, as stack takes).
 Value op_call(const std::shared_ptr<Op>& op, const py::args& args) {
   std::vector<NodePtr> inputs;
+  auto input = [&](const py::handle& a) {
+    // A number is not a Tensor: say which op and which input instead of "Unable to cast".
+    if (!py::isinstance<Node>(a))
+      fail<TypeError>("[", std::string(py::str(py::type::of(py::cast(op)).attr("__name__"))),
+                      "] input ", inputs.size(), " must be a Tensor or TensorTuple, got ",
+                      std::string(py::str(py::type::of(a).attr("__name__"))),
+                      py::isinstance<py::float_>(a) || py::isinstance<py::int_>(a)
+                          ? " (scalar ops such as AddScalar take the number in their constructor)"
+                          : "");
+    Value v = a.cast<Value>();
+    if (!v.defined()) fail<TypeError>("[", op->name(), "] op inputs must be Tensors, got None");
+    inputs.push_back(v.node());
+  };
   for (auto a : args) {
     if (py::isinstance<py::list>(a) || py::isinstance<py::tuple>(a)) {
-      for (auto item : a) inputs.push_back(item.cast<Value>().node());
+      for (auto item : a) input(item);
     } else {
-      Value v = a.cast<Value>();
-      if (!v.defined()) throw py::type_error("op inputs must be Tensors, got None");
-      inputs.push_back(v.node());
+      input(a);
     }
   }
   return Value(make_node(op, std::move(inputs)));
@@ -54,6 +65,15 @@ std::vector<Tensor> tensors_from(const py::handle& seq) {
   std::vector<Tensor> out;
   for (auto item : seq) out.push_back(item.cast<Tensor>());
   return out;
+}
+
+// A pooling stride: None means the kernel size (0 for the C++ op); an explicit one must be >= 1.
+int64_t pool_stride(const char* op, const py::object& stride) {
+  if (stride.is_none()) return 0;
+  const int64_t s = stride.cast<int64_t>();
+  if (s < 1)
+    fail<ValueError>("[", op, "] stride must be >= 1 (or None for the kernel size), got ", s);
+  return s;
 }
 
 PadWidths to_pad_widths(const py::handle& obj) {
@@ -327,13 +347,13 @@ void init_ops(py::module_& parent) {
   m.def(
       "max_pool2d",
       [](const Tensor& a, int64_t k, const py::object& stride, int64_t padding) {
-        return max_pool2d(a, k, stride.is_none() ? 0 : stride.cast<int64_t>(), padding);
+        return max_pool2d(a, k, pool_stride("max_pool2d", stride), padding);
       },
       py::arg("a"), py::arg("kernel_size"), py::arg("stride") = py::none(), py::arg("padding") = 0);
   m.def(
       "avg_pool2d",
       [](const Tensor& a, int64_t k, const py::object& stride, int64_t padding) {
-        return avg_pool2d(a, k, stride.is_none() ? 0 : stride.cast<int64_t>(), padding);
+        return avg_pool2d(a, k, pool_stride("avg_pool2d", stride), padding);
       },
       py::arg("a"), py::arg("kernel_size"), py::arg("stride") = py::none(), py::arg("padding") = 0);
 

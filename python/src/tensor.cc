@@ -79,12 +79,35 @@ class PyOp final : public Op {
                         std::string(py::str(py::type::of(g))));
       out.push_back(g.cast<Value>());
     }
+    check_gradients(out, node.node()->inputs());
     return out;
   }
 
   const py::object& object() const { return op_; }
 
  private:
+  // A user-written gradient must give one adjoint per input, each of its input's kind and
+  // shape: a wrong one would otherwise be summed into .grad silently (or broadcast there).
+  void check_gradients(const std::vector<Value>& grads, const std::vector<NodePtr>& inputs) const {
+    if (grads.size() != inputs.size())
+      fail<ValueError>("[", name(), "] gradient returned ", grads.size(), " gradient",
+                       grads.size() == 1 ? "" : "s", " for ", inputs.size(), " input",
+                       inputs.size() == 1 ? "" : "s");
+    for (size_t i = 0; i < grads.size(); ++i) {
+      if (!grads[i].defined()) continue;
+      if (grads[i].is_tuple() != inputs[i]->is_tuple())
+        fail<TypeError>("[", name(), "] gradient ", i, " is a ",
+                        grads[i].is_tuple() ? "TensorTuple" : "Tensor", " but input ", i, " is a ",
+                        inputs[i]->is_tuple() ? "TensorTuple" : "Tensor");
+      if (inputs[i]->is_tuple()) continue;
+      const Shape& want = static_cast<TensorNode&>(*inputs[i]).data().shape();
+      const Shape& got = static_cast<TensorNode&>(*grads[i].node()).data().shape();
+      if (got != want)
+        fail<ValueError>("[", name(), "] gradient ", i, " has shape ", shape_str(got),
+                         " but input ", i, " has shape ", shape_str(want));
+    }
+  }
+
   // One Python argument per input: an NDArray, or a tuple of NDArrays for a tuple input.
   static py::tuple call_args(const std::vector<NodePtr>& inputs) {
     py::tuple args(inputs.size());

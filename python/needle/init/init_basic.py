@@ -90,7 +90,10 @@ def one_hot(n, i, device=None, dtype="float32", requires_grad=False):
     device = ndl.backend_ndarray.default_device() if device is None else device
     if hasattr(i, "numpy"):
         i = i.numpy()
-    idx = np.asarray(i).astype(np.int64)
+    raw = np.asarray(i)
+    idx = raw.astype(np.int64)
+    if raw.dtype.kind not in "biu" and not np.array_equal(idx, raw):
+        raise ValueError(f"[one_hot] class indices must be integers, got {raw.ravel()[:8].tolist()}")
     if idx.size and (idx.min() < 0 or idx.max() >= n):
         raise ValueError(f"[one_hot] class indices must lie in [0, {n}), got {idx.min()}..{idx.max()}")
     array = device.one_hot(n, idx, dtype=dtype)

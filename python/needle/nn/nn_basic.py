@@ -95,6 +95,20 @@ def _shape_of(value) -> tuple:
     return tuple(int(s) for s in value.shape)
 
 
+def _check_ndim(op: str, x, ndim: int, layout: str) -> None:
+    """ValueError naming the module when ``x`` is not ``ndim``-dimensional."""
+    if len(x.shape) != ndim:
+        raise ValueError(f"[{op}] expects {ndim}-D input {layout}, got shape {tuple(x.shape)}")
+
+
+def _check_features(op: str, x, dim: int, axis: int) -> None:
+    """ValueError naming the module when axis ``axis`` of ``x`` (2-D for axis 1) is not ``dim``."""
+    shape = tuple(x.shape)
+    if (axis == 1 and len(shape) != 2) or not shape or shape[axis] != dim:
+        want = "(batch, %d)" % dim if axis == 1 else "(..., %d)" % dim
+        raise ValueError(f"[{op}] expects input of shape {want}, got {shape}")
+
+
 class Module:
     """Base class of layers and models: subclasses set attributes and define forward()."""
 
@@ -204,6 +218,9 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, device=None, dtype="float32"):
         super().__init__()
+        for name, n in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
+                raise ValueError(f"[Linear] {name} must be a positive int, got {n!r}")
         self.in_features = in_features
         self.out_features = out_features
         # BEGIN SOLUTION hw2
@@ -230,6 +247,8 @@ class Flatten(Module):
     """(B, d1, d2, ...) -> (B, d1*d2*...)."""
 
     def forward(self, X):
+        if len(X.shape) == 0:
+            raise ValueError("[Flatten] expects input with a batch axis, got a 0-d tensor")
         # BEGIN SOLUTION hw2
         size = 1
         for s in X.shape[1:]:
@@ -278,6 +297,12 @@ class SoftmaxLoss(Module):
     """Mean cross-entropy of ``logits`` (B, k) against integer class labels ``y`` (B,)."""
 
     def forward(self, logits: Tensor, y: Tensor):
+        _check_ndim("SoftmaxLoss", logits, 2, "(batch, classes)")
+        if tuple(y.shape) != tuple(logits.shape[:1]):
+            raise ValueError(
+                f"[SoftmaxLoss] labels of shape {tuple(y.shape)} do not match logits of shape "
+                f"{tuple(logits.shape)}: expected ({logits.shape[0]},)"
+            )
         # BEGIN SOLUTION hw2
         n, k = logits.shape
         y_one_hot = init.one_hot(k, y, device=logits.device, dtype=logits.dtype)
@@ -303,6 +328,7 @@ class BatchNorm1d(Module):
         self.register_buffer("running_var", init.ones(dim, device=device, dtype=dtype))
 
     def forward(self, x: Tensor) -> Tensor:
+        _check_features(type(self).__name__, x, self.dim, axis=1)
         # BEGIN SOLUTION hw2
         # normed * weight + bias computed as xm * (weight / std) + bias: the per-feature
         # factors are (dim,) vectors, so only a few ops touch the full (batch, dim) tensor.
@@ -329,6 +355,11 @@ class BatchNorm2d(BatchNorm1d):
         super().__init__(*args, **kwargs)
 
     def forward(self, x: Tensor):
+        _check_ndim("BatchNorm2d", x, 4, "(N, C, H, W)")
+        if x.shape[1] != self.dim:
+            raise ValueError(
+                f"[BatchNorm2d] expects {self.dim} channels (N, C, H, W), got shape {tuple(x.shape)}"
+            )
         # BEGIN SOLUTION hw4
         n, c, h, w = x.shape
         flat = x.transpose((1, 2)).transpose((2, 3)).reshape((n * h * w, c))
@@ -350,6 +381,7 @@ class LayerNorm1d(Module):
         # END SOLUTION
 
     def forward(self, x: Tensor) -> Tensor:
+        _check_features("LayerNorm1d", x, self.dim, axis=-1)
         # BEGIN SOLUTION hw2
         shape = x.shape
         axis = len(shape) - 1
@@ -368,6 +400,8 @@ class Dropout(Module):
 
     def __init__(self, p=0.5):
         super().__init__()
+        if not isinstance(p, (int, float, np.floating, np.integer)) or not 0 <= p <= 1:
+            raise ValueError(f"[Dropout] p must be a probability in [0, 1], got {p!r}")
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:

@@ -6,6 +6,8 @@ expected one, or whose data is shorter than the header says, raises ValueError
 naming the file.
 """
 import gzip
+import math
+import os
 import struct
 import zlib
 
@@ -20,17 +22,33 @@ IDX_LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dimension
 
 
 def read_idx(filename, magic: int) -> np.ndarray:
-    """Read an unsigned-byte idx file (gzip or plain) whose magic number must be ``magic``."""
-    with open(filename, "rb") as f:
-        raw = f.read()
-    if raw[:2] == b"\x1f\x8b":
+    """Read an unsigned-byte idx file (gzip or plain) whose magic number must be ``magic``.
+
+    The file is streamed: the header is read and checked first (magic number, sizes), and
+    then exactly the number of bytes it declares, so a file that is not an idx file, or a
+    gzip "bomb", is rejected without decompressing it whole.
+    """
+    if not os.path.isfile(filename):
+        kind = "a directory" if os.path.isdir(filename) else "not a regular file"
+        if not os.path.exists(filename):
+            raise FileNotFoundError(f"{filename}: no such idx file")
+        raise ValueError(f"{filename}: {kind}, not an idx file")
+    with open(filename, "rb") as plain:
+        compressed = plain.read(2) == b"\x1f\x8b"
+        plain.seek(0)
+        stream = gzip.GzipFile(fileobj=plain, mode="rb") if compressed else plain
         try:
-            raw = gzip.decompress(raw)
+            size = None if compressed else os.fstat(plain.fileno()).st_size
+            return _read_idx_stream(filename, stream, magic, size)
         except (OSError, EOFError, zlib.error) as e:
             raise ValueError(f"{filename}: corrupt or truncated gzip data ({e})") from None
+
+
+def _read_idx_stream(filename, f, magic, file_size):
+    raw = f.read(4)
     if len(raw) < 4:
         raise ValueError(f"{filename}: truncated idx file ({len(raw)} bytes, no header)")
-    (got,) = struct.unpack(">I", raw[:4])
+    (got,) = struct.unpack(">I", raw)
     if got != magic:
         raise ValueError(
             f"{filename}: wrong magic number 0x{got:08x} (expected 0x{magic:08x}): not an idx "
@@ -38,16 +56,26 @@ def read_idx(filename, magic: int) -> np.ndarray:
         )
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(f"{filename}: truncated idx header ({len(raw)} bytes, expected {header})")
-    dims = struct.unpack(">" + "I" * ndim, raw[4:header])
-    count = int(np.prod(dims, dtype=np.int64))
-    if len(raw) - header < count:
+    raw = f.read(4 * ndim)
+    if len(raw) < 4 * ndim:
         raise ValueError(
-            f"{filename}: truncated data: the header says {'x'.join(map(str, dims))} = {count} "
-            f"bytes, the file holds {len(raw) - header}"
+            f"{filename}: truncated idx header ({4 + len(raw)} bytes, expected {header})"
         )
-    return np.frombuffer(raw, dtype=np.uint8, count=count, offset=header).reshape(dims)
+    dims = struct.unpack(">" + "I" * ndim, raw)
+    count = math.prod(dims)
+    shape = "x".join(map(str, dims))
+    if file_size is not None and file_size - header < count:
+        raise ValueError(
+            f"{filename}: truncated data: the header says {shape} = {count} bytes, the file "
+            f"holds {file_size - header}"
+        )
+    data = f.read(count)  # never more than the header declares
+    if len(data) < count:
+        raise ValueError(
+            f"{filename}: truncated data: the header says {shape} = {count} bytes, the file "
+            f"holds {len(data)}"
+        )
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
 
 class MNISTDataset(Dataset):
