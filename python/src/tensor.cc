@@ -188,8 +188,11 @@ NDArray array_for(const Tensor& like, py::handle value) {
   return to_ndarray(value, &like.device(), like.dtype());
 }
 
+// Tensor(array, device, dtype): with dtype=None, numpy's inference (API.md): a Python float
+// is float64, Python ints int64, a numpy array keeps its dtype, an NDArray or Tensor too.
 Tensor tensor_from_python(py::handle array, py::handle device, py::handle dtype) {
-  std::optional<DType> dt = to_dtype(dtype);
+  if (array.is_none()) fail<TypeError>("[Tensor] cannot make a tensor from None");
+  std::optional<DType> dt = to_dtype(dtype, "Tensor");
   if (is_tensor(array)) {
     Tensor src = as_tensor(array);
     Backend& dev = device.is_none() ? src.device() : to_backend(device);
@@ -239,7 +242,14 @@ Tensor and TensorTuple derive from it.)doc");
                                  out[i] = py::cast(Value(n.inputs()[i]));
                                return out;
                              })
-      .def_property("requires_grad", &Node::requires_grad, &Node::set_requires_grad)
+      .def_property("requires_grad", &Node::requires_grad,
+                    [](Node& n, bool r) {
+                      // Integer and bool tensors never require grad (as in the course).
+                      if (r && !n.is_tuple() && n.realized() &&
+                          !is_floating(static_cast<TensorNode&>(n).cached_data().dtype()))
+                        r = false;
+                      n.set_requires_grad(r);
+                    })
       .def("is_leaf", &Node::is_leaf)
       .def_property(
           "grad", [](const Node& n) { return Value(n.grad()); },
@@ -273,8 +283,10 @@ Tensor and TensorTuple derive from it.)doc");
   py::class_<TensorNode, Node, TensorPtr> tensor(m, "Tensor", R"doc(
 Tensor(array, *, device=None, dtype=None, requires_grad=True)
 
-A multi-dimensional array with autograd. `array` is a list, numpy array, NDArray or Tensor;
-with dtype=None a float64 numpy array stays float64 and anything else becomes float32.)doc");
+A multi-dimensional array with autograd. `array` is a list, scalar, numpy array, NDArray or
+Tensor; with dtype=None the dtype is numpy's (np.asarray(array).dtype): Python floats are
+float64, ints int64, arrays, NDArrays and Tensors keep theirs. Integer and bool tensors never
+require grad.)doc");
   tensor_type = reinterpret_cast<PyTypeObject*>(tensor.ptr());
   // numpy defers to Tensor's reflected operators: ndarray * tensor is a Tensor.
   tensor.attr("__array_ufunc__") = py::none();
@@ -282,7 +294,7 @@ with dtype=None a float64 numpy array stays float64 and anything else becomes fl
       .def(py::init([](py::handle array, py::handle device, py::handle dtype, bool requires_grad,
                        const py::kwargs&) {
              Tensor t = tensor_from_python(array, device, dtype);
-             t.set_requires_grad(requires_grad);
+             t.set_requires_grad(requires_grad && is_floating(t.dtype()));
              return t.node();
            }),
            py::arg("array"), py::kw_only(), py::arg("device") = py::none(),
@@ -290,8 +302,8 @@ with dtype=None a float64 numpy array stays float64 and anything else becomes fl
       .def_static(
           "make_const",
           [](py::handle data, bool requires_grad) {
-            if (is_tensor(data)) return Tensor(as_tensor(data).data(), requires_grad);
-            return Tensor(to_ndarray(data, nullptr, std::nullopt), requires_grad);
+            NDArray d = is_tensor(data) ? as_tensor(data).data() : to_ndarray(data, nullptr, std::nullopt);
+            return Tensor(d, requires_grad && is_floating(d.dtype()));
           },
           py::arg("data"), py::arg("requires_grad") = false,
           "A leaf tensor on `data` (an NDArray, shared; or a Tensor's data).")
@@ -306,7 +318,7 @@ with dtype=None a float64 numpy array stays float64 and anything else becomes fl
       .def_property_readonly("shape",
                              [](const TensorPtr& t) { return shape_tuple(t->data().shape()); })
       .def_property_readonly("dtype",
-                             [](const TensorPtr& t) { return dtype_name(t->data().dtype()); })
+                             [](const TensorPtr& t) { return dtype_object(t->data().dtype()); })
       .def_property_readonly("device",
                              [](const TensorPtr& t) { return Device{&t->data().device()}; })
       .def_property_readonly("ndim", [](const TensorPtr& t) { return t->data().ndim(); })
@@ -339,7 +351,7 @@ with dtype=None a float64 numpy array stays float64 and anything else becomes fl
             return dtype.is_none() ? py::object(a) : a.attr("astype")(dtype);
           },
           py::arg("dtype") = py::none())
-      .def("item", [](const TensorPtr& t) { return t->data().item(); })
+      .def("item", [](const TensorPtr& t) { return py::cast(t->data()).attr("item")(); })
       .def("__repr__", [](const TensorPtr& t) { return tensor_repr(Tensor(t)); })
       .def("__str__", [](const TensorPtr& t) { return std::string(py::str(to_numpy(t->data()))); })
       .def("__len__",
@@ -407,7 +419,10 @@ with dtype=None a float64 numpy array stays float64 and anything else becomes fl
       .def("sigmoid", [](const TensorPtr& t) { return sigmoid(Tensor(t)); })
       .def("sqrt", [](const TensorPtr& t) { return sqrt(Tensor(t)); })
       .def("astype",
-           [](const TensorPtr& t, py::handle d) { return astype(Tensor(t), *to_dtype(d)); })
+           [](const TensorPtr& t, py::handle d) {
+             if (d.is_none()) fail<TypeError>("[astype] expected a dtype, got None");
+             return astype(Tensor(t), *to_dtype(d, "astype"));
+           })
       .def("to",
            [](const TensorPtr& t, py::handle d) { return to_device(Tensor(t), to_backend(d)); });
 

@@ -17,6 +17,7 @@ __all__ = [
     "zeros",
     "randb",
     "one_hot",
+    "check_class_indices",
     "zeros_like",
     "ones_like",
 ]
@@ -84,15 +85,32 @@ def randb(*shape, p=0.5, device=None, dtype="bool", requires_grad=False):
     # END SOLUTION
 
 
+def check_class_indices(op, n, i):
+    """Raise ValueError unless ``i`` (a Tensor, NDArray, numpy array, list or number) holds
+    integer class indices in [0, n): integer or bool data, or floats with integer values."""
+    values = np.asarray(i.numpy() if hasattr(i, "numpy") else i)
+    if not (np.issubdtype(values.dtype, np.number) or values.dtype == np.bool_):
+        raise ValueError(f"[{op}] class indices must be integers, got dtype {values.dtype}")
+    if values.size == 0:
+        return
+    if np.issubdtype(values.dtype, np.inexact):
+        bad = values[~np.isfinite(values) | (values != np.round(values))]
+        if bad.size:
+            raise ValueError(f"[{op}] class indices must be integers, got {bad.flat[0]}")
+    low, high = values.min(), values.max()
+    if low < 0 or high >= n:
+        raise ValueError(f"[{op}] class indices must lie in [0, {n}), got {low}..{high}")
+
+
 def one_hot(n, i, device=None, dtype="float32", requires_grad=False):
-    """One-hot rows: ``out[k, i[k]] = 1`` with ``n`` columns; ``i`` holds class indices."""
+    """One-hot rows: ``out[k, i[k]] = 1`` with ``n`` columns; ``i`` holds class indices
+    (an integer Tensor, NDArray or array; floats must hold integer values)."""
+    check_class_indices("one_hot", n, i)
     # BEGIN SOLUTION hw2
     device = ndl.backend_ndarray.default_device() if device is None else device
     if hasattr(i, "numpy"):
         i = i.numpy()
     idx = np.asarray(i).astype(np.int64)
-    if idx.size and (idx.min() < 0 or idx.max() >= n):
-        raise ValueError(f"[one_hot] class indices must lie in [0, {n}), got {idx.min()}..{idx.max()}")
     array = device.one_hot(n, idx, dtype=dtype)
     return ndl.Tensor(array, device=device, dtype=dtype, requires_grad=requires_grad)
     # END SOLUTION

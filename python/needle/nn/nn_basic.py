@@ -278,9 +278,16 @@ class Sequential(Module):
 
 
 class SoftmaxLoss(Module):
-    """Mean cross-entropy of ``logits`` (B, k) against integer class labels ``y`` (B,)."""
+    """Mean cross-entropy of ``logits`` (B, k) against integer class labels ``y`` (B,): an
+    integer Tensor (any integer dtype; floats must hold integer values)."""
 
     def forward(self, logits: Tensor, y: Tensor):
+        if len(logits.shape) != 2 or tuple(y.shape) != tuple(logits.shape[:1]):
+            raise ValueError(
+                f"[SoftmaxLoss] expects logits (batch, classes) and labels (batch,), got "
+                f"logits {tuple(logits.shape)} and labels {tuple(y.shape)}"
+            )
+        init.check_class_indices("SoftmaxLoss", logits.shape[1], y)
         # BEGIN SOLUTION hw2
         n, k = logits.shape
         y_one_hot = init.one_hot(k, y, device=logits.device, dtype=logits.dtype)

@@ -1,0 +1,156 @@
+// Conversions between numpy and NDArray shared by every binding file: which DType a Python
+// value or a numpy dtype stands for, the dtype objects that `.dtype` returns, numpy copies
+// and zero-copy numpy views of host buffers, and NDArrays built from Python data.
+#include <array>
+#include <string>
+
+#include "bindings.h"
+
+namespace py = pybind11;
+
+namespace needle::python {
+
+namespace {
+
+constexpr int kMaxDTypeCodes = 32;  // DType is a uint8_t enum; its codes are dense from 0
+
+// The supported names, for messages: "float32, float64, ...".
+std::string supported_names() {
+  std::string out;
+  for (int code = 0; code < kMaxDTypeCodes; ++code) {
+    std::string name = dtype_name(DType(code));
+    if (name == "?") break;
+    out += (out.empty() ? "" : ", ") + name;
+  }
+  return out;
+}
+
+bool is_supported_name(const std::string& name) {
+  for (int code = 0; code < kMaxDTypeCodes; ++code) {
+    std::string n = dtype_name(DType(code));
+    if (n == "?") return false;
+    if (n == name) return true;
+  }
+  return false;
+}
+
+[[noreturn]] void unsupported(const char* op, const std::string& name) {
+  fail<TypeError>("[", op, "] unsupported dtype '", name, "' (supported: ", supported_names(),
+                  ")");
+}
+
+// numpy's name for a dtype-like object (np.uint8, np.dtype("int64"), float, "float32").
+std::string numpy_name(const py::handle& obj, const char* op) {
+  if (py::isinstance<py::str>(obj)) {
+    std::string s = obj.cast<std::string>();
+    if (is_supported_name(s)) return s;  // the common case, without asking numpy
+  }
+  try {
+    return py::module_::import("numpy").attr("dtype")(obj).attr("name").cast<std::string>();
+  } catch (const py::error_already_set&) {
+    fail<TypeError>("[", op, "] not a dtype: ", std::string(py::repr(obj)), " (supported: ",
+                    supported_names(), ")");
+  }
+}
+
+// The supported dtype that holds every value of numpy dtype `name`, or "" when none does.
+std::string nearest_supported(const std::string& name) {
+  if (is_supported_name(name)) return name;
+  if (name == "float16") return "float32";
+  if (name == "int8" || name == "int16" || name == "uint16") return "int32";
+  if (name == "uint32") return "int64";
+  return "";
+}
+
+// Objects returned by `.dtype`, one per DType; plain str until Python registers its class.
+std::array<PyObject*, kMaxDTypeCodes> dtype_objects{};
+py::handle dtype_class;
+
+}  // namespace
+
+bool is_floating(DType d) { return d == DType::float32 || d == DType::float64; }
+
+std::optional<DType> to_dtype(const py::handle& obj, const char* op) {
+  if (obj.is_none()) return std::nullopt;
+  std::string name = numpy_name(obj, op);
+  if (!is_supported_name(name)) unsupported(op, name);
+  return dtype_from_name(name);
+}
+
+DType dtype_of_numpy(const py::dtype& dt, const char* op) {
+  std::string name = py::str(dt.attr("name"));
+  std::string nearest = nearest_supported(name);
+  if (nearest.empty()) unsupported(op, name);
+  return dtype_from_name(nearest);
+}
+
+py::object dtype_object(DType d) {
+  int code = int(d);
+  if (!dtype_class || code >= kMaxDTypeCodes) return py::str(dtype_name(d));
+  if (!dtype_objects[code]) {
+    // Kept for the life of the process: these few objects must outlive every array.
+    dtype_objects[code] = dtype_class(dtype_name(d)).release().ptr();
+  }
+  return py::reinterpret_borrow<py::object>(dtype_objects[code]);
+}
+
+void set_dtype_class(const py::object& cls) {
+  for (auto& obj : dtype_objects) {
+    Py_XDECREF(obj);
+    obj = nullptr;
+  }
+  if (dtype_class) dtype_class.dec_ref();
+  dtype_class = cls.is_none() ? py::handle() : cls.inc_ref();
+}
+
+py::dtype numpy_dtype(DType d) { return py::dtype(std::string(dtype_name(d))); }
+
+py::array to_numpy(const NDArray& a) {
+  std::vector<py::ssize_t> shape(a.shape().begin(), a.shape().end());
+  py::array out(numpy_dtype(a.dtype()), shape);
+  a.to_host(out.mutable_data());
+  return out;
+}
+
+// The CPU backend's buffers are host memory; no other registered backend's are.
+bool is_host_memory(const NDArray& a) { return a.device().name() == "cpu"; }
+
+py::array numpy_view(const NDArray& a) {
+  if (!is_host_memory(a))
+    fail<ValueError>("[numpy_view] a ", a.device().name(),
+                     " array has no numpy view (its memory is not on the host); use numpy()");
+  const auto item = py::ssize_t(dtype_size(a.dtype()));
+  std::vector<py::ssize_t> shape(a.shape().begin(), a.shape().end()), strides;
+  for (int64_t s : a.strides()) strides.push_back(py::ssize_t(s) * item);
+  auto* first = static_cast<char*>(a.buffer()->data()) + a.offset() * item;
+  // The base owns a copy of the NDArray, so the buffer lives as long as the view.
+  return py::array(numpy_dtype(a.dtype()), shape, strides, first, py::cast(a));
+}
+
+NDArray to_ndarray(const py::handle& obj, Backend* device, std::optional<DType> dtype,
+                   Infer infer) {
+  Backend& target = device ? *device : default_backend();
+  if (py::isinstance<NDArray>(obj)) {
+    NDArray a = obj.cast<NDArray>();
+    if (device && &a.device() != device) a = a.to(*device);
+    if (dtype && a.dtype() != *dtype) a = a.astype(*dtype);
+    return a;
+  }
+  if (obj.is_none()) fail<TypeError>("[array] cannot make an array from None");
+  py::module_ np = py::module_::import("numpy");
+  py::array arr = np.attr("asarray")(obj);  // numpy's own errors (ragged lists) pass through
+  DType dt;
+  if (dtype) {
+    dt = *dtype;
+  } else if (infer == Infer::float32_unless_array && !py::isinstance<py::array>(obj)) {
+    dt = DType::float32;
+  } else {
+    dt = dtype_of_numpy(arr.dtype(), "array");
+  }
+  // C order, in the target dtype (numpy casts as `astype` does); 0-d stays 0-d.
+  arr = np.attr("asarray")(arr, numpy_dtype(dt), py::arg("order") = "C");
+  Shape shape(arr.shape(), arr.shape() + arr.ndim());
+  return NDArray::from_host(arr.data(), shape, dt, target);
+}
+
+}  // namespace needle::python
