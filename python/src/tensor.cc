@@ -346,11 +346,11 @@ require grad.)doc");
       .def("numpy", [](const TensorPtr& t) { return to_numpy(t->data()); })
       .def(
           "__array__",
-          [](const TensorPtr& t, const py::object& dtype) -> py::object {
-            py::array a = to_numpy(t->data());
-            return dtype.is_none() ? py::object(a) : a.attr("astype")(dtype);
+          [](const TensorPtr& t, const py::object& dtype, const py::object& copy) {
+            // The NDArray's hook: a copy, or with copy=False a view of host memory.
+            return py::cast(t->data()).attr("__array__")(dtype, copy);
           },
-          py::arg("dtype") = py::none())
+          py::arg("dtype") = py::none(), py::arg("copy") = py::none())
       .def("item", [](const TensorPtr& t) { return py::cast(t->data()).attr("item")(); })
       .def("__repr__", [](const TensorPtr& t) { return tensor_repr(Tensor(t)); })
       .def("__str__", [](const TensorPtr& t) { return std::string(py::str(to_numpy(t->data()))); })

@@ -74,8 +74,16 @@ def test_one_hot(device):
     t = init.one_hot(4, y, device=device)
     np.testing.assert_array_equal(t.numpy(), np.eye(4)[[2, 0, 3]])
     np.testing.assert_array_equal(init.one_hot(3, np.array([1, 1]), device=device).numpy(), np.eye(3)[[1, 1]])
+    for dtype in ("int64", "int32", "uint8"):
+        labels = ndl.Tensor(np.array([2, 0, 3], dtype=dtype), device=device)
+        np.testing.assert_array_equal(init.one_hot(4, labels, device=device).numpy(), np.eye(4)[[2, 0, 3]])
+    assert init.one_hot(4, ndl.Tensor([1]), device=device, dtype="float64").dtype == "float64"
     with pytest.raises(ValueError, match="one_hot"):
         init.one_hot(3, np.array([3]), device=device)
+    with pytest.raises(ValueError, match=r"\[one_hot\] class indices must be integers, got 0.5"):
+        init.one_hot(3, ndl.Tensor([1.0, 0.5]), device=device)
+    with pytest.raises(ValueError, match="must be integers"):
+        init.one_hot(3, np.array([np.nan]), device=device)
 
 
 def test_xavier():
