@@ -138,7 +138,7 @@ void conv2d_weight_grad_typed(const View& x, const View& grad, int64_t stride, i
 }  // namespace
 
 void conv2d(const View& x, const View& w, int64_t stride, int64_t padding, const View& out) {
-  dispatch_dtype(out.dtype, [&](auto t) {
+  dispatch_floating(out.dtype, "conv2d", [&](auto t) {
     using T = decltype(t);
     conv2d_typed<T>(x, w, stride, padding, out);
   });
@@ -146,7 +146,7 @@ void conv2d(const View& x, const View& w, int64_t stride, int64_t padding, const
 
 void conv2d_weight_grad(const View& x, const View& grad, int64_t stride, int64_t padding,
                         const View& out) {
-  dispatch_dtype(out.dtype, [&](auto t) {
+  dispatch_floating(out.dtype, "conv2d_weight_grad", [&](auto t) {
     using T = decltype(t);
     conv2d_weight_grad_typed<T>(x, grad, stride, padding, out);
   });

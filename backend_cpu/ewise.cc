@@ -341,14 +341,14 @@ void dispatch_unary_op(UnaryOp op, Fn&& fn) {
 }  // namespace
 
 void unary(UnaryOp op, const View& a, const View& out) {
-  dispatch_dtype(out.dtype, [&](auto t) {
+  dispatch_floating(out.dtype, "unary", [&](auto t) {
     using T = decltype(t);
     dispatch_unary_op(op, [&](auto op_c) { unary_typed<decltype(op_c)::value, T>(a, out); });
   });
 }
 
 void binary(BinaryOp op, const View& a, const View& b, const View& out) {
-  dispatch_dtype(out.dtype, [&](auto t) {
+  dispatch_floating(out.dtype, "binary", [&](auto t) {
     using T = decltype(t);
     dispatch_binary_op(op, [&](auto op_c) {
       constexpr BinaryOp kOp = decltype(op_c)::value;
@@ -358,7 +358,7 @@ void binary(BinaryOp op, const View& a, const View& b, const View& out) {
 }
 
 void binary_scalar(BinaryOp op, const View& a, double s, const View& out, bool scalar_on_left) {
-  dispatch_dtype(out.dtype, [&](auto t) {
+  dispatch_floating(out.dtype, "binary_scalar", [&](auto t) {
     using T = decltype(t);
     const T v = static_cast<T>(s);
     auto run = [&](auto f, int64_t grain) {

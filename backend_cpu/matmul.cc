@@ -70,14 +70,14 @@ void matmul_typed(const Gemm& gemm_fn, const View& a, const View& b, const View&
 }  // namespace
 
 void matmul(const View& a, const View& b, const View& out) {
-  dispatch_dtype(out.dtype, [&](auto t) {
+  dispatch_floating(out.dtype, "matmul", [&](auto t) {
     using T = decltype(t);
     matmul_typed<T>(gemm<T>, a, b, out);
   });
 }
 
 void matmul_naive(const View& a, const View& b, const View& out) {
-  dispatch_dtype(out.dtype, [&](auto t) {
+  dispatch_floating(out.dtype, "matmul", [&](auto t) {
     using T = decltype(t);
     matmul_typed<T>(gemm_naive<T>, a, b, out);
   });

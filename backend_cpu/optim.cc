@@ -44,7 +44,7 @@ void adam_step_typed(const View& param, const View& grad, const View& m, const V
 
 void adam_step(const View& param, const View& grad, const View& m, const View& v,
                const View& param_out, const AdamStep& step) {
-  dispatch_dtype(param.dtype, [&](auto t) {
+  dispatch_floating(param.dtype, "adam_step", [&](auto t) {
     using T = decltype(t);
     adam_step_typed<T>(param, grad, m, v, param_out, step);
   });

@@ -212,7 +212,7 @@ void reduce_typed(const View& a, const View& out) {
 }  // namespace
 
 void reduce(ReduceOp op, const View& a, const View& out) {
-  dispatch_dtype(a.dtype, [&](auto t) {
+  dispatch_floating(a.dtype, "reduce", [&](auto t) {
     using T = decltype(t);
     switch (op) {
       case ReduceOp::sum:

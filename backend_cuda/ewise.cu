@@ -126,7 +126,7 @@ void unary(UnaryOp op, const View& a, const View& out) {
   const int64_t n = out.size();
   if (n == 0) return;
   const Indexer<2> ix = make_indexer<2>(name, out.shape, {&a.strides, &out.strides});
-  dispatch_dtype(out.dtype, [&](auto t) {
+  dispatch_floating(out.dtype, "ewise", [&](auto t) {
     using T = decltype(t);
     unary_kernel<T><<<grid_for(n), kThreads>>>(op, a.ptr<T>(), out.ptr<T>(), ix, n);
   });
@@ -142,7 +142,7 @@ void binary(BinaryOp op, const View& a, const View& b, const View& out) {
   const int64_t n = out.size();
   if (n == 0) return;
   const Indexer<3> ix = make_indexer<3>(name, out.shape, {&a.strides, &b.strides, &out.strides});
-  dispatch_dtype(out.dtype, [&](auto t) {
+  dispatch_floating(out.dtype, "ewise", [&](auto t) {
     using T = decltype(t);
     binary_kernel<T><<<grid_for(n), kThreads>>>(op, a.ptr<T>(), b.ptr<T>(), out.ptr<T>(), ix, n);
   });
@@ -156,7 +156,7 @@ void binary_scalar(BinaryOp op, const View& a, double s, const View& out, bool s
   const int64_t n = out.size();
   if (n == 0) return;
   const Indexer<2> ix = make_indexer<2>(name, out.shape, {&a.strides, &out.strides});
-  dispatch_dtype(out.dtype, [&](auto t) {
+  dispatch_floating(out.dtype, "ewise", [&](auto t) {
     using T = decltype(t);
     binary_scalar_kernel<T><<<grid_for(n), kThreads>>>(op, a.ptr<T>(), static_cast<T>(s),
                                                        scalar_on_left, out.ptr<T>(), ix, n);

@@ -110,7 +110,7 @@ void reduce(ReduceOp op, const View& a, const View& out) {
 
   const Indexer<2> outer = make_indexer<2>(name, out.shape, {&outer_strides, &out.strides});
   const Indexer<1> inner = make_indexer<1>(name, inner_shape, {&inner_strides});
-  dispatch_dtype(out.dtype, [&](auto t) {
+  dispatch_floating(out.dtype, "reduce", [&](auto t) {
     using T = decltype(t);
     if (n_in <= kSerialRowMax) {
       reduce_serial_kernel<T>

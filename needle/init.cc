@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <limits>
+#include <memory>
 
 namespace needle {
 
@@ -89,9 +90,9 @@ Tensor generate(const char* op, const Shape& shape, const Options& opts, Draw&& 
   const int64_t n = checked_size(op, shape);
   return dispatch_dtype(opts.dtype, [&](auto t) {
     using T = decltype(t);
-    std::vector<T> values(static_cast<size_t>(n));
-    for (auto& v : values) v = static_cast<T>(draw());
-    return Tensor(NDArray::from_host(values.data(), shape, opts.dtype, device_of(opts)),
+    std::unique_ptr<T[]> values(new T[size_t(n)]);  // not std::vector: vector<bool> is packed
+    for (int64_t i = 0; i < n; ++i) values[size_t(i)] = static_cast<T>(draw());
+    return Tensor(NDArray::from_host(values.get(), shape, opts.dtype, device_of(opts)),
                   opts.requires_grad);
   });
 }
@@ -136,14 +137,14 @@ Tensor one_hot(int64_t n, const std::vector<int64_t>& labels, const Options& opt
   const int64_t count = int64_t(labels.size());
   return dispatch_dtype(opts.dtype, [&](auto t) {
     using T = decltype(t);
-    std::vector<T> values(size_t(count * n), T(0));
+    std::unique_ptr<T[]> values(new T[size_t(count * n)]());  // zeros; vector<bool> is packed
     for (int64_t r = 0; r < count; ++r) {
       const int64_t c = labels[size_t(r)];
       if (c < 0 || c >= n)
         fail<IndexError>("[one_hot] label ", c, " at position ", r, " is outside [0, ", n, ")");
       values[size_t(r * n + c)] = T(1);
     }
-    return Tensor(NDArray::from_host(values.data(), {count, n}, opts.dtype, device_of(opts)),
+    return Tensor(NDArray::from_host(values.get(), {count, n}, opts.dtype, device_of(opts)),
                   opts.requires_grad);
   });
 }

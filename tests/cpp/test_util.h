@@ -126,14 +126,15 @@ class TestArray {
   void upload(const std::vector<double>& base) {
     dispatch_dtype(dtype_, [&](auto t) {
       using T = decltype(t);
-      std::vector<T> host(base.begin(), base.end());
+      std::vector<host_t<T>> host(base.size());
+      for (size_t i = 0; i < base.size(); ++i) host[i] = host_t<T>(static_cast<T>(base[i]));
       backend_->copy_from_host(data_.get(), host.data(), host.size() * sizeof(T));
     });
   }
   std::vector<double> download() const {
     return dispatch_dtype(dtype_, [&](auto t) {
       using T = decltype(t);
-      std::vector<T> host(size_t(layout_.base_size));
+      std::vector<host_t<T>> host(size_t(layout_.base_size));
       backend_->synchronize();  // kernels may still be queued on an asynchronous device
       backend_->copy_to_host(host.data(), data_.get(), host.size() * sizeof(T));
       return std::vector<double>(host.begin(), host.end());
