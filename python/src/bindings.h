@@ -26,8 +26,6 @@ struct Device {
 Backend& to_backend(const pybind11::handle& device);
 
 // --- numpy interop (numpy_interop.cc) ---
-// Whether arithmetic on this dtype has gradients (integer and bool tensors never require grad).
-bool is_floating(DType d);
 // A dtype the user asked for: None -> nullopt; a name ("int64"), a numpy dtype or scalar type
 // (np.uint8, np.dtype("float64")) or a Python type (float, int, bool). An unsupported one
 // (float16, complex) raises TypeError naming it and `op`.

@@ -12,25 +12,18 @@ namespace needle::python {
 
 namespace {
 
-constexpr int kMaxDTypeCodes = 32;  // DType is a uint8_t enum; its codes are dense from 0
 
 // The supported names, for messages: "float32, float64, ...".
 std::string supported_names() {
   std::string out;
-  for (int code = 0; code < kMaxDTypeCodes; ++code) {
-    std::string name = dtype_name(DType(code));
-    if (name == "?") break;
-    out += (out.empty() ? "" : ", ") + name;
-  }
+  for (int code = 0; code < kNumDTypes; ++code)
+    out += (out.empty() ? "" : ", ") + std::string(dtype_name(DType(code)));
   return out;
 }
 
 bool is_supported_name(const std::string& name) {
-  for (int code = 0; code < kMaxDTypeCodes; ++code) {
-    std::string n = dtype_name(DType(code));
-    if (n == "?") return false;
-    if (n == name) return true;
-  }
+  for (int code = 0; code < kNumDTypes; ++code)
+    if (name == dtype_name(DType(code))) return true;
   return false;
 }
 
@@ -63,12 +56,10 @@ std::string nearest_supported(const std::string& name) {
 }
 
 // Objects returned by `.dtype`, one per DType; plain str until Python registers its class.
-std::array<PyObject*, kMaxDTypeCodes> dtype_objects{};
+std::array<PyObject*, kNumDTypes> dtype_objects{};
 py::handle dtype_class;
 
 }  // namespace
-
-bool is_floating(DType d) { return d == DType::float32 || d == DType::float64; }
 
 std::optional<DType> to_dtype(const py::handle& obj, const char* op) {
   if (obj.is_none()) return std::nullopt;
@@ -86,7 +77,7 @@ DType dtype_of_numpy(const py::dtype& dt, const char* op) {
 
 py::object dtype_object(DType d) {
   int code = int(d);
-  if (!dtype_class || code >= kMaxDTypeCodes) return py::str(dtype_name(d));
+  if (!dtype_class || code >= kNumDTypes) return py::str(dtype_name(d));
   if (!dtype_objects[code]) {
     // Kept for the life of the process: these few objects must outlive every array.
     dtype_objects[code] = dtype_class(dtype_name(d)).release().ptr();
