@@ -64,8 +64,13 @@ def test_randb(device):
     t = init.randb(50, 40, p=0.3, device=device)
     np.random.seed(11)
     ref = np.random.rand(50, 40) < 0.3
-    np.testing.assert_array_equal(t.numpy(), ref.astype(np.float32))
+    assert t.dtype == "bool" and not t.requires_grad
+    np.testing.assert_array_equal(t.numpy(), ref)
     assert t.numpy().mean() == pytest.approx(0.3, abs=0.05)
+    np.random.seed(11)
+    f = init.randb(50, 40, p=0.3, device=device, dtype="float32")
+    assert f.dtype == "float32"
+    np.testing.assert_array_equal(f.numpy(), ref.astype(np.float32))
 
 
 @pytest.mark.parametrize("device", DEVICES, ids=["cpu", "cuda"])

@@ -30,11 +30,6 @@ def _shape(shape):
     return tuple(int(s) for s in shape)
 
 
-def _storage_dtype(dtype):
-    # Masks are stored as 0.0/1.0 floats: NDArray has no bool dtype.
-    return "float32" if dtype in (None, "bool", bool) else dtype
-
-
 def rand(*shape, low=0.0, high=1.0, device=None, dtype="float32", requires_grad=False):
     """Uniform numbers in [low, high), drawn with ``np.random.rand(*shape)``."""
     # BEGIN SOLUTION hw2
@@ -73,14 +68,11 @@ def zeros(*shape, device=None, dtype="float32", requires_grad=False):
 
 
 def randb(*shape, p=0.5, device=None, dtype="bool", requires_grad=False):
-    """Bernoulli(p) draws as 1.0/0.0: ``np.random.rand(*shape) < p``.
-
-    ``dtype="bool"`` (the course's default) is stored as float32 ones and zeros.
-    """
+    """Bernoulli(p) draws ``np.random.rand(*shape) < p`` (compared in float64, as numpy
+    does), as a bool tensor by default or as 1/0 in ``dtype``."""
     # BEGIN SOLUTION hw2
     device = ndl.backend_ndarray.default_device() if device is None else device
-    dtype = _storage_dtype(dtype)
-    array = device.rand(*_shape(shape), dtype=dtype) < p
+    array = device.rand(*_shape(shape), dtype="float64") < p
     return ndl.Tensor(array, device=device, dtype=dtype, requires_grad=requires_grad)
     # END SOLUTION
 
