@@ -46,13 +46,42 @@ std::string numpy_name(const py::handle& obj, const char* op) {
   }
 }
 
-// The supported dtype that holds every value of numpy dtype `name`, or "" when none does.
-std::string nearest_supported(const std::string& name) {
-  if (is_supported_name(name)) return name;
-  if (name == "float16") return "float32";
-  if (name == "int8" || name == "int16" || name == "uint16") return "int32";
-  if (name == "uint32") return "int64";
-  return "";
+// The supported dtype that holds every value of a numpy dtype (by kind and item size), or
+// nullopt when none does (uint64, float128, complex, object, strings, ...).
+std::optional<DType> nearest_supported(const py::dtype& dt) {
+  const auto size = dt.itemsize();
+  switch (dt.kind()) {
+    case 'b': return DType::bool_;
+    case 'f':
+      if (size <= 4) return DType::float32;  // float16 widens
+      if (size == 8) return DType::float64;
+      break;
+    case 'i':
+      if (size <= 4) return DType::int32;  // int8, int16 widen
+      if (size == 8) return DType::int64;
+      break;
+    case 'u':
+      if (size == 1) return DType::uint8;
+      if (size == 2) return DType::int32;
+      if (size == 4) return DType::int64;
+      break;
+  }
+  return std::nullopt;
+}
+
+// numpy's dtype object for each DType, made once.
+// (Leaked on purpose: Python objects must not be released after the interpreter is gone.)
+const py::dtype& numpy_dtype_ref(DType d) {
+  static auto* cache = new std::array<py::dtype, kNumDTypes>();
+  py::dtype& slot = (*cache)[int(d)];
+  if (!slot) slot = py::dtype(std::string(dtype_name(d)));
+  return slot;
+}
+
+// numpy.asarray, looked up once.
+const py::object& numpy_asarray() {
+  static auto* fn = new py::object(py::module_::import("numpy").attr("asarray"));
+  return *fn;
 }
 
 // Objects returned by `.dtype`, one per DType; plain str until Python registers its class.
@@ -69,10 +98,8 @@ std::optional<DType> to_dtype(const py::handle& obj, const char* op) {
 }
 
 DType dtype_of_numpy(const py::dtype& dt, const char* op) {
-  std::string name = py::str(dt.attr("name"));
-  std::string nearest = nearest_supported(name);
-  if (nearest.empty()) unsupported(op, name);
-  return dtype_from_name(nearest);
+  if (auto d = nearest_supported(dt)) return *d;
+  unsupported(op, py::str(dt.attr("name")));
 }
 
 py::object dtype_object(DType d) {
@@ -94,7 +121,7 @@ void set_dtype_class(const py::object& cls) {
   dtype_class = cls.is_none() ? py::handle() : cls.inc_ref();
 }
 
-py::dtype numpy_dtype(DType d) { return py::dtype(std::string(dtype_name(d))); }
+py::dtype numpy_dtype(DType d) { return numpy_dtype_ref(d); }
 
 py::array to_numpy(const NDArray& a) {
   std::vector<py::ssize_t> shape(a.shape().begin(), a.shape().end());
@@ -128,18 +155,21 @@ NDArray to_ndarray(const py::handle& obj, Backend* device, std::optional<DType> 
     return a;
   }
   if (obj.is_none()) fail<TypeError>("[array] cannot make an array from None");
-  py::module_ np = py::module_::import("numpy");
-  py::array arr = np.attr("asarray")(obj);  // numpy's own errors (ragged lists) pass through
+  const bool is_array = py::isinstance<py::array>(obj);
+  // numpy's own errors (ragged lists) pass through.
+  py::array arr = is_array ? py::reinterpret_borrow<py::array>(obj) : py::array(numpy_asarray()(obj));
   DType dt;
   if (dtype) {
     dt = *dtype;
-  } else if (infer == Infer::float32_unless_array && !py::isinstance<py::array>(obj)) {
+  } else if (infer == Infer::float32_unless_array && !is_array) {
     dt = DType::float32;
   } else {
     dt = dtype_of_numpy(arr.dtype(), "array");
   }
   // C order, in the target dtype (numpy casts as `astype` does); 0-d stays 0-d.
-  arr = np.attr("asarray")(arr, numpy_dtype(dt), py::arg("order") = "C");
+  const py::dtype& want = numpy_dtype_ref(dt);
+  if (!arr.dtype().equal(want) || !(arr.flags() & py::array::c_style))
+    arr = numpy_asarray()(arr, want, py::arg("order") = "C");
   Shape shape(arr.shape(), arr.shape() + arr.ndim());
   return NDArray::from_host(arr.data(), shape, dt, target);
 }
