@@ -236,6 +236,15 @@ def test_python_subclass_of_ndarray_is_an_ndarray():
     np.testing.assert_array_equal(np.asarray(s[1]), [3.0, 4.0, 5.0])
     np.testing.assert_array_equal(ndl.Tensor(s).numpy(), s.numpy())
 
+    class Tagged(nd.NDArray):
+        def __init__(self, values, tag):
+            super().__init__(values, dtype="int32")
+            self.tag = tag
+
+    t = Tagged([[1, 2]], "labels")
+    assert t.tag == "labels" and t.dtype == "int32" and t.shape == (1, 2)
+    np.testing.assert_array_equal(np.asarray(t), [[1, 2]])
+
 
 # --- .flat and in-place finite differences ---
 
