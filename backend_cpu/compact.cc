@@ -1,6 +1,6 @@
 // Fill and copy on arbitrary strided views: the kernels behind compact(), setitem (array and
 // scalar), fill and astype. Both run through the loop nest of strided.h; copy also converts
-// between dtypes, and copies a transposed layout tile by tile so that neither side is walked
+// between dtypes (numpy's astype results, see needle/kernel_math.h), and copies a transposed layout tile by tile so that neither side is walked
 // with a large stride across the whole array.
 #include <algorithm>
 #include <cstdlib>
@@ -9,6 +9,7 @@
 
 #include "backend_cpu/kernels.h"
 #include "backend_cpu/strided.h"
+#include "needle/kernel_math.h"
 
 namespace needle::cpu {
 
@@ -58,7 +59,7 @@ void copy_transposed(const LoopNest<2>& nest, const In* in, Out* out) {
         for (int64_t r = r0; r < r1; ++r) {
           Out* o = out + o_base + r * o_r;
           const In* s = in + i_base + r * i_r;
-          for (int64_t c = c0; c < c1; ++c) o[c * o_c] = static_cast<Out>(s[c * i_c]);
+          for (int64_t c = c0; c < c1; ++c) o[c * o_c] = kmath::convert<Out>(s[c * i_c]);
         }
       }
     }
@@ -88,13 +89,13 @@ void copy_typed(const View& in, const View& out) {
       if constexpr (std::is_same_v<In, Out>) {
         std::memmove(o, s, size_t(n) * sizeof(Out));  // libc's copy: non-temporal stores
       } else {
-        for (int64_t i = 0; i < n; ++i) o[i] = static_cast<Out>(s[i]);
+        for (int64_t i = 0; i < n; ++i) o[i] = kmath::convert<Out>(s[i]);
       }
     } else if (si == 0) {
-      const Out v = static_cast<Out>(s[0]);
+      const Out v = kmath::convert<Out>(s[0]);
       for (int64_t i = 0; i < n; ++i) o[i * so] = v;
     } else {
-      for (int64_t i = 0; i < n; ++i) o[i * so] = static_cast<Out>(s[i * si]);
+      for (int64_t i = 0; i < n; ++i) o[i * so] = kmath::convert<Out>(s[i * si]);
     }
     // END SOLUTION
   });
@@ -105,7 +106,7 @@ void copy_typed(const View& in, const View& out) {
 void fill(const View& out, double value) {
   dispatch_dtype(out.dtype, [&](auto t) {
     using T = decltype(t);
-    fill_typed<T>(out, static_cast<T>(value));
+    fill_typed<T>(out, kmath::convert<T>(value));
   });
 }
 

@@ -219,6 +219,14 @@ class CpuBackend final : public Backend {
     cpu::matmul(a, b, out);
   }
 
+  void gather(const View& a, const View& index, int64_t axis, const View& out) override {
+    cpu::gather(a, index, axis, out);
+  }
+  void scatter_add(const View& values, const View& index, int64_t axis,
+                   const View& out) override {
+    cpu::scatter_add(values, index, axis, out);
+  }
+
   bool conv2d(const View& x, const View& w, int64_t stride, int64_t padding,
               const View& out) override {
     check_conv_views("conv2d", x, w, out, stride, padding);

@@ -4,7 +4,8 @@
 // strided.h; contiguous rows of the transcendental ops (exp, log, tanh, sigmoid, erf, sqrt)
 // go through Eigen's vectorized math or AVX intrinsics, which the compiler cannot derive
 // from std::exp. Powers with the common scalar exponents (2, 3, 0.5, -1) become arithmetic;
-// other powers call std::pow.
+// other powers call std::pow. Integer and bool dtypes use the wrapping functors of
+// needle/kernel_math.h instead (IntUnaryFn / IntBinaryFn), chosen once per call.
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
@@ -14,6 +15,7 @@
 
 #include "backend_cpu/kernels.h"
 #include "backend_cpu/strided.h"
+#include "needle/kernel_math.h"
 
 #ifdef __AVX__
 #include <immintrin.h>
@@ -96,6 +98,59 @@ struct BinaryFn {
     // END SOLUTION
   }
 };
+
+// The same ops for integer and bool T: wrapping arithmetic, floor division, comparisons
+// giving T(1) / T(0); the float-only math (sqrt, exp, ...) via double, converted back.
+template <UnaryOp Op>
+struct IntUnaryFn {
+  template <class T>
+  T operator()(T x) const {
+    using U = UnaryOp;
+    namespace k = kmath;
+    if constexpr (Op == U::negate) {
+      return k::negate(x);
+    } else if constexpr (Op == U::abs) {
+      return k::abs(x);
+    } else if constexpr (Op == U::sign) {
+      return k::sign(x);
+    } else {
+      return k::via_double([](double v) { return UnaryFn<Op>{}(v); }, x);
+    }
+  }
+};
+
+template <BinaryOp Op>
+struct IntBinaryFn {
+  template <class T>
+  T operator()(T x, T y) const {
+    using B = BinaryOp;
+    namespace k = kmath;
+    if constexpr (Op == B::add) {
+      return k::add(x, y);
+    } else if constexpr (Op == B::subtract) {
+      return k::subtract(x, y);
+    } else if constexpr (Op == B::multiply) {
+      return k::multiply(x, y);
+    } else if constexpr (Op == B::divide) {
+      return k::int_divide(x, y);
+    } else if constexpr (Op == B::power) {
+      return k::power(x, y);
+    } else if constexpr (Op == B::maximum) {
+      return k::maximum(x, y);
+    } else if constexpr (Op == B::minimum) {
+      return k::minimum(x, y);
+    } else {
+      return BinaryFn<Op>{}(x, y);  // comparisons: exact for integers
+    }
+  }
+};
+
+// The functor of an op for element type T.
+template <UnaryOp Op, class T>
+using UnaryFnFor = std::conditional_t<std::is_floating_point_v<T>, UnaryFn<Op>, IntUnaryFn<Op>>;
+template <BinaryOp Op, class T>
+using BinaryFnFor =
+    std::conditional_t<std::is_floating_point_v<T>, BinaryFn<Op>, IntBinaryFn<Op>>;
 
 // x ** s for the common scalar exponents, as arithmetic (equal to std::pow within an ulp,
 // with the same results for zeros, infinities and NaN).
@@ -183,7 +238,9 @@ void sqrt_pow_contiguous(const T* a, T* o, int64_t n) {
 template <UnaryOp Op, class T>
 bool unary_vectorized(const T* a, T* o, int64_t n) {
   constexpr bool is_float = std::is_same_v<T, float>;
-  if constexpr (Op == UnaryOp::sqrt) {
+  if constexpr (!std::is_floating_point_v<T>) {
+    return false;
+  } else if constexpr (Op == UnaryOp::sqrt) {
     sqrt_contiguous(a, o, n);
   } else if constexpr (Op == UnaryOp::exp) {
     ArrayMap<T>(o, n) = ConstArrayMap<T>(a, n).exp();
@@ -253,7 +310,7 @@ void unary_typed(const View& a, const View& out) {
   const int64_t so = nest.inner_stride(0), sa = nest.inner_stride(1);
   for_each_row(nest, unary_grain(Op), [&](const std::array<int64_t, 2>& off, int64_t n) {
     if (so == 1 && sa == 1 && unary_vectorized<Op>(pa + off[1], po + off[0], n)) return;
-    unary_row(UnaryFn<Op>{}, pa + off[1], sa, po + off[0], so, n);
+    unary_row(UnaryFnFor<Op, T>{}, pa + off[1], sa, po + off[0], so, n);
   });
 }
 
@@ -341,38 +398,40 @@ void dispatch_unary_op(UnaryOp op, Fn&& fn) {
 }  // namespace
 
 void unary(UnaryOp op, const View& a, const View& out) {
-  dispatch_floating(out.dtype, "unary", [&](auto t) {
+  dispatch_dtype(out.dtype, [&](auto t) {
     using T = decltype(t);
     dispatch_unary_op(op, [&](auto op_c) { unary_typed<decltype(op_c)::value, T>(a, out); });
   });
 }
 
 void binary(BinaryOp op, const View& a, const View& b, const View& out) {
-  dispatch_floating(out.dtype, "binary", [&](auto t) {
+  dispatch_dtype(out.dtype, [&](auto t) {
     using T = decltype(t);
     dispatch_binary_op(op, [&](auto op_c) {
       constexpr BinaryOp kOp = decltype(op_c)::value;
-      binary_typed<T>(BinaryFn<kOp>{}, a, b, out, binary_grain(kOp));
+      binary_typed<T>(BinaryFnFor<kOp, T>{}, a, b, out, binary_grain(kOp));
     });
   });
 }
 
 void binary_scalar(BinaryOp op, const View& a, double s, const View& out, bool scalar_on_left) {
-  dispatch_floating(out.dtype, "binary_scalar", [&](auto t) {
+  dispatch_dtype(out.dtype, [&](auto t) {
     using T = decltype(t);
-    const T v = static_cast<T>(s);
+    const T v = kmath::convert<T>(s);
     auto run = [&](auto f, int64_t grain) {
       binary_scalar_typed<T>(f, a, v, out, scalar_on_left, grain);
     };
-    if (op == BinaryOp::power && !scalar_on_left) {
-      if (v == T(2)) return run(SquareFn{}, kParallelGrain);
-      if (v == T(3)) return run(CubeFn{}, kParallelGrain);
-      if (v == T(-1)) return run(ReciprocalFn{}, kParallelGrain);
-      if (v == T(0.5)) return run(SqrtPowFn{}, kParallelGrainHeavy);
+    if constexpr (std::is_floating_point_v<T>) {
+      if (op == BinaryOp::power && !scalar_on_left) {
+        if (v == T(2)) return run(SquareFn{}, kParallelGrain);
+        if (v == T(3)) return run(CubeFn{}, kParallelGrain);
+        if (v == T(-1)) return run(ReciprocalFn{}, kParallelGrain);
+        if (v == T(0.5)) return run(SqrtPowFn{}, kParallelGrainHeavy);
+      }
     }
     dispatch_binary_op(op, [&](auto op_c) {
       constexpr BinaryOp kOp = decltype(op_c)::value;
-      run(BinaryFn<kOp>{}, binary_grain(kOp));
+      run(BinaryFnFor<kOp, T>{}, binary_grain(kOp));
     });
   });
 }

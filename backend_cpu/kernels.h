@@ -1,7 +1,7 @@
 // The CPU backend's kernels, one function per Backend method. CpuBackend (cpu_backend.cc)
 // checks arguments and forwards here; the kernels trust that views are consistent.
-// Defined by family: compact.cc (fill, copy), ewise.cc, reduce.cc, matmul.cc, conv.cc,
-// optim.cc.
+// Defined by family: compact.cc (fill, copy), ewise.cc, reduce.cc, matmul.cc, index.cc,
+// conv.cc, optim.cc.
 #pragma once
 
 #include "needle/backend.h"
@@ -15,6 +15,9 @@ void binary(BinaryOp op, const View& a, const View& b, const View& out);
 void binary_scalar(BinaryOp op, const View& a, double s, const View& out, bool scalar_on_left);
 void reduce(ReduceOp op, const View& a, const View& out);
 void matmul(const View& a, const View& b, const View& out);
+// Integer-array indexing (index.cc); see Backend::gather.
+void gather(const View& a, const View& index, int64_t axis, const View& out);
+void scatter_add(const View& values, const View& index, int64_t axis, const View& out);
 // matmul through gemm_naive, whatever NEEDLE_NAIVE_GEMM says: lets tests check the teaching
 // GEMM without including Eigen (see gemm.h) into code built with other compiler flags.
 void matmul_naive(const View& a, const View& b, const View& out);

@@ -8,6 +8,7 @@
 #include "backend_cpu/gemm.h"
 #include "backend_cpu/kernels.h"
 #include "backend_cpu/threads.h"
+#include "needle/kernel_math.h"
 
 namespace needle::cpu {
 
@@ -67,20 +68,45 @@ void matmul_typed(const Gemm& gemm_fn, const View& a, const View& b, const View&
   }
 }
 
+// The GEMM of integer and bool matrices (gemm's signature): a plain i-p-j loop with numpy's
+// wrapping arithmetic (for bool: or of ands). Floats never come here.
+template <class T>
+void gemm_integer(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int64_t a_cs,
+                  const T* b, int64_t b_rs, int64_t b_cs, T* c, int64_t c_rs, int64_t c_cs) {
+  for (int64_t i = 0; i < m; ++i) {
+    T* row = c + i * c_rs;
+    for (int64_t j = 0; j < n; ++j) row[j * c_cs] = T(0);
+    for (int64_t p = 0; p < k; ++p) {
+      const T x = a[i * a_rs + p * a_cs];
+      const T* brow = b + p * b_rs;
+      for (int64_t j = 0; j < n; ++j)
+        row[j * c_cs] = kmath::add(row[j * c_cs], kmath::multiply(x, brow[j * b_cs]));
+    }
+  }
+}
+
+// The GEMM matmul_typed runs for T: gemm (or the naive one) for floats, else gemm_integer.
+template <class T>
+void matmul_dispatch(const View& a, const View& b, const View& out, bool naive) {
+  if constexpr (std::is_floating_point_v<T>) {
+    if (naive) {
+      matmul_typed<T>(gemm_naive<T>, a, b, out);
+    } else {
+      matmul_typed<T>(gemm<T>, a, b, out);
+    }
+  } else {
+    matmul_typed<T>(gemm_integer<T>, a, b, out);
+  }
+}
+
 }  // namespace
 
 void matmul(const View& a, const View& b, const View& out) {
-  dispatch_floating(out.dtype, "matmul", [&](auto t) {
-    using T = decltype(t);
-    matmul_typed<T>(gemm<T>, a, b, out);
-  });
+  dispatch_dtype(out.dtype, [&](auto t) { matmul_dispatch<decltype(t)>(a, b, out, false); });
 }
 
 void matmul_naive(const View& a, const View& b, const View& out) {
-  dispatch_floating(out.dtype, "matmul", [&](auto t) {
-    using T = decltype(t);
-    matmul_typed<T>(gemm_naive<T>, a, b, out);
-  });
+  dispatch_dtype(out.dtype, [&](auto t) { matmul_dispatch<decltype(t)>(a, b, out, true); });
 }
 
 }  // namespace needle::cpu

@@ -1,4 +1,4 @@
-// Reductions (sum, max, min) over the trailing axes of a strided view.
+// Reductions (sum, max, min) over the trailing axes of a strided view, for every dtype.
 //
 // The kept axes and the reduced axes are simplified separately (size-1 axes dropped,
 // mergeable neighbours merged, reduced axes walked with positive strides, smallest stride
@@ -16,25 +16,46 @@
 
 #include "backend_cpu/kernels.h"
 #include "backend_cpu/strided.h"
+#include "needle/kernel_math.h"
 
 namespace needle::cpu {
 
 namespace {
 
+// Integer sums wrap as numpy's; integer max/min start from the type's extremes (for bool:
+// max is "any", min is "all").
 template <class T>
 struct SumOp {
   static T identity() { return T(0); }
-  static T combine(T acc, T x) { return acc + x; }
+  static T combine(T acc, T x) {
+    if constexpr (std::is_floating_point_v<T>) {
+      return acc + x;
+    } else {
+      return kmath::add(acc, x);
+    }
+  }
 };
 // max and min propagate NaN, as numpy does.
 template <class T>
 struct MaxOp {
-  static T identity() { return -std::numeric_limits<T>::infinity(); }
+  static T identity() {
+    if constexpr (std::is_floating_point_v<T>) {
+      return -std::numeric_limits<T>::infinity();
+    } else {
+      return kmath::lowest<T>();
+    }
+  }
   static T combine(T acc, T x) { return (x > acc || x != x) ? x : acc; }
 };
 template <class T>
 struct MinOp {
-  static T identity() { return std::numeric_limits<T>::infinity(); }
+  static T identity() {
+    if constexpr (std::is_floating_point_v<T>) {
+      return std::numeric_limits<T>::infinity();
+    } else {
+      return kmath::highest<T>();
+    }
+  }
   static T combine(T acc, T x) { return (x < acc || x != x) ? x : acc; }
 };
 
@@ -212,7 +233,7 @@ void reduce_typed(const View& a, const View& out) {
 }  // namespace
 
 void reduce(ReduceOp op, const View& a, const View& out) {
-  dispatch_floating(a.dtype, "reduce", [&](auto t) {
+  dispatch_dtype(a.dtype, [&](auto t) {
     using T = decltype(t);
     switch (op) {
       case ReduceOp::sum:

@@ -24,6 +24,8 @@ class CudaStubBackend final : public Backend {
   void binary_scalar(BinaryOp, const View&, double, const View&, bool) override { unavailable(); }
   void reduce(ReduceOp, const View&, const View&) override { unavailable(); }
   void matmul(const View&, const View&, const View&) override { unavailable(); }
+  void gather(const View&, const View&, int64_t, const View&) override { unavailable(); }
+  void scatter_add(const View&, const View&, int64_t, const View&) override { unavailable(); }
 };
 
 NEEDLE_REGISTER_BACKEND(CudaStubBackend);

@@ -115,6 +115,15 @@ class Backend {
   // a, b and out have the same rank and batch shape (batch broadcasting arrives as stride 0);
   // out is contiguous. Each matrix of a or b may have any strides.
   virtual void matmul(const View& a, const View& b, const View& out) = 0;
+  // Integer-array indexing along `axis` (numpy's take_along_axis with broadcast indices):
+  // `index` (int64) and `out` (resp. `values`) share one shape; the array indexed has the
+  // same rank and that shape on every axis but `axis`. Every index lies in
+  // [0, size along axis) (NDArray checks and wraps them).
+  //   gather:      out[p] = a[p with p[axis] = index[p]]
+  //   scatter_add: out[p with p[axis] = index[p]] += values[p]; repeated indices accumulate.
+  virtual void gather(const View& a, const View& index, int64_t axis, const View& out) = 0;
+  virtual void scatter_add(const View& values, const View& index, int64_t axis,
+                           const View& out) = 0;
 
   // --- Optional fused kernels ---
   // A backend may run a composite operation as one kernel. These return false (the default)

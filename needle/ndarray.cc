@@ -38,7 +38,41 @@ void check_same_device(const char* op, const NDArray& a, const NDArray& b) {
 }
 
 DType promote(DType a, DType b) {
-  return dtype_size(a) >= dtype_size(b) ? a : b;
+  return promote_types(a, b);
+}
+
+bool is_comparison(BinaryOp op) {
+  return op == BinaryOp::eq || op == BinaryOp::ne || op == BinaryOp::lt || op == BinaryOp::le ||
+         op == BinaryOp::gt || op == BinaryOp::ge;
+}
+
+// Whether v is exactly representable in the integer dtype d.
+bool fits(double v, DType d) {
+  switch (d) {
+    case DType::bool_: return v == 0 || v == 1;
+    case DType::uint8: return v >= 0 && v <= 255;
+    case DType::int32: return v >= -2147483648.0 && v <= 2147483647.0;
+    default: return true;
+  }
+}
+
+// The dtype a binary op computes in, given the promoted dtype of its operands.
+DType compute_dtype(BinaryOp op, DType promoted) {
+  if (is_floating(promoted)) return promoted;
+  if (op == BinaryOp::divide) return DType::float64;  // true division, as numpy
+  if (op == BinaryOp::power && promoted == DType::bool_) return DType::uint8;  // numpy: int8
+  return promoted;
+}
+
+// numpy's TypeError for bool subtraction, and its ValueError for negative integer powers
+// (checked on the exponent's smallest value).
+void check_integer_op(BinaryOp op, DType work, const NDArray* exponent, double scalar_exp) {
+  if (op == BinaryOp::subtract && work == DType::bool_)
+    fail<TypeError>("[subtract] numpy boolean subtract, the `-` operator, is not supported; "
+                    "use != (logical xor) instead");
+  if (op != BinaryOp::power || is_floating(work)) return;
+  const double lo = exponent ? (exponent->size() ? exponent->min().item() : 0) : scalar_exp;
+  if (lo < 0) fail<ValueError>("[power] integers to negative integer powers are not allowed");
 }
 
 }  // namespace
@@ -362,14 +396,41 @@ void NDArray::setitem(const IndexKey& key, double value) {
 
 // ---------------------------------------------------------------- element-wise
 NDArray NDArray::unary(UnaryOp op) const {
-  NDArray out = empty(shape_, dtype(), device());
-  if (size_) device().unary(op, view(), out.view());
+  DType work = dtype();
+  if (is_integral(work)) {
+    if (work == DType::bool_ && (op == UnaryOp::negate || op == UnaryOp::sign))
+      fail<TypeError>("[", op_name(op), "] is not supported for bool arrays (as in numpy)");
+    if (op != UnaryOp::negate && op != UnaryOp::abs && op != UnaryOp::sign)
+      work = math_result_dtype(work);  // float math of integers computes in float
+  }
+  const NDArray& in = work == dtype() ? *this : astype(work);
+  NDArray out = empty(shape_, work, device());
+  if (size_) device().unary(op, in.view(), out.view());
   return out;
 }
 
+DType NDArray::result_dtype(BinaryOp op, DType a, DType b) {
+  const DType work = compute_dtype(op, promote(a, b));
+  return is_comparison(op) && is_integral(work) ? DType::bool_ : work;
+}
+
+DType NDArray::scalar_operand_dtype(DType a, const Scalar& s) {
+  if (is_floating(a)) return a;
+  switch (s.kind) {
+    case Scalar::Kind::boolean: return a;
+    case Scalar::Kind::floating: return DType::float64;
+    case Scalar::Kind::integer: break;
+  }
+  if (a == DType::bool_) return DType::int64;  // numpy: bool array + Python int is int64
+  if (fits(s.value, a)) return a;
+  return fits(s.value, DType::int32) ? DType::int32 : DType::int64;
+}
+
+// Comparisons of integers compute in the promoted dtype (giving 1 / 0) and convert to bool.
 NDArray NDArray::binary(BinaryOp op, const NDArray& a, const NDArray& b) {
   check_same_device(op_name(op), a, b);
-  DType dtype = promote(a.dtype(), b.dtype());
+  const DType dtype = compute_dtype(op, promote(a.dtype(), b.dtype()));
+  if (is_integral(dtype)) check_integer_op(op, dtype, &b, 0);
   Shape shape = a.shape_ == b.shape_ ? a.shape_ : broadcast_shapes(op_name(op), a.shape_, b.shape_);
   const NDArray& ca = a.dtype() == dtype ? a : a.astype(dtype);
   const NDArray& cb = b.dtype() == dtype ? b : b.astype(dtype);
@@ -379,13 +440,23 @@ NDArray NDArray::binary(BinaryOp op, const NDArray& a, const NDArray& b) {
     View vb = cb.shape_ == shape ? cb.view() : cb.broadcast_to(shape).view();
     a.device().binary(op, va, vb, out.view());
   }
-  return out;
+  return is_comparison(op) && is_integral(dtype) ? out.astype(DType::bool_) : out;
 }
 
-NDArray NDArray::scalar(BinaryOp op, double s, bool scalar_on_left) const {
-  NDArray out = empty(shape_, dtype(), device());
-  if (size_) device().binary_scalar(op, view(), s, out.view(), scalar_on_left);
-  return out;
+NDArray NDArray::scalar(BinaryOp op, Scalar s, bool scalar_on_left) const {
+  const DType dtype = compute_dtype(op, scalar_operand_dtype(this->dtype(), s));
+  if (is_integral(dtype)) {
+    if (op == BinaryOp::power && scalar_on_left) {
+      check_integer_op(op, dtype, this, 0);
+    } else {
+      check_integer_op(op, dtype, nullptr, s.value);
+    }
+  }
+  const NDArray& in = this->dtype() == dtype ? *this : astype(dtype);
+  NDArray out = empty(shape_, dtype, device());
+  if (size_) device().binary_scalar(op, in.view(), s.value, out.view(), scalar_on_left);
+  // An integer array compared with any scalar gives bool (a float array keeps 1.0 / 0.0).
+  return is_comparison(op) && is_integral(this->dtype()) ? out.astype(DType::bool_) : out;
 }
 
 // ---------------------------------------------------------------- reductions
@@ -423,8 +494,12 @@ NDArray NDArray::reduce(ReduceOp op, const std::optional<Axes>& axes, bool keepd
   if (reduce_count == 0 && op != ReduceOp::sum && product(out_shape) > 0)
     fail<ValueError>("[", name, "] zero-size array of shape ", shape_str(shape_),
                      " has no identity for this reduction");
-  NDArray out = empty(out_shape, dtype(), device());
-  if (out.size_) device().reduce(op, permute(order).view(), out.view());
+  // numpy: the sum of bool or integers is int64 (numpy's uint8 sum is uint64, which Needle
+  // lacks); max and min keep the dtype.
+  const DType out_dtype = op == ReduceOp::sum && is_integral(dtype()) ? DType::int64 : dtype();
+  const NDArray& in = out_dtype == dtype() ? *this : astype(out_dtype);
+  NDArray out = empty(out_shape, out_dtype, device());
+  if (out.size_) device().reduce(op, in.permute(order).view(), out.view());
   return keepdims ? out.reshape(keep_shape) : out;
 }
 

@@ -50,6 +50,23 @@ struct Index {
 };
 using IndexKey = std::vector<Index>;
 
+// A scalar operand of an array op, with the kind of number it came from: numpy's result
+// dtype depends on it (int array + 1 stays int, int array + 1.5 is float64). C++ doubles and
+// floats are float scalars, integers and bools integer/bool scalars; the bindings pass a
+// Python int as an int64_t. Integers beyond 2^53 lose precision (the value is a double).
+struct Scalar {
+  enum class Kind : uint8_t { boolean, integer, floating };
+  double value = 0;
+  Kind kind = Kind::floating;
+
+  Scalar(double v) : value(v) {}  // NOLINT: implicit, so `a + 0.5` reads as before
+  Scalar(float v) : value(v) {}   // NOLINT
+  Scalar(int v) : value(v), kind(Kind::integer) {}                // NOLINT
+  Scalar(long v) : value(double(v)), kind(Kind::integer) {}       // NOLINT
+  Scalar(long long v) : value(double(v)), kind(Kind::integer) {}  // NOLINT
+  Scalar(bool v) : value(v), kind(Kind::boolean) {}               // NOLINT
+};
+
 class NDArray {
  public:
   NDArray() = default;  // an undefined array: defined() is false
@@ -120,10 +137,21 @@ class NDArray {
   void setitem(const IndexKey& key, double value);
   void assign(const NDArray& value);  // this[...] = value (broadcast)
 
-  // --- Element-wise (numpy broadcasting; mixed float32/float64 gives float64) ---
+  // --- Element-wise (numpy broadcasting and dtype promotion; docs/dtypes.md) ---
+  // Math ops (sqrt exp log tanh sigmoid erf) of integer or bool arrays compute in float64
+  // (int32, int64) or float32 (uint8, bool); negate/abs/sign keep the dtype.
   NDArray unary(UnaryOp op) const;
+  // Mixed dtypes promote as np.promote_types; dividing integers gives float64; comparisons
+  // give 1.0/0.0 in a float result dtype and bool in an integer one.
   static NDArray binary(BinaryOp op, const NDArray& a, const NDArray& b);
-  NDArray scalar(BinaryOp op, double s, bool scalar_on_left = false) const;
+  // numpy's rules for a Python scalar: a float array keeps its dtype; an integer array stays
+  // integer with an integer scalar (widened when the value does not fit) and becomes float64
+  // with a float scalar; a bool array becomes int64 with an integer scalar.
+  NDArray scalar(BinaryOp op, Scalar s, bool scalar_on_left = false) const;
+  // The dtype `op` gives for operands (or an array and a scalar) of these dtypes, and the
+  // dtype it computes in (they differ for comparisons, which compute in the promoted dtype).
+  static DType result_dtype(BinaryOp op, DType a, DType b);
+  static DType scalar_operand_dtype(DType a, const Scalar& s);
 
   NDArray operator-() const { return unary(UnaryOp::negate); }
   NDArray log() const { return unary(UnaryOp::log); }
@@ -131,9 +159,24 @@ class NDArray {
   NDArray tanh() const { return unary(UnaryOp::tanh); }
   NDArray sqrt() const { return unary(UnaryOp::sqrt); }
   NDArray abs() const { return unary(UnaryOp::abs); }
-  NDArray pow(double e) const { return scalar(BinaryOp::power, e); }
+  NDArray pow(Scalar e) const { return scalar(BinaryOp::power, e); }
   NDArray maximum(const NDArray& b) const { return binary(BinaryOp::maximum, *this, b); }
-  NDArray maximum(double s) const { return scalar(BinaryOp::maximum, s); }
+  NDArray maximum(Scalar s) const { return scalar(BinaryOp::maximum, s); }
+
+  // --- Selection and integer indexing (ndarray_index.cc) ---
+  // numpy's where: a where cond is nonzero, else b; all three broadcast, a and b promote.
+  static NDArray where(const NDArray& cond, const NDArray& a, const NDArray& b);
+  // Index of the first largest (smallest) element along axis (nullopt: of the flattened
+  // array), as int64; NaN counts as largest and smallest, as in numpy.
+  NDArray argmax(std::optional<int64_t> axis = std::nullopt, bool keepdims = false) const;
+  NDArray argmin(std::optional<int64_t> axis = std::nullopt, bool keepdims = false) const;
+  // numpy's take: indices (int32/int64, any shape, negative ones count from the end) pick
+  // entries along axis; the result has shape shape[:axis] + indices.shape + shape[axis+1:].
+  NDArray take(const NDArray& indices, int64_t axis = 0) const;
+  // The adjoint of take: a zero array of `shape` (values' dtype) into which each entry of
+  // values is added at the position take would have read it from; repeated indices add up.
+  static NDArray scatter_add(const NDArray& indices, const NDArray& values, int64_t axis,
+                             const Shape& shape);
 
   // --- Reductions: nullopt = every axis; negative axes count from the end ---
   NDArray sum(const std::optional<Axes>& axes = std::nullopt, bool keepdims = false) const;
@@ -169,8 +212,8 @@ class NDArray {
   inline NDArray operator sym(const NDArray& a, const NDArray& b) {                      \
     return NDArray::binary(BinaryOp::op, a, b);                                           \
   }                                                                                       \
-  inline NDArray operator sym(const NDArray& a, double s) { return a.scalar(BinaryOp::op, s); } \
-  inline NDArray operator sym(double s, const NDArray& a) {                              \
+  inline NDArray operator sym(const NDArray& a, Scalar s) { return a.scalar(BinaryOp::op, s); } \
+  inline NDArray operator sym(Scalar s, const NDArray& a) {                              \
     return a.scalar(BinaryOp::op, s, true);                                               \
   }
 NEEDLE_NDARRAY_BINARY_OPERATOR(+, add)

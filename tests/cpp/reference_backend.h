@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "needle/backend.h"
+#include "needle/kernel_math.h"
 
 namespace needle::testing {
 
@@ -49,7 +50,7 @@ inline void store(const View& v, const std::vector<int64_t>& idx, double x) {
   const int64_t off = element_offset(v, idx);
   dispatch_dtype(v.dtype, [&](auto t) {
     using T = decltype(t);
-    v.ptr<T>()[off] = static_cast<T>(x);
+    v.ptr<T>()[off] = kmath::convert<T>(x);  // numpy's astype of the double result
   });
 }
 
@@ -77,7 +78,10 @@ inline double reference_unary(UnaryOp op, double x) {
   return std::nan("");
 }
 
-inline double reference_binary(BinaryOp op, double x, double y) {
+// `integral`: the operands are of an integer or bool dtype, whose kernels floor-divide (0
+// for a zero divisor); every other op gives the same integer once rounded back by store().
+inline double reference_binary(BinaryOp op, double x, double y, bool integral = false) {
+  if (integral && op == BinaryOp::divide) return y == 0 ? 0 : std::floor(x / y);
   switch (op) {
     case BinaryOp::add:
       return x + y;
@@ -134,17 +138,23 @@ class ReferenceBackend final : public Backend {
                    [&](const auto& idx) { store(out, idx, reference_unary(op, load(a, idx))); });
   }
   void binary(BinaryOp op, const View& a, const View& b, const View& out) override {
+    const bool integral = is_integral(a.dtype);
     for_each_index(out.shape, [&](const auto& idx) {
-      store(out, idx, reference_binary(op, load(a, idx), load(b, idx)));
+      store(out, idx, reference_binary(op, load(a, idx), load(b, idx), integral));
     });
   }
   void binary_scalar(BinaryOp op, const View& a, double s, const View& out,
                      bool scalar_on_left) override {
     // The scalar takes the array's dtype first, as the real kernels do.
-    const double sv = a.dtype == DType::float32 ? double(float(s)) : s;
+    const double sv = dispatch_dtype(a.dtype, [&](auto t) {
+      return double(kmath::convert<decltype(t)>(s));
+    });
+    const bool integral = is_integral(a.dtype);
     for_each_index(out.shape, [&](const auto& idx) {
       const double x = load(a, idx);
-      store(out, idx, scalar_on_left ? reference_binary(op, sv, x) : reference_binary(op, x, sv));
+      store(out, idx,
+            scalar_on_left ? reference_binary(op, sv, x, integral)
+                           : reference_binary(op, x, sv, integral));
     });
   }
   void reduce(ReduceOp op, const View& a, const View& out) override {
@@ -182,6 +192,23 @@ class ReferenceBackend final : public Backend {
         acc += static_cast<long double>(load(a, ia)) * load(b, ib);
       }
       store(out, idx, double(acc));
+    });
+  }
+  void gather(const View& a, const View& index, int64_t axis, const View& out) override {
+    for_each_index(out.shape, [&](const auto& idx) {
+      std::vector<int64_t> src(idx);
+      src[size_t(axis)] = int64_t(load(index, idx));
+      store(out, idx, load(a, src));
+    });
+  }
+  void scatter_add(const View& values, const View& index, int64_t axis,
+                   const View& out) override {
+    for_each_index(values.shape, [&](const auto& idx) {
+      std::vector<int64_t> dst(idx);
+      dst[size_t(axis)] = int64_t(load(index, idx));
+      const double sum = load(out, dst) + load(values, idx);
+      // bool sums are "or"; other integers wrap as the kernels do (test values stay small).
+      store(out, dst, out.dtype == DType::bool_ ? double(sum != 0) : sum);
     });
   }
 };

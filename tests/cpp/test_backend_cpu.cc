@@ -419,6 +419,12 @@ class NaiveGemmBackend final : public Backend {
     cpu_backend().reduce(op, a, o);
   }
   void matmul(const View& a, const View& b, const View& o) override { cpu::matmul_naive(a, b, o); }
+  void gather(const View& a, const View& i, int64_t axis, const View& o) override {
+    cpu_backend().gather(a, i, axis, o);
+  }
+  void scatter_add(const View& v, const View& i, int64_t axis, const View& o) override {
+    cpu_backend().scatter_add(v, i, axis, o);
+  }
 };
 }  // namespace
 
