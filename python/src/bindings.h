@@ -47,6 +47,11 @@ bool is_host_memory(const NDArray& a);
 // keeps the buffer alive; ValueError for device memory.
 pybind11::array numpy_view(const NDArray& a);
 
+// A Python or numpy scalar (bool, int, float) as an op's scalar operand, keeping its kind;
+// nullopt for anything else (arrays, lists, None).
+std::optional<Scalar> to_scalar(const pybind11::handle& obj);
+bool is_numpy_scalar(const pybind11::handle& obj);  // np.float32(1), np.int64(2), np.bool_(1)
+
 // How to pick the dtype of data given without one: as numpy does (np.asarray(x).dtype,
 // mapped by dtype_of_numpy: Python floats -> float64, ints -> int64), or as the course's
 // NDArray does (numpy arrays keep their dtype, lists and scalars become float32).

@@ -61,11 +61,46 @@ NDArray same_device_operand(const NDArray& self, const py::handle& value) {
   return to_ndarray(value, &self.device(), self.dtype());
 }
 
+// bool < integers < floats: numpy's scalar rules compare these kinds.
+int kind_rank(DType d) { return is_bool(d) ? 0 : is_floating(d) ? 2 : 1; }
+
+py::object not_implemented() { return py::reinterpret_borrow<py::object>(Py_NotImplemented); }
+
+// a (op) other, or other (op) a when reflected: an NDArray or numpy array operand (a numpy
+// array keeps its dtype and moves to a's device), or a Python or numpy scalar, whose kind
+// steers numpy's promotion (int array + 1 stays int, + 1.5 is float64). NotImplemented for
+// anything else. NDArray's __array_priority__ makes numpy defer to these reflected operators,
+// so numpy (op) NDArray is an NDArray too.
+template <BinaryOp op>
+py::object arith(const NDArray& a, const py::handle& other, bool reflected) {
+  auto binary = [&](const NDArray& b) {
+    return py::cast(reflected ? NDArray::binary(op, b, a) : NDArray::binary(op, a, b));
+  };
+  if (py::isinstance<NDArray>(other)) return binary(other.cast<const NDArray&>());
+  if (auto s = to_scalar(other)) {
+    // A numpy scalar of a higher kind than the array (np.float32(2) with an int array) gives
+    // its own dtype, as numpy does; otherwise it acts as the Python number it holds.
+    if (is_numpy_scalar(other)) {
+      DType sd = dtype_of_numpy(py::dtype::from_args(other.attr("dtype")), op_name(op));
+      if (kind_rank(sd) > kind_rank(a.dtype())) return binary(to_ndarray(other, &a.device(), sd));
+    }
+    return py::cast(a.scalar(op, *s, reflected));
+  }
+  if (py::isinstance<py::array>(other)) return binary(to_ndarray(other, &a.device(), std::nullopt));
+  return not_implemented();
+}
+
 template <BinaryOp op>
 void bind_arith(py::class_<NDArray>& cls, const char* name, const char* rname) {
-  cls.def(name, [](const NDArray& a, const NDArray& b) { return NDArray::binary(op, a, b); });
-  cls.def(name, [](const NDArray& a, double s) { return a.scalar(op, s); });
-  if (rname) cls.def(rname, [](const NDArray& a, double s) { return a.scalar(op, s, true); });
+  cls.def(name, [](const NDArray& a, const py::object& b) { return arith<op>(a, b, false); });
+  if (rname)
+    cls.def(rname, [](const NDArray& a, const py::object& b) { return arith<op>(a, b, true); });
+}
+
+Scalar scalar_arg(const char* op, const py::handle& value) {
+  if (auto s = to_scalar(value)) return *s;
+  fail<TypeError>("[", op, "] expected a number, got ",
+                  std::string(py::str(py::type::of(value).attr("__name__"))));
 }
 
 }  // namespace
@@ -185,9 +220,10 @@ another device a 1-D NDArray view, which needs a compact array.)doc")
                a.setitem(k, same_device_operand(a, value));
            })
       .def("__neg__", [](const NDArray& a) { return -a; })
-      .def("__pow__", [](const NDArray& a, double e) { return a.pow(e); })
+      .def("__pow__", [](const NDArray& a, const py::object& e) { return a.pow(scalar_arg("pow", e)); })
       .def("maximum", [](const NDArray& a, const NDArray& b) { return a.maximum(b); })
-      .def("maximum", [](const NDArray& a, double s) { return a.maximum(s); })
+      .def("maximum",
+           [](const NDArray& a, const py::object& s) { return a.maximum(scalar_arg("maximum", s)); })
       .def("log", &NDArray::log)
       .def("exp", &NDArray::exp)
       .def("tanh", &NDArray::tanh)
@@ -223,6 +259,7 @@ another device a 1-D NDArray view, which needs a compact array.)doc")
            })
       .def("__str__", [](const NDArray& a) { return std::string(py::str(to_numpy(a))); });
   cls.attr("__hash__") = py::none();
+  cls.attr("__array_priority__") = 1000;  // numpy defers to NDArray's reflected operators
 
   bind_arith<BinaryOp::add>(cls, "__add__", "__radd__");
   bind_arith<BinaryOp::subtract>(cls, "__sub__", "__rsub__");

@@ -145,6 +145,30 @@ py::array numpy_view(const NDArray& a) {
   return py::array(numpy_dtype(a.dtype()), shape, strides, first, py::cast(a));
 }
 
+bool is_numpy_scalar(const py::handle& obj) {
+  static auto* generic = new py::object(py::module_::import("numpy").attr("generic"));
+  return py::isinstance(obj, *generic);
+}
+
+std::optional<Scalar> to_scalar(const py::handle& obj) {
+  PyObject* o = obj.ptr();
+  if (PyBool_Check(o)) return Scalar(o == Py_True);
+  if (PyLong_Check(o)) {
+    long long v = PyLong_AsLongLong(o);
+    if (v == -1 && PyErr_Occurred()) throw py::error_already_set();  // beyond int64
+    return Scalar(v);
+  }
+  if (PyFloat_Check(o)) return Scalar(PyFloat_AS_DOUBLE(o));
+  if (!is_numpy_scalar(obj)) return std::nullopt;
+  switch (py::dtype::from_args(obj.attr("dtype")).kind()) {  // a numpy scalar: as Python's
+    case 'b': return Scalar(obj.cast<bool>());
+    case 'i':
+    case 'u': return Scalar(obj.attr("__int__")().cast<long long>());
+    case 'f': return Scalar(obj.cast<double>());
+  }
+  return std::nullopt;
+}
+
 NDArray to_ndarray(const py::handle& obj, Backend* device, std::optional<DType> dtype,
                    Infer infer) {
   Backend& target = device ? *device : default_backend();

@@ -395,3 +395,41 @@ def test_item_is_exact_for_integers():
     assert nd.NDArray(np.array([big])).item() == big
     assert ndl.Tensor([True]).item() is True
     assert isinstance(ndl.Tensor([1.5]).item(), float)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("scalar", [2, 1.5, True, np.int32(3), np.float32(0.5), np.bool_(True)], ids=repr)
+def test_scalar_operands_keep_their_kind_as_numpy_does(dtype, scalar):
+    x = sample(dtype, seed=1)
+    if dtype.startswith("int") or dtype == "uint8":
+        x = x % 50  # away from the extremes, where numpy's overflow rules differ
+    a = nd.NDArray(x)
+    promoted = np.result_type(x, scalar)
+    if promoted == np.float16:
+        pytest.skip("numpy gives float16 here, which Needle lacks (docs/dtypes.md)")
+    for f in (lambda v, s: v * s, lambda v, s: s + v, lambda v, s: s - v):
+        try:
+            want = f(x, scalar)
+        except TypeError:  # numpy refuses bool - bool
+            with pytest.raises(TypeError, match="subtract"):
+                f(a, scalar)
+            continue
+        got = f(a, scalar)
+        assert isinstance(got, nd.NDArray)  # also with a numpy scalar on the left
+        assert got.dtype == want.dtype, (got.dtype, want.dtype)
+        np.testing.assert_array_equal(got.numpy(), want)
+    # Comparisons: the values numpy gives (docs/dtypes.md: 1.0 / 0.0 for float arrays).
+    np.testing.assert_array_equal((a > scalar).numpy().astype(bool), x > scalar)
+    with pytest.raises(TypeError):
+        a + "text"
+
+
+@pytest.mark.parametrize("device", DEVICES, ids=IDS)
+def test_numpy_array_operands_give_ndarrays(device):
+    x, y = np.arange(6).reshape(2, 3), np.linspace(0, 1, 3, dtype=np.float32)
+    a = nd.NDArray(x, device=device)
+    for got, want in ((a + y, x + y), (y + a, y + x), (y - a, y - x), (a * y, x * y)):
+        assert isinstance(got, nd.NDArray) and got.device == device
+        assert got.dtype == want.dtype
+        np.testing.assert_allclose(got.numpy(), want)
+    np.testing.assert_allclose(np.exp(a), np.exp(x))  # other numpy functions: numpy results
