@@ -10,6 +10,7 @@
 #include "needle/ndarray.h"
 #include "needle/ops/op.h"
 #include "needle/ops/ops_elementwise.h"
+#include "needle/ops/ops_index.h"
 #include "needle/ops/ops_linalg.h"
 #include "needle/ops/ops_nn.h"
 #include "needle/ops/ops_reduce.h"

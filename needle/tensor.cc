@@ -225,6 +225,7 @@ TensorNode::TensorNode(OpPtr op, std::vector<NodePtr> inputs, NDArray data, bool
 void TensorNode::compute_data() {
   for (auto& in : inputs()) in->realize();
   data_ = op()->evaluate(inputs());
+  if (!is_floating(data_.dtype())) set_requires_grad(false);  // integer results: no grad
 }
 
 NodePtr TensorNode::clone() const {
@@ -287,7 +288,7 @@ NodePtr make_node(OpPtr op, std::vector<NodePtr> inputs) {
         out = std::make_shared<TupleNode>(std::move(data), false);
     } else {
       NDArray data = op->evaluate(inputs);
-      if (requires_grad)
+      if (requires_grad && is_floating(data.dtype()))  // integer results never require grad
         out = std::make_shared<TensorNode>(std::move(op), std::move(inputs), std::move(data), true);
       else
         out = std::make_shared<TensorNode>(std::move(data), false);
@@ -328,7 +329,9 @@ std::vector<NodePtr> nodes_of(const std::vector<Value>& values) {
 
 Tensor::Tensor(NDArray data, bool requires_grad) {
   if (!data.defined()) fail<ValueError>("[Tensor] cannot wrap an undefined array");
-  node_ = std::make_shared<TensorNode>(std::move(data), requires_grad);
+  // Integer and bool tensors never require grad (as in PyTorch, but silently).
+  const bool floating = is_floating(data.dtype());
+  node_ = std::make_shared<TensorNode>(std::move(data), requires_grad && floating);
 }
 
 Tensor Tensor::make_const(NDArray data, bool requires_grad) {
@@ -382,7 +385,7 @@ bool Tensor::requires_grad() const {
 }
 const Tensor& Tensor::set_requires_grad(bool requires_grad) const {
   checked(node_);
-  node_->set_requires_grad(requires_grad);
+  node_->set_requires_grad(requires_grad && is_floating(dtype()));
   return *this;
 }
 bool Tensor::is_leaf() const {

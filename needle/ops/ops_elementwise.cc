@@ -13,30 +13,32 @@ const NDArray& data_of(const NodePtr& n) {
   return static_cast<TensorNode&>(*n).data();
 }
 
-// Broadcasts the inputs to one shape and promotes them to one dtype by inserting
-// broadcast_to / astype nodes, so that the op itself sees equal shapes and dtypes.
-void unify_inputs(const std::string& op, std::vector<NodePtr>& inputs) {
+// Broadcasts the inputs to one shape and promotes inputs[first_typed:] to one dtype (numpy's
+// promote_types) by inserting broadcast_to / astype nodes, so that the op itself sees equal
+// shapes and dtypes. (where keeps its condition's dtype: first_typed = 1.)
+void unify_inputs(const std::string& op, std::vector<NodePtr>& inputs, size_t first_typed = 0) {
   for (auto& in : inputs)
     if (in->is_tuple()) fail<TypeError>("[", op, "] expects tensors, got a TensorTuple");
   const NDArray& first = data_of(inputs[0]);
+  const DType first_dtype = data_of(inputs[first_typed]).dtype();
   bool same = true;
   for (size_t i = 1; i < inputs.size(); ++i) {
     const NDArray& d = data_of(inputs[i]);
-    same = same && d.shape() == first.shape() && d.dtype() == first.dtype();
+    same = same && d.shape() == first.shape() && (i < first_typed || d.dtype() == first_dtype);
   }
   if (same) return;
   Shape shape = first.shape();
-  DType dtype = first.dtype();
+  DType dtype = first_dtype;
   for (size_t i = 1; i < inputs.size(); ++i) {
     const NDArray& d = data_of(inputs[i]);
     shape = NDArray::broadcast_shapes(op.c_str(), shape, d.shape());
-    if (d.dtype() == DType::float64) dtype = DType::float64;
+    if (i >= first_typed) dtype = promote_types(dtype, d.dtype());
   }
-  for (auto& in : inputs) {
-    Tensor t(std::static_pointer_cast<TensorNode>(in));
-    if (t.dtype() != dtype) t = astype(t, dtype);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    Tensor t(std::static_pointer_cast<TensorNode>(inputs[i]));
+    if (i >= first_typed && t.dtype() != dtype) t = astype(t, dtype);
     if (t.shape() != shape) t = broadcast_to(t, shape);
-    in = t.node();
+    inputs[i] = t.node();
   }
 }
 
@@ -58,18 +60,19 @@ constexpr double k2InvSqrtPi = 1.12837916709551257390;  // 2 / sqrt(pi)
 }  // namespace
 
 void promote_dtypes(const std::string& op, std::vector<NodePtr>& inputs) {
-  bool mixed = false, any64 = false;
+  bool mixed = false;
+  DType dtype = DType::bool_;
   for (auto& in : inputs) {
     if (in->is_tuple()) fail<TypeError>("[", op, "] expects tensors, got a TensorTuple");
     DType d = data_of(in).dtype();
     mixed = mixed || d != data_of(inputs[0]).dtype();
-    any64 = any64 || d == DType::float64;
+    dtype = promote_types(dtype, d);
   }
   if (!mixed) return;
-  for (auto& in : inputs)
-    in = astype(Tensor(std::static_pointer_cast<TensorNode>(in)),
-                any64 ? DType::float64 : DType::float32)
-             .node();
+  for (auto& in : inputs) {
+    Tensor t(std::static_pointer_cast<TensorNode>(in));
+    if (t.dtype() != dtype) in = astype(t, dtype).node();
+  }
 }
 
 void EWiseBinaryOp::prepare(std::vector<NodePtr>& inputs) const {
@@ -77,7 +80,7 @@ void EWiseBinaryOp::prepare(std::vector<NodePtr>& inputs) const {
 }
 
 void Where::prepare(std::vector<NodePtr>& inputs) const {
-  if (inputs.size() == 3) unify_inputs(name(), inputs);
+  if (inputs.size() == 3) unify_inputs(name(), inputs, 1);
 }
 
 // --- Binary ---
@@ -314,13 +317,18 @@ std::vector<Tensor> SiLU::gradient(const Tensor& out_grad, const Tensor& node) c
 
 // --- Selection and casts ---
 
+// prepare() broadcast all three inputs to one shape and a, b to one dtype.
 NDArray Where::compute(const Args& args) const {
-  NDArray mask = args[0] != 0.0;
-  return args[1] * mask + args[2] * (1.0 - mask);
+  // BEGIN SOLUTION hw2
+  return NDArray::where(args[0], args[1], args[2]);
+  // END SOLUTION
 }
 std::vector<Tensor> Where::gradient(const Tensor& out_grad, const Tensor& node) const {
-  NDArray mask = node.input(0).data() != 0.0;
-  return {Tensor(), out_grad * Tensor(mask), out_grad * Tensor(1.0 - mask)};
+  // BEGIN SOLUTION hw2
+  const Tensor cond = node.input(0);
+  const Tensor zero = Tensor::zeros({}, out_grad.dtype(), out_grad.device());
+  return {Tensor(), where(cond, out_grad, zero), where(cond, zero, out_grad)};
+  // END SOLUTION
 }
 
 NDArray AsType::compute(const Args& args) const {

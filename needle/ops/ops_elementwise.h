@@ -70,7 +70,7 @@ NEEDLE_DECLARE_UNARY_OP(Erf, "erf")
 NEEDLE_DECLARE_UNARY_OP(GELU, "gelu")  // exact: x * Phi(x)
 NEEDLE_DECLARE_UNARY_OP(SiLU, "silu")  // x * sigmoid(x)
 
-// where(condition, a, b): a where condition is nonzero, else b. The condition gets no
+// where(condition, a, b): a where condition (any dtype) is nonzero, else b. The condition gets no
 // gradient. All three are broadcast together.
 class Where final : public TensorOp {
  public:

@@ -214,6 +214,7 @@ class KernelChecker {
 
   // Tolerance of element-wise results in `dtype` (float32 ~ a few ulps, float64 tighter).
   Tolerance ewise_tol(DType dtype, bool transcendental) const {
+    if (is_integral(dtype)) return {};  // integer and bool results are exact
     if (dtype == DType::float64) return {scale_ * 1e-13, scale_ * 1e-14};
     return transcendental ? Tolerance{scale_ * 4e-6, scale_ * 1e-6}
                           : Tolerance{scale_ * 2e-7, scale_ * 1e-7};
@@ -222,6 +223,7 @@ class KernelChecker {
   // blocked/pairwise summation: relative ~eps*log2(n) when the terms share a sign (broadcast
   // inputs), absolute ~eps*sqrt(n)*log2(n)*bound when they cancel.
   Tolerance accumulate_tol(DType dtype, int64_t n, double bound) const {
+    if (is_integral(dtype)) return {};
     const double eps = dtype == DType::float64 ? 2.3e-16 : 1.2e-7;
     const double log_n = std::log2(double(n) + 2);
     return {scale_ * 8 * eps * log_n, scale_ * 4 * eps * bound * std::sqrt(double(n) + 2) * log_n};
@@ -262,6 +264,7 @@ class KernelChecker {
   std::string binary(BinaryOp op, DType dtype, const Shape& shape, const LayoutKind& a_kind,
                      const LayoutKind& b_kind, const LayoutKind& out_kind) {
     Values va = values_for(op, true), vb = values_for(op, false);
+    if (is_integral(dtype) && op == BinaryOp::power) va = vb = Values::positive;  // 0..3 ** 0..3
     Input a = input(dtype, shape, a_kind, va), bb = input(dtype, shape, b_kind, vb);
     return elementwise_out(dtype, shape, out_kind, ewise_tol(dtype, op == BinaryOp::power),
                            [&](Backend& b, const View& out) {
@@ -273,7 +276,9 @@ class KernelChecker {
   std::string binary_scalar(BinaryOp op, DType dtype, const Shape& shape, double s,
                             bool scalar_on_left, const LayoutKind& in_kind,
                             const LayoutKind& out_kind) {
-    Input a = input(dtype, shape, in_kind, values_for(op, !scalar_on_left));
+    Values v = values_for(op, !scalar_on_left);
+    if (is_integral(dtype) && op == BinaryOp::power) v = Values::positive;
+    Input a = input(dtype, shape, in_kind, v);
     return elementwise_out(dtype, shape, out_kind, ewise_tol(dtype, op == BinaryOp::power),
                            [&](Backend& b, const View& out) {
                              TestArray x = a.on(b);
@@ -284,7 +289,7 @@ class KernelChecker {
   // Reduces the trailing `n_reduced` axes of `shape`; out is contiguous.
   std::string reduce(ReduceOp op, DType dtype, const Shape& shape, size_t n_reduced,
                      const LayoutKind& in_kind) {
-    Input a = input(dtype, shape, in_kind, Values::unit);
+    Input a = input(dtype, shape, in_kind, integer_or(dtype, Values::unit));
     const Shape out_shape(shape.begin(), shape.end() - int64_t(n_reduced));
     int64_t nr = 1;
     for (size_t d = out_shape.size(); d < shape.size(); ++d) nr *= shape[d];
@@ -311,7 +316,8 @@ class KernelChecker {
     LayoutKind ka = a_kind, kb = b_kind;
     ka.bcast = bcast_a;
     kb.bcast = bcast_b;
-    Input a = input(dtype, sa, ka, Values::unit), b = input(dtype, sb, kb, Values::unit);
+    const Values v = integer_or(dtype, Values::unit);
+    Input a = input(dtype, sa, ka, v), b = input(dtype, sb, kb, v);
     Layout lo = make_layout(so, contiguous(), rng_);
     auto sentinel = random_values(lo.base_size, Values::uniform, rng_);
     return run(
@@ -322,7 +328,49 @@ class KernelChecker {
         dtype, lo, sentinel, accumulate_tol(dtype, k, 1.0));
   }
 
+  // gather along `axis` from an array of `shape` into an output whose size along axis is
+  // n_out (indices drawn in range, every dtype of the data, int64 indices; the index view
+  // may broadcast).
+  std::string gather(DType dtype, const Shape& shape, int64_t axis, int64_t n_out,
+                     const LayoutKind& a_kind, const LayoutKind& index_kind,
+                     const LayoutKind& out_kind) {
+    Shape out_shape = shape;
+    out_shape[size_t(axis)] = n_out;
+    Input a = input(dtype, shape, a_kind, integer_or(dtype, Values::uniform));
+    Input index = indices(out_shape, index_kind, shape[size_t(axis)]);
+    return elementwise_out(dtype, out_shape, out_kind, {}, [&](Backend& b, const View& out) {
+      TestArray x = a.on(b), i = index.on(b);
+      b.gather(x.view(), i.view(), axis, out);
+    });
+  }
+
+  // scatter_add of values of `shape` into an output of size n_out along axis, over the
+  // output's random prior contents; indices repeat.
+  std::string scatter_add(DType dtype, const Shape& shape, int64_t axis, int64_t n_out,
+                          const LayoutKind& values_kind, const LayoutKind& index_kind,
+                          const LayoutKind& out_kind) {
+    Shape out_shape = shape;
+    out_shape[size_t(axis)] = n_out;
+    const Values v = integer_or(dtype, Values::small_ints);  // exact sums in float32 too
+    Input values = input(dtype, shape, values_kind, v);
+    Input index = indices(shape, index_kind, n_out);
+    Layout lo = make_layout(out_shape, no_broadcast(out_kind), rng_);
+    auto sentinel = random_values(lo.base_size, v, rng_);
+    return run(
+        [&](Backend& b, TestArray& out) {
+          TestArray x = values.on(b), i = index.on(b);
+          b.scatter_add(x.view(), i.view(), axis, out.view());
+        },
+        dtype, lo, sentinel, {});
+  }
+
  private:
+  // Test values for integer dtypes are drawn from [-3, 3) (truncated: -2..2, wrapped for
+  // uint8; nonzero-heavy for bool); `kind` otherwise.
+  static Values integer_or(DType dtype, Values kind) {
+    return is_integral(dtype) ? Values::uniform : kind;
+  }
+
   // An input: a layout and the values of its base, uploaded to any backend on demand.
   struct Input {
     DType dtype;
@@ -338,6 +386,15 @@ class KernelChecker {
   Input input(DType dtype, const Shape& shape, const LayoutKind& kind, Values values) {
     Input in{dtype, make_layout(shape, kind, rng_), {}};
     in.base = random_values(in.layout.base_size, values, rng_);
+    return in;
+  }
+
+  // int64 indices in [0, n) laid out over `shape`.
+  Input indices(const Shape& shape, const LayoutKind& kind, int64_t n) {
+    Input in{DType::int64, make_layout(shape, kind, rng_), {}};
+    std::uniform_int_distribution<int64_t> pick(0, std::max<int64_t>(n - 1, 0));
+    in.base.resize(size_t(in.layout.base_size));
+    for (auto& x : in.base) x = double(pick(rng_));
     return in;
   }
 
