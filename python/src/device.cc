@@ -128,7 +128,7 @@ constexpr int64_t kTileSize = 8;
 void init_device(py::module_& m) {
   py::class_<Buffer, Handle>(m, "Array", "A raw device buffer: the handle behind an NDArray.")
       .def_property_readonly("size", &Buffer::size, "Number of elements.")
-      .def_property_readonly("dtype", [](const Buffer& b) { return dtype_name(b.dtype()); })
+      .def_property_readonly("dtype", [](const Buffer& b) { return dtype_object(b.dtype()); })
       .def(
           "ptr", [](const Buffer& b) { return reinterpret_cast<uintptr_t>(b.data()); },
           "Address of the first element (compare to test for shared memory).");
@@ -149,12 +149,13 @@ void init_device(py::module_& m) {
       .def("synchronize", [](const Device& d) { d.backend->synchronize(); })
       .def(
           "Array",
-          [](Device& d, int64_t size, const std::string& dtype) {
+          [](Device& d, int64_t size, const py::object& dtype) {
             if (size < 0) fail<ValueError>("[Array] negative size ", size);
             if (!d.backend->enabled())
               fail<RuntimeError>("device '", d.backend->name(),
                                  "' is not available: ", d.backend->disabled_reason());
-            return std::make_shared<Buffer>(*d.backend, size, dtype_from_name(dtype));
+            if (dtype.is_none()) fail<TypeError>("[Array] expected a dtype, got None");
+            return std::make_shared<Buffer>(*d.backend, size, *to_dtype(dtype, "Array"));
           },
           py::arg("size"), py::arg("dtype") = "float32",
           "Allocate a raw buffer of `size` elements.")
@@ -236,10 +237,11 @@ void init_device(py::module_& m) {
              return to_numpy(NDArray(a, shape, strides, offset));
            })
       .def("from_numpy", [](Device& d, const py::array& src, const Handle& out) {
+        // Any shape, in row-major order (the course passes N-d arrays).
         check_handle("from_numpy", d, out);
         NDArray host = to_ndarray(src, d.backend, out->dtype());
         check_room("from_numpy", out, host.size());
-        d.backend->copy(host.view(), flat_view(out, host.size()));
+        d.backend->copy(host.reshape({host.size()}).view(), flat_view(out, host.size()));
       });
 
   bind_binary(cls, "ewise_add", BinaryOp::add);

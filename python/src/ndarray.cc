@@ -129,57 +129,86 @@ NDArray same_device_operand(const NDArray& self, const py::handle& value) {
   return to_ndarray(value, &self.device(), self.dtype());
 }
 
+// bool < integers < floats: numpy's scalar rules compare these kinds.
+int kind_rank(DType d) { return is_bool(d) ? 0 : is_floating(d) ? 2 : 1; }
+
+py::object not_implemented() { return py::reinterpret_borrow<py::object>(Py_NotImplemented); }
+
+// a (op) other, or other (op) a when reflected: an NDArray or numpy array operand (a numpy
+// array keeps its dtype and moves to a's device), or a Python or numpy scalar, whose kind
+// steers numpy's promotion (int array + 1 stays int, + 1.5 is float64). NotImplemented for
+// anything else. NDArray's __array_priority__ makes numpy defer to these reflected operators,
+// so numpy (op) NDArray is an NDArray too.
+template <BinaryOp op>
+py::object arith(const NDArray& a, const py::handle& other, bool reflected) {
+  auto binary = [&](const NDArray& b) {
+    return py::cast(reflected ? NDArray::binary(op, b, a) : NDArray::binary(op, a, b));
+  };
+  if (py::isinstance<NDArray>(other)) return binary(other.cast<const NDArray&>());
+  if (auto s = to_scalar(other)) {
+    // A numpy scalar of a higher kind than the array (np.float32(2) with an int array) gives
+    // its own dtype, as numpy does; otherwise it acts as the Python number it holds.
+    if (is_numpy_scalar(other)) {
+      DType sd = dtype_of_numpy(py::dtype::from_args(other.attr("dtype")), op_name(op));
+      if (kind_rank(sd) > kind_rank(a.dtype())) return binary(to_ndarray(other, &a.device(), sd));
+    }
+    return py::cast(a.scalar(op, *s, reflected));
+  }
+  if (py::isinstance<py::array>(other)) return binary(to_ndarray(other, &a.device(), std::nullopt));
+  return not_implemented();
+}
+
 template <BinaryOp op>
 void bind_arith(py::class_<NDArray>& cls, const char* name, const char* rname) {
-  cls.def(name, [](const NDArray& a, const NDArray& b) { return NDArray::binary(op, a, b); });
-  cls.def(name, [](const NDArray& a, double s) { return a.scalar(op, s); });
-  if (rname) cls.def(rname, [](const NDArray& a, double s) { return a.scalar(op, s, true); });
+  cls.def(name, [](const NDArray& a, const py::object& b) { return arith<op>(a, b, false); });
+  if (rname)
+    cls.def(rname, [](const NDArray& a, const py::object& b) { return arith<op>(a, b, true); });
+}
+
+Scalar scalar_arg(const char* op, const py::handle& value) {
+  if (auto s = to_scalar(value)) return *s;
+  fail<TypeError>("[", op, "] expected a number, got ",
+                  std::string(py::str(py::type::of(value).attr("__name__"))));
 }
 
 }  // namespace
 
-py::array to_numpy(const NDArray& a) {
-  std::vector<py::ssize_t> shape(a.shape().begin(), a.shape().end());
-  py::array out = a.dtype() == DType::float64 ? py::array(py::dtype::of<double>(), shape)
-                                              : py::array(py::dtype::of<float>(), shape);
-  a.to_host(out.mutable_data());
-  return out;
+namespace {
+
+// __array__(dtype=None, copy=None): numpy 2 passes copy; copy=False asks for no copy.
+py::object array_protocol(const NDArray& a, const py::object& dtype, const py::object& copy) {
+  bool no_copy = !copy.is_none() && !copy.cast<bool>();
+  py::array out = no_copy ? numpy_view(a) : to_numpy(a);
+  if (dtype.is_none()) return std::move(out);
+  return out.attr("astype")(dtype, py::arg("copy") = !no_copy);
 }
 
-NDArray to_ndarray(const py::handle& obj, Backend* device, std::optional<DType> dtype) {
-  Backend& target = device ? *device : default_backend();
-  if (py::isinstance<NDArray>(obj)) {
-    NDArray a = obj.cast<NDArray>();
-    if (device && &a.device() != device) a = a.to(*device);
-    if (dtype && a.dtype() != *dtype) a = a.astype(*dtype);
-    return a;
-  }
-  DType dt = DType::float32;
-  if (dtype) {
-    dt = *dtype;
-  } else if (py::isinstance<py::array>(obj) &&
-             obj.cast<py::array>().dtype().is(py::dtype::of<double>())) {
-    dt = DType::float64;
-  }
-  constexpr int kFlags = py::array::c_style | py::array::forcecast;
-  py::array arr = dt == DType::float64 ? py::array(py::array_t<double, kFlags>::ensure(obj))
-                                       : py::array(py::array_t<float, kFlags>::ensure(obj));
-  if (!arr)
-    throw py::type_error("cannot make an array from an object of type " +
-                         std::string(py::str(py::type::of(obj))));
-  Shape shape(arr.shape(), arr.shape() + arr.ndim());
-  return NDArray::from_host(arr.data(), shape, dt, target);
+py::object item(const NDArray& a) {
+  if (is_floating(a.dtype()) || a.size() != 1) return py::float_(a.item());  // item() checks
+  return to_numpy(a).attr("item")();  // int or bool, exactly
 }
+
+py::object flat(const NDArray& a) {
+  if (is_host_memory(a)) {
+    py::array view = numpy_view(a);
+    return a.is_compact() ? view.attr("reshape")(-1) : view.attr("flat");
+  }
+  if (!a.is_compact())
+    fail<ValueError>("[flat] a non-compact ", a.device().name(),
+                     " array has no flat view; call compact() first");
+  return py::cast(a.reshape({a.size()}));
+}
+
+}  // namespace
 
 void init_ndarray(py::module_& m) {
   py::class_<NDArray> cls(m, "NDArray", R"doc(
 An n-dimensional array on a device: a shared buffer (`_handle`) seen through shape,
 strides (in elements) and offset. Views share the buffer; `compact()` copies.)doc");
   cls.def(py::init([](const py::object& other, const py::object& device, const py::object& dtype) {
-            std::optional<DType> dt;
-            if (!dtype.is_none()) dt = dtype_from_name(py::str(dtype));
+            std::optional<DType> dt = to_dtype(dtype, "NDArray");
             Backend* dev = device.is_none() ? nullptr : &to_backend(device);
-            NDArray a = to_ndarray(other, dev, dt);
+            NDArray a = to_ndarray(other, dev, dt, Infer::float32_unless_array);
             // NDArray(ndarray) copies, as the course's constructor does.
             return py::isinstance<NDArray>(other) && a.buffer() == other.cast<NDArray&>().buffer()
                        ? a.clone()
@@ -189,9 +218,9 @@ strides (in elements) and offset. Views share the buffer; `compact()` copies.)do
       .def_static(
           "make",
           [](const py::object& shape, const py::object& strides, const py::object& device,
-             std::shared_ptr<Buffer> handle, int64_t offset, const std::string& dtype) {
+             std::shared_ptr<Buffer> handle, int64_t offset, const py::object& dtype) {
             Shape s = to_ints(shape);
-            if (!handle) handle = NDArray::empty(s, dtype_from_name(dtype), to_backend(device)).buffer();
+            if (!handle) handle = NDArray::empty(s, *to_dtype(dtype, "make"), to_backend(device)).buffer();
             Strides st = strides.is_none() ? NDArray::compact_strides(s) : to_ints(strides);
             // A 0-d view at `offset`, re-strided: as_strided checks the view fits the buffer.
             return NDArray(handle, {}, {}, offset).as_strided(s, st);
@@ -206,7 +235,7 @@ strides (in elements) and offset. Views share the buffer; `compact()` copies.)do
       .def_property_readonly("_strides", [](const NDArray& a) { return to_tuple(a.strides()); })
       .def_property_readonly("device", [](const NDArray& a) { return Device{&a.device()}; })
       .def_property_readonly("_device", [](const NDArray& a) { return Device{&a.device()}; })
-      .def_property_readonly("dtype", [](const NDArray& a) { return dtype_name(a.dtype()); })
+      .def_property_readonly("dtype", [](const NDArray& a) { return dtype_object(a.dtype()); })
       .def_property_readonly("ndim", &NDArray::ndim)
       .def_property_readonly("size", &NDArray::size)
       .def_property_readonly("_handle", &NDArray::buffer)
@@ -219,17 +248,27 @@ strides (in elements) and offset. Views share the buffer; `compact()` copies.)do
       .def("to", [](const NDArray& a, const py::object& d) { return a.to(to_backend(d)); },
            py::arg("device"))
       .def("numpy", &to_numpy, "A numpy copy.")
-      .def("__array__", [](const NDArray& a, const py::object&) { return to_numpy(a); },
-           py::arg("dtype") = py::none())
+      .def("__array__", &array_protocol, py::arg("dtype") = py::none(),
+           py::arg("copy") = py::none(),
+           "numpy's conversion hook (np.asarray, np.testing, ...): a copy; with copy=False a "
+           "view of host memory (ValueError for device memory).")
       .def("is_compact", &NDArray::is_compact)
       .def("compact", &NDArray::compact, "A compact copy, or self when already compact.")
-      .def("astype", [](const NDArray& a, const std::string& d) { return a.astype(dtype_from_name(d)); })
-      .def("item", &NDArray::item)
+      .def("astype",
+           [](const NDArray& a, const py::object& d) {
+             if (d.is_none()) fail<TypeError>("[astype] expected a dtype, got None");
+             return a.astype(*to_dtype(d, "astype"));
+           },
+           py::arg("dtype"), "A copy in `dtype`: a name (\"int64\"), a numpy dtype or type.")
+      .def("item", &item, "The single element as a Python float, int or bool.")
       .def("as_strided",
            [](const NDArray& a, const py::object& shape, const py::object& strides) {
              return a.as_strided(to_ints(shape), to_ints(strides));
            })
-      .def_property_readonly("flat", [](const NDArray& a) { return a.reshape({a.size()}); })
+      .def_property_readonly("flat", &flat, R"doc(
+The elements in row-major order, writable in place (`a.flat[j] += eps` changes `a`): on the
+CPU a numpy view of the buffer (1-D when `a` is compact, else numpy's flat iterator); on
+another device a 1-D NDArray view, which needs a compact array.)doc")
       .def("reshape", [](const NDArray& a, const py::object& shape) { return a.reshape(to_ints(shape)); },
            py::arg("new_shape"))
       .def("permute", [](const NDArray& a, const py::object& axes) { return a.permute(to_ints(axes)); },
@@ -249,9 +288,10 @@ strides (in elements) and offset. Views share the buffer; `compact()` copies.)do
                a.setitem(k, same_device_operand(a, value));
            })
       .def("__neg__", [](const NDArray& a) { return -a; })
-      .def("__pow__", [](const NDArray& a, double e) { return a.pow(e); })
+      .def("__pow__", [](const NDArray& a, const py::object& e) { return a.pow(scalar_arg("pow", e)); })
       .def("maximum", [](const NDArray& a, const NDArray& b) { return a.maximum(b); })
-      .def("maximum", [](const NDArray& a, double s) { return a.maximum(s); })
+      .def("maximum",
+           [](const NDArray& a, const py::object& s) { return a.maximum(scalar_arg("maximum", s)); })
       .def("log", &NDArray::log)
       .def("exp", &NDArray::exp)
       .def("tanh", &NDArray::tanh)
@@ -287,6 +327,7 @@ strides (in elements) and offset. Views share the buffer; `compact()` copies.)do
            })
       .def("__str__", [](const NDArray& a) { return std::string(py::str(to_numpy(a))); });
   cls.attr("__hash__") = py::none();
+  cls.attr("__array_priority__") = 1000;  // numpy defers to NDArray's reflected operators
 
   bind_arith<BinaryOp::add>(cls, "__add__", "__radd__");
   bind_arith<BinaryOp::subtract>(cls, "__sub__", "__rsub__");
@@ -299,6 +340,8 @@ strides (in elements) and offset. Views share the buffer; `compact()` copies.)do
   bind_arith<BinaryOp::lt>(cls, "__lt__", nullptr);
   bind_arith<BinaryOp::le>(cls, "__le__", nullptr);
 
+  m.def("_set_dtype_class", &set_dtype_class, py::arg("cls"),
+        "Registers the str subclass that `.dtype` returns (needle.backend_ndarray.DType).");
   m.def("concatenate", &NDArray::concatenate, py::arg("arrays"), py::arg("axis") = 0);
   m.def("stack", &NDArray::stack, py::arg("arrays"), py::arg("axis") = 0);
 }

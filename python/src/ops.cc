@@ -264,7 +264,11 @@ void init_ops(py::module_& parent) {
   m.def("silu", &silu, py::arg("a"));
   m.def("where", &where, py::arg("condition"), py::arg("a"), py::arg("b"));
   m.def(
-      "astype", [](const Tensor& a, py::handle d) { return astype(a, *to_dtype(d)); }, py::arg("a"),
+      "astype",
+      [](const Tensor& a, py::handle d) {
+        if (d.is_none()) fail<TypeError>("[astype] expected a dtype, got None");
+        return astype(a, *to_dtype(d, "astype"));
+      }, py::arg("a"),
       py::arg("dtype"));
   m.def(
       "to_device", [](const Tensor& a, py::handle d) { return to_device(a, to_backend(d)); },

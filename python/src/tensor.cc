@@ -211,8 +211,11 @@ NDArray array_for(const Tensor& like, py::handle value) {
   return to_ndarray(value, &like.device(), like.dtype());
 }
 
+// Tensor(array, device, dtype): with dtype=None, numpy's inference (API.md): a Python float
+// is float64, Python ints int64, a numpy array keeps its dtype, an NDArray or Tensor too.
 Tensor tensor_from_python(py::handle array, py::handle device, py::handle dtype) {
-  std::optional<DType> dt = to_dtype(dtype);
+  if (array.is_none()) fail<TypeError>("[Tensor] cannot make a tensor from None");
+  std::optional<DType> dt = to_dtype(dtype, "Tensor");
   if (is_tensor(array)) {
     Tensor src = as_tensor(array);
     Backend& dev = device.is_none() ? src.device() : to_backend(device);
@@ -296,8 +299,9 @@ Tensor and TensorTuple derive from it.)doc");
   py::class_<TensorNode, Node, TensorPtr> tensor(m, "Tensor", R"doc(
 Tensor(array, *, device=None, dtype=None, requires_grad=True)
 
-A multi-dimensional array with autograd. `array` is a list, numpy array, NDArray or Tensor;
-with dtype=None a float64 numpy array stays float64 and anything else becomes float32.)doc");
+A multi-dimensional array with autograd. `array` is a list, scalar, numpy array, NDArray or
+Tensor; with dtype=None the dtype is numpy's (np.asarray(array).dtype): Python floats are
+float64, ints int64, arrays, NDArrays and Tensors keep theirs.)doc");
   tensor_type = reinterpret_cast<PyTypeObject*>(tensor.ptr());
   // numpy defers to Tensor's reflected operators: ndarray * tensor is a Tensor.
   tensor.attr("__array_ufunc__") = py::none();
@@ -305,6 +309,8 @@ with dtype=None a float64 numpy array stays float64 and anything else becomes fl
       .def(py::init([](py::handle array, py::handle device, py::handle dtype, bool requires_grad,
                        const py::kwargs&) {
              Tensor t = tensor_from_python(array, device, dtype);
+             // Any dtype may require grad, as in the course (its hw1 test differentiates
+             // Tensor([6])); the framework's label tensors are made with requires_grad=False.
              t.set_requires_grad(requires_grad);
              return t.node();
            }),
@@ -329,7 +335,7 @@ with dtype=None a float64 numpy array stays float64 and anything else becomes fl
       .def_property_readonly("shape",
                              [](const TensorPtr& t) { return shape_tuple(t->data().shape()); })
       .def_property_readonly("dtype",
-                             [](const TensorPtr& t) { return dtype_name(t->data().dtype()); })
+                             [](const TensorPtr& t) { return dtype_object(t->data().dtype()); })
       .def_property_readonly("device",
                              [](const TensorPtr& t) { return Device{&t->data().device()}; })
       .def_property_readonly("ndim", [](const TensorPtr& t) { return t->data().ndim(); })
@@ -357,12 +363,12 @@ with dtype=None a float64 numpy array stays float64 and anything else becomes fl
       .def("numpy", [](const TensorPtr& t) { return to_numpy(t->data()); })
       .def(
           "__array__",
-          [](const TensorPtr& t, const py::object& dtype) -> py::object {
-            py::array a = to_numpy(t->data());
-            return dtype.is_none() ? py::object(a) : a.attr("astype")(dtype);
+          [](const TensorPtr& t, const py::object& dtype, const py::object& copy) {
+            // The NDArray's hook: a copy, or with copy=False a view of host memory.
+            return py::cast(t->data()).attr("__array__")(dtype, copy);
           },
-          py::arg("dtype") = py::none())
-      .def("item", [](const TensorPtr& t) { return t->data().item(); })
+          py::arg("dtype") = py::none(), py::arg("copy") = py::none())
+      .def("item", [](const TensorPtr& t) { return py::cast(t->data()).attr("item")(); })
       .def("__repr__", [](const TensorPtr& t) { return tensor_repr(Tensor(t)); })
       .def("__str__", [](const TensorPtr& t) { return std::string(py::str(to_numpy(t->data()))); })
       .def("__len__",
@@ -430,7 +436,10 @@ with dtype=None a float64 numpy array stays float64 and anything else becomes fl
       .def("sigmoid", [](const TensorPtr& t) { return sigmoid(Tensor(t)); })
       .def("sqrt", [](const TensorPtr& t) { return sqrt(Tensor(t)); })
       .def("astype",
-           [](const TensorPtr& t, py::handle d) { return astype(Tensor(t), *to_dtype(d)); })
+           [](const TensorPtr& t, py::handle d) {
+             if (d.is_none()) fail<TypeError>("[astype] expected a dtype, got None");
+             return astype(Tensor(t), *to_dtype(d, "astype"));
+           })
       .def("to",
            [](const TensorPtr& t, py::handle d) { return to_device(Tensor(t), to_backend(d)); });
 

@@ -57,15 +57,6 @@ inline std::optional<Axes> to_opt_axes(const pybind11::handle& obj) {
   return to_ints(obj);
 }
 
-// None -> nullopt; "float32" / "float64", a numpy dtype or a numpy scalar type.
-inline std::optional<DType> to_dtype(const pybind11::handle& obj) {
-  if (obj.is_none()) return std::nullopt;
-  if (pybind11::isinstance<pybind11::str>(obj)) return dtype_from_name(obj.cast<std::string>());
-  auto np_dtype = pybind11::module_::import("numpy").attr("dtype")(obj);
-  return dtype_from_name(np_dtype.attr("name").cast<std::string>());
-}
-
-
 // The Python object for an op: a Python-defined op's own object, else the bound C++ op.
 pybind11::object op_to_python(const OpPtr& op);
 

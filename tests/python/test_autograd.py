@@ -16,10 +16,12 @@ pytestmark = pytest.mark.hw1
 # ------------------------------------------------------------------ construction
 @pytest.mark.parametrize("device", DEVICES)
 def test_construction_and_dtypes(device):
-    assert ndl.Tensor([1, 2, 3], device=device).dtype == "float32"
+    # numpy's inference (test_numpy_interop.py has the whole table).
+    assert ndl.Tensor([1, 2, 3], device=device).dtype == "int64"
+    assert ndl.Tensor([1.0, 2.0], device=device).dtype == "float64"
     assert ndl.Tensor(np.ones(3), device=device).dtype == "float64"
     assert ndl.Tensor(np.ones(3, dtype=np.float32), device=device).dtype == "float32"
-    assert ndl.Tensor(np.arange(3), device=device).dtype == "float32"
+    assert ndl.Tensor(np.arange(3), device=device).dtype == "int64"
     assert ndl.Tensor(np.ones(3), device=device, dtype="float32").dtype == "float32"
     assert ndl.Tensor([1.0], device=device, dtype=np.float64).dtype == "float64"
     x = ndl.Tensor(np.arange(6.0).reshape(2, 3), device=device)
@@ -45,7 +47,7 @@ def test_properties():
     x.data = ndl.Tensor([[5.0, 6.0], [7.0, 8.0]])
     np.testing.assert_array_equal(x.numpy(), [[5, 6], [7, 8]])
     with pytest.raises(TypeError):
-        x.data = ndl.Tensor(np.ones((2, 2)))  # float64 into float32
+        x.data = ndl.Tensor(np.ones((2, 2), dtype=np.float32))  # float32 into float64
     det = x.detach()
     assert det.is_leaf() and not det.requires_grad
     assert isinstance(x.realize_cached_data(), nd.NDArray)

@@ -89,10 +89,14 @@ def test_dataloader_and_dataset_errors():
         data.NDArrayDataset(np.zeros(3), np.zeros(4))
 
 
-def test_float64_arrays_stay_float64():
-    loader = data.DataLoader(data.NDArrayDataset(np.zeros((4, 2)), np.zeros(4, dtype=np.float32)), batch_size=2)
-    bx, by = next(iter(loader))
-    assert bx.dtype == "float64" and by.dtype == "float32"
+def test_batches_keep_each_fields_dtype():
+    fields = (np.zeros((4, 2)), np.zeros(4, dtype=np.float32), np.arange(4), np.arange(4, dtype=np.uint8))
+    bx, bf, by, bu = next(iter(data.DataLoader(data.NDArrayDataset(*fields), batch_size=2)))
+    assert (bx.dtype, bf.dtype, by.dtype, bu.dtype) == ("float64", "float32", "int64", "uint8")
+    assert not any(t.requires_grad for t in (bx, bf, by, bu))
+    # dtype= casts the floating-point fields only: labels stay integers.
+    loader = data.DataLoader(data.NDArrayDataset(*fields), batch_size=2, dtype="float32")
+    assert [t.dtype for t in next(iter(loader))] == ["float32", "float32", "int64", "uint8"]
 
 
 def test_random_flip_horizontal():
@@ -164,6 +168,7 @@ def test_mnist_dataloader_matches_slices(small_mnist):
         tx, ty = ds[i * 10 : (i + 1) * 10]
         np.testing.assert_allclose(bx.numpy(), tx)
         np.testing.assert_array_equal(by.numpy(), ty)
+        assert bx.dtype == "float32" and by.dtype == "uint8" and ty.dtype == np.uint8
 
 
 def test_mnist_errors(tmp_path, small_mnist):

@@ -64,8 +64,13 @@ def test_randb(device):
     t = init.randb(50, 40, p=0.3, device=device)
     np.random.seed(11)
     ref = np.random.rand(50, 40) < 0.3
-    np.testing.assert_array_equal(t.numpy(), ref.astype(np.float32))
+    assert t.dtype == "bool" and not t.requires_grad
+    np.testing.assert_array_equal(t.numpy(), ref)
     assert t.numpy().mean() == pytest.approx(0.3, abs=0.05)
+    np.random.seed(11)
+    f = init.randb(50, 40, p=0.3, device=device, dtype="float32")
+    assert f.dtype == "float32"
+    np.testing.assert_array_equal(f.numpy(), ref.astype(np.float32))
 
 
 @pytest.mark.parametrize("device", DEVICES, ids=["cpu", "cuda"])
@@ -74,8 +79,16 @@ def test_one_hot(device):
     t = init.one_hot(4, y, device=device)
     np.testing.assert_array_equal(t.numpy(), np.eye(4)[[2, 0, 3]])
     np.testing.assert_array_equal(init.one_hot(3, np.array([1, 1]), device=device).numpy(), np.eye(3)[[1, 1]])
+    for dtype in ("int64", "int32", "uint8"):
+        labels = ndl.Tensor(np.array([2, 0, 3], dtype=dtype), device=device)
+        np.testing.assert_array_equal(init.one_hot(4, labels, device=device).numpy(), np.eye(4)[[2, 0, 3]])
+    assert init.one_hot(4, ndl.Tensor([1]), device=device, dtype="float64").dtype == "float64"
     with pytest.raises(ValueError, match="one_hot"):
         init.one_hot(3, np.array([3]), device=device)
+    with pytest.raises(ValueError, match=r"\[one_hot\] class indices must be integers, got 0.5"):
+        init.one_hot(3, ndl.Tensor([1.0, 0.5]), device=device)
+    with pytest.raises(ValueError, match="must be integers"):
+        init.one_hot(3, np.array([np.nan]), device=device)
 
 
 def test_xavier():

@@ -96,6 +96,32 @@ def test_softmax_loss_vs_torch(device):
 
 @hw2
 @pytest.mark.parametrize("device", DEVICES, ids=IDS)
+def test_softmax_loss_takes_integer_labels_of_every_dtype(device):
+    np.random.seed(5)
+    z = np.random.randn(6, 4)
+    y = np.random.randint(0, 4, size=6)
+    lse = np.log(np.exp(z).sum(1))
+    expected = np.mean(lse - z[np.arange(6), y])
+    Z = ndl.Tensor(z, device=device)
+    for labels in (y, y.astype(np.int32), y.astype(np.uint8), y.astype(np.float32), list(map(int, y))):
+        label = ndl.Tensor(labels, device=device, requires_grad=False)
+        loss = nn.SoftmaxLoss()(Z, label)
+        assert loss.dtype == "float64"
+        np.testing.assert_allclose(loss.numpy(), expected, rtol=1e-12)
+    # Labels that are no class index are refused, naming the loss and the bad value.
+    for bad, match in (([1.7, 0, 0, 0, 0, 0], "must be integers, got 1.7"),
+                       ([0, 0, 4, 0, 0, 0], r"must lie in \[0, 4\)"),
+                       ([0, 0, -1, 0, 0, 0], r"must lie in \[0, 4\)")):
+        with pytest.raises(ValueError, match=r"\[SoftmaxLoss\] class indices " + match):
+            nn.SoftmaxLoss()(Z, ndl.Tensor(bad, device=device))
+    with pytest.raises(ValueError, match=r"\[SoftmaxLoss\] expects logits \(batch, classes\)"):
+        nn.SoftmaxLoss()(ndl.Tensor(z[0], device=device), ndl.Tensor(y[:1], device=device))
+    with pytest.raises(ValueError, match=r"labels \(3,\)"):
+        nn.SoftmaxLoss()(Z, ndl.Tensor(y[:3], device=device))
+
+
+@hw2
+@pytest.mark.parametrize("device", DEVICES, ids=IDS)
 def test_batchnorm1d_train_eval_vs_torch(device):
     np.random.seed(2)
     bn = nn.BatchNorm1d(4, momentum=0.2, device=device)

@@ -2,7 +2,8 @@
 
 The array itself is the C++ ``needle::NDArray`` (bound as ``NDArray``); this module adds the
 device constructors, the device conveniences (``randn``, ``rand``, ``one_hot``, ``empty``,
-``full``) and the module-level functions of the course's ``ndarray.py``.
+``full``), the module-level functions of the course's ``ndarray.py``, the course's
+``NDArray.process_slice`` helper, and ``DType``, the str subclass that ``.dtype`` returns.
 """
 import numpy as np
 
@@ -10,10 +11,58 @@ from .. import _needle
 from .._needle import Array, Device, NDArray, concatenate, stack
 
 __all__ = [
-    "Array", "Device", "NDArray", "cpu", "cuda", "cpu_numpy", "default_device", "all_devices",
+    "Array", "Device", "NDArray", "DType", "cpu", "cuda", "cpu_numpy", "default_device", "all_devices",
     "array", "empty", "full", "broadcast_to", "reshape", "maximum", "log", "exp", "tanh", "sum",
     "flip", "concatenate", "stack",
 ]
+
+
+class DType(str):
+    """A dtype as ``.dtype`` returns it: its name ("float32", "int64", "bool", ...), which
+    also compares equal to numpy's spellings of the same dtype (``np.float32``,
+    ``np.dtype("float32")``, ``float`` for float64), as a numpy array's ``dtype`` does."""
+
+    __slots__ = ()
+
+    def __eq__(self, other):
+        if isinstance(other, str):
+            return str.__eq__(self, other)
+        if isinstance(other, (np.dtype, type)):
+            try:
+                return np.dtype(other) == np.dtype(str(self))
+            except TypeError:
+                return False
+        return NotImplemented
+
+    def __ne__(self, other):
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    __hash__ = str.__hash__
+
+    @property
+    def name(self):
+        return str(self)
+
+    @property
+    def itemsize(self):
+        return np.dtype(str(self)).itemsize
+
+
+_needle._set_dtype_class(DType)
+
+
+def _process_slice(self, sl, dim):
+    """The course's helper: ``sl`` with start, stop and step filled in for axis ``dim``
+    (None -> the full range, negative bounds counted from the end, clamped to the axis)."""
+    n = self.shape[dim]
+    start, stop, step = sl.indices(n)
+    if step < 0 and stop < 0:
+        stop = None  # "before index 0": -1 would mean the last element
+    return slice(start, stop, step)
+
+
+NDArray.process_slice = _process_slice
 
 
 def cpu():

@@ -3,7 +3,8 @@
 A DataLoader splits the index range into batches (the last short batch is kept);
 with ``shuffle=True`` it draws a fresh ``np.random.permutation`` at the start of
 each iteration, so ``np.random.seed`` fixes the order. Each batch is a tuple of
-Tensors, one per field the dataset returns, that do not require grad.
+Tensors, one per field the dataset returns, that do not require grad; integer fields
+(labels) stay integer tensors.
 """
 from typing import List, Optional
 
@@ -49,11 +50,21 @@ def _collate(samples):
     return (np.stack([np.asarray(s) for s in samples]),)
 
 
+def _field_dtype(x, dtype):
+    """The dtype a batch field becomes: ``dtype`` for floating-point data, else its own."""
+    own = np.dtype(str(x.dtype)) if hasattr(x, "dtype") else np.asarray(x).dtype
+    if dtype is None or np.issubdtype(own, np.inexact):
+        return dtype
+    return None
+
+
 class DataLoader:
     """Iterates a Dataset in batches of ``batch_size``: tuples of Tensors.
 
     ``device`` and ``dtype`` (extensions) place the batches; by default the default
-    device and the array's own dtype (float64 stays float64, other types float32).
+    device and each field's own dtype, as numpy infers it (float32 images stay float32,
+    uint8 or int64 labels stay integers). ``dtype`` casts the floating-point fields only:
+    integer and bool fields (class labels, token ids) keep their dtype.
     """
 
     dataset: Dataset
@@ -98,6 +109,7 @@ class DataLoader:
         else:
             batch = _collate([self.dataset[int(i)] for i in indices])
         return tuple(
-            ndl.Tensor(x, device=self.device, dtype=self.dtype, requires_grad=False) for x in batch
+            ndl.Tensor(x, device=self.device, dtype=_field_dtype(x, self.dtype), requires_grad=False)
+            for x in batch
         )
         # END SOLUTION

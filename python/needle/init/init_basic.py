@@ -17,6 +17,7 @@ __all__ = [
     "zeros",
     "randb",
     "one_hot",
+    "check_class_indices",
     "zeros_like",
     "ones_like",
 ]
@@ -27,11 +28,6 @@ def _shape(shape):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         return tuple(int(s) for s in shape[0])
     return tuple(int(s) for s in shape)
-
-
-def _storage_dtype(dtype):
-    # Masks are stored as 0.0/1.0 floats: NDArray has no bool dtype.
-    return "float32" if dtype in (None, "bool", bool) else dtype
 
 
 def rand(*shape, low=0.0, high=1.0, device=None, dtype="float32", requires_grad=False):
@@ -72,30 +68,41 @@ def zeros(*shape, device=None, dtype="float32", requires_grad=False):
 
 
 def randb(*shape, p=0.5, device=None, dtype="bool", requires_grad=False):
-    """Bernoulli(p) draws as 1.0/0.0: ``np.random.rand(*shape) < p``.
-
-    ``dtype="bool"`` (the course's default) is stored as float32 ones and zeros.
-    """
+    """Bernoulli(p) draws ``np.random.rand(*shape) < p`` (compared in float64, as numpy
+    does), as a bool tensor by default or as 1/0 in ``dtype``."""
     # BEGIN SOLUTION hw2
     device = ndl.backend_ndarray.default_device() if device is None else device
-    dtype = _storage_dtype(dtype)
-    array = device.rand(*_shape(shape), dtype=dtype) < p
+    array = device.rand(*_shape(shape), dtype="float64") < p
     return ndl.Tensor(array, device=device, dtype=dtype, requires_grad=requires_grad)
     # END SOLUTION
 
 
+def check_class_indices(op, n, i):
+    """Raise ValueError unless ``i`` (a Tensor, NDArray, numpy array, list or number) holds
+    integer class indices in [0, n): integer or bool data, or floats with integer values."""
+    values = np.asarray(i.numpy() if hasattr(i, "numpy") else i)
+    if not (np.issubdtype(values.dtype, np.number) or values.dtype == np.bool_):
+        raise ValueError(f"[{op}] class indices must be integers, got dtype {values.dtype}")
+    if values.size == 0:
+        return
+    if np.issubdtype(values.dtype, np.inexact):
+        bad = values[~np.isfinite(values) | (values != np.round(values))]
+        if bad.size:
+            raise ValueError(f"[{op}] class indices must be integers, got {bad.flat[0]}")
+    low, high = values.min(), values.max()
+    if low < 0 or high >= n:
+        raise ValueError(f"[{op}] class indices must lie in [0, {n}), got {low}..{high}")
+
+
 def one_hot(n, i, device=None, dtype="float32", requires_grad=False):
-    """One-hot rows: ``out[k, i[k]] = 1`` with ``n`` columns; ``i`` holds class indices."""
+    """One-hot rows: ``out[k, i[k]] = 1`` with ``n`` columns; ``i`` holds class indices
+    (an integer Tensor, NDArray or array; floats must hold integer values)."""
+    check_class_indices("one_hot", n, i)
     # BEGIN SOLUTION hw2
     device = ndl.backend_ndarray.default_device() if device is None else device
     if hasattr(i, "numpy"):
         i = i.numpy()
-    raw = np.asarray(i)
-    idx = raw.astype(np.int64)
-    if raw.dtype.kind not in "biu" and not np.array_equal(idx, raw):
-        raise ValueError(f"[one_hot] class indices must be integers, got {raw.ravel()[:8].tolist()}")
-    if idx.size and (idx.min() < 0 or idx.max() >= n):
-        raise ValueError(f"[one_hot] class indices must lie in [0, {n}), got {idx.min()}..{idx.max()}")
+    idx = np.asarray(i).astype(np.int64)
     array = device.one_hot(n, idx, dtype=dtype)
     return ndl.Tensor(array, device=device, dtype=dtype, requires_grad=requires_grad)
     # END SOLUTION

@@ -294,7 +294,8 @@ class Sequential(Module):
 
 
 class SoftmaxLoss(Module):
-    """Mean cross-entropy of ``logits`` (B, k) against integer class labels ``y`` (B,)."""
+    """Mean cross-entropy of ``logits`` (B, k) against integer class labels ``y`` (B,): an
+    integer Tensor (any integer dtype; floats must hold integer values)."""
 
     def forward(self, logits: Tensor, y: Tensor):
         _check_ndim("SoftmaxLoss", logits, 2, "(batch, classes)")
@@ -303,6 +304,7 @@ class SoftmaxLoss(Module):
                 f"[SoftmaxLoss] labels of shape {tuple(y.shape)} do not match logits of shape "
                 f"{tuple(logits.shape)}: expected ({logits.shape[0]},)"
             )
+        init.check_class_indices("SoftmaxLoss", logits.shape[1], y)
         # BEGIN SOLUTION hw2
         n, k = logits.shape
         y_one_hot = init.one_hot(k, y, device=logits.device, dtype=logits.dtype)
