@@ -1,5 +1,5 @@
 // The CPU backend's thread count: one atomic setting that sizes the OpenMP team. Eigen is
-// pinned to one thread, OpenBLAS for the length of our own calls (see threads.h).
+// pinned to one thread; OpenBLAS's count is set for the length of our own calls (threads.h).
 #include "backend_cpu/threads.h"
 
 #include <omp.h>
@@ -52,15 +52,16 @@ int get_num_threads() {
 }
 
 #ifdef NEEDLE_WITH_OPENBLAS
-SingleThreadedBlas::SingleThreadedBlas() : saved_(openblas_get_num_threads()) {
-  if (saved_ != 1) openblas_set_num_threads(1);
+ScopedBlasThreads::ScopedBlasThreads(int threads)
+    : saved_(openblas_get_num_threads()), threads_(threads) {
+  if (saved_ != threads_) openblas_set_num_threads(threads_);
 }
-SingleThreadedBlas::~SingleThreadedBlas() {
-  if (saved_ != 1) openblas_set_num_threads(saved_);
+ScopedBlasThreads::~ScopedBlasThreads() {
+  if (saved_ != threads_) openblas_set_num_threads(saved_);
 }
 #else
-SingleThreadedBlas::SingleThreadedBlas() = default;
-SingleThreadedBlas::~SingleThreadedBlas() = default;
+ScopedBlasThreads::ScopedBlasThreads(int threads) : threads_(threads) {}
+ScopedBlasThreads::~ScopedBlasThreads() = default;
 #endif
 
 int threads_for(int64_t work, int64_t grain) {
