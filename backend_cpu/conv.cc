@@ -85,7 +85,7 @@ void for_each_block(const ConvGeometry& g, const Body& body) {
   const int64_t block = g.block_rows(sizeof(T));
   const int64_t blocks = (g.pixels() + block - 1) / block;
   const int64_t work = g.pixels() * g.patch() * g.cout;
-  const SingleThreadedBlas single_threaded_blas;
+  const ScopedBlasThreads single_threaded_blas(1);
   std::atomic<int64_t> next{0};
   parallel(std::min<int64_t>(threads_for(work, kConvGrain), blocks), [&](int64_t t, int64_t) {
     std::vector<T> cols(size_t(block * g.patch()));

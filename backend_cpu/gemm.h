@@ -135,20 +135,32 @@ inline bool blas_layout(int64_t rows, int64_t cols, int64_t rs, int64_t cs, CBLA
 }
 }  // namespace detail
 
+// How BLAS sees the three matrices of C = A @ B; ok is false when it cannot express them.
+struct BlasLayouts {
+  bool ok = false;
+  CBLAS_TRANSPOSE ta = CblasNoTrans, tb = CblasNoTrans;
+  int64_t lda = 0, ldb = 0, ldc = 0;
+};
+inline BlasLayouts blas_layouts(int64_t m, int64_t n, int64_t k, int64_t a_rs, int64_t a_cs,
+                                int64_t b_rs, int64_t b_cs, int64_t c_rs, int64_t c_cs) {
+  BlasLayouts l;
+  CBLAS_TRANSPOSE tc;
+  l.ok = k > 0 && detail::blas_layout(m, k, a_rs, a_cs, l.ta, l.lda) &&
+         detail::blas_layout(k, n, b_rs, b_cs, l.tb, l.ldb) &&
+         detail::blas_layout(m, n, c_rs, c_cs, tc, l.ldc) && tc == CblasNoTrans;
+  return l;
+}
+
 // C = A @ B through OpenBLAS; false (nothing done) when a layout is not expressible in BLAS.
 template <class T>
 bool gemm_blas(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int64_t a_cs, const T* b,
                int64_t b_rs, int64_t b_cs, T* c, int64_t c_rs, int64_t c_cs) {
-  CBLAS_TRANSPOSE ta, tb, tc;
-  int64_t lda, ldb, ldc;
-  if (k == 0 || !detail::blas_layout(m, k, a_rs, a_cs, ta, lda) ||
-      !detail::blas_layout(k, n, b_rs, b_cs, tb, ldb) ||
-      !detail::blas_layout(m, n, c_rs, c_cs, tc, ldc) || tc != CblasNoTrans)
-    return false;
+  const BlasLayouts l = blas_layouts(m, n, k, a_rs, a_cs, b_rs, b_cs, c_rs, c_cs);
+  if (!l.ok) return false;
   if constexpr (std::is_same_v<T, float>) {
-    cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+    cblas_sgemm(CblasRowMajor, l.ta, l.tb, m, n, k, 1.0f, a, l.lda, b, l.ldb, 0.0f, c, l.ldc);
   } else {
-    cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, 1.0, a, lda, b, ldb, 0.0, c, ldc);
+    cblas_dgemm(CblasRowMajor, l.ta, l.tb, m, n, k, 1.0, a, l.lda, b, l.ldb, 0.0, c, l.ldc);
   }
   return true;
 }

@@ -1,10 +1,13 @@
 // Batched matrix product: a loop over the batch dimensions (stride 0 where a batch operand
-// is broadcast) around the single-threaded GEMM of gemm.h. All threading is ours, on the
-// one OpenMP team: many small products are spread over the threads one batch entry each; a
-// large product is cut into one block of rows (or of columns, when it is wider than tall)
-// per thread. Letting OpenBLAS thread a product itself was slower: for the tall, narrow
-// products of a convolution (32768x576 @ 576x64) its second thread added almost nothing,
-// and its thread pool spun against our OpenMP team between calls.
+// is broadcast) around the GEMM of gemm.h. Threading is ours, on the one OpenMP team: many
+// small products are spread over the threads one batch entry each; a mid-sized product is
+// cut into one block of rows (or of columns, when it is wider than tall) per thread. Only a
+// product that is large in all three dimensions goes to OpenBLAS whole, threaded by
+// OpenBLAS: at 2048^3 its own blocking reached 1.5x our split (whose blocks each re-pack B),
+// while for the tall, narrow products of a convolution (32768x576 @ 576x64) its second
+// thread added almost nothing, and its pool spun against our OpenMP team between calls.
+#include <algorithm>
+
 #include "backend_cpu/gemm.h"
 #include "backend_cpu/kernels.h"
 #include "backend_cpu/threads.h"
@@ -19,10 +22,24 @@ namespace {
 constexpr int64_t kSmallGemmFlops = int64_t(1) << 21;
 // Multiply-adds that justify one more thread.
 constexpr int64_t kGemmGrain = int64_t(1) << 16;
+// A product with every dimension at least this large is threaded by OpenBLAS itself.
+constexpr int64_t kLibraryThreadedDim = 1024;
 
-// Gemm: a callable with gemm<T>'s signature.
+#ifndef NEEDLE_WITH_OPENBLAS
+struct BlasLayouts {
+  bool ok = false;
+};
+BlasLayouts blas_layouts(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                         int64_t) {
+  return {};
+}
+#endif
+
+// Gemm: a callable with gemm<T>'s signature; library_threads: it is OpenBLAS's, which may
+// thread one large product itself.
 template <class T, class Gemm>
-void matmul_typed(const Gemm& gemm_fn, const View& a, const View& b, const View& out) {
+void matmul_typed(const Gemm& gemm_fn, bool library_threads, const View& a, const View& b,
+                  const View& out) {
   const int64_t nd = out.ndim();
   const int64_t m = a.shape[nd - 2], k = a.shape[nd - 1], n = b.shape[nd - 1];
   int64_t batches = 1;
@@ -47,8 +64,14 @@ void matmul_typed(const Gemm& gemm_fn, const View& a, const View& b, const View&
             po + oo + r0 * o_rs + c0 * o_cs, o_rs, o_cs);
   };
   const int threads = get_num_threads();
-  const SingleThreadedBlas single_threaded_blas;
   const int64_t flops = m * n * k;
+  if (library_threads && std::min({m, n, k}) >= kLibraryThreadedDim &&
+      blas_layouts(m, n, k, a_rs, a_cs, b_rs, b_cs, o_rs, o_cs).ok) {
+    const ScopedBlasThreads blas_threads(threads);
+    for (int64_t i = 0; i < batches; ++i) one(i, 0, m, 0, n);
+    return;
+  }
+  const ScopedBlasThreads single_threaded_blas(1);
   if (batches > 1 && (flops < kSmallGemmFlops || batches >= threads)) {
     parallel(threads_for(batches * flops, kGemmGrain), [&](int64_t t, int64_t team) {
       const int64_t end = part_begin(batches, t + 1, team);
@@ -90,12 +113,16 @@ template <class T>
 void matmul_dispatch(const View& a, const View& b, const View& out, bool naive) {
   if constexpr (std::is_floating_point_v<T>) {
     if (naive) {
-      matmul_typed<T>(gemm_naive<T>, a, b, out);
+      matmul_typed<T>(gemm_naive<T>, false, a, b, out);
     } else {
-      matmul_typed<T>(gemm<T>, a, b, out);
+#if defined(NEEDLE_WITH_OPENBLAS) && !defined(NEEDLE_NAIVE_GEMM)
+      matmul_typed<T>(gemm<T>, true, a, b, out);
+#else
+      matmul_typed<T>(gemm<T>, false, a, b, out);
+#endif
     }
   } else {
-    matmul_typed<T>(gemm_integer<T>, a, b, out);
+    matmul_typed<T>(gemm_integer<T>, false, a, b, out);
   }
 }
 

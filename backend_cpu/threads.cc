@@ -1,6 +1,6 @@
 // The CPU backend's thread count: one atomic setting that sizes the OpenMP team. Eigen is
-// pinned to one thread, OpenBLAS for the length of our own calls (see threads.h). The
-// setting is registered as the "cpu" kernels set_num_threads / get_num_threads
+// pinned to one thread; OpenBLAS's count is set for the length of our own calls (threads.h).
+// The setting is registered as the "cpu" kernels set_num_threads / get_num_threads
 // (needle/kernels.h), which is how the bindings reach it.
 #include "backend_cpu/threads.h"
 
@@ -56,15 +56,16 @@ int get_num_threads() {
 }
 
 #ifdef NEEDLE_WITH_OPENBLAS
-SingleThreadedBlas::SingleThreadedBlas() : saved_(openblas_get_num_threads()) {
-  if (saved_ != 1) openblas_set_num_threads(1);
+ScopedBlasThreads::ScopedBlasThreads(int threads)
+    : saved_(openblas_get_num_threads()), threads_(threads) {
+  if (saved_ != threads_) openblas_set_num_threads(threads_);
 }
-SingleThreadedBlas::~SingleThreadedBlas() {
-  if (saved_ != 1) openblas_set_num_threads(saved_);
+ScopedBlasThreads::~ScopedBlasThreads() {
+  if (saved_ != threads_) openblas_set_num_threads(saved_);
 }
 #else
-SingleThreadedBlas::SingleThreadedBlas() = default;
-SingleThreadedBlas::~SingleThreadedBlas() = default;
+ScopedBlasThreads::ScopedBlasThreads(int threads) : threads_(threads) {}
+ScopedBlasThreads::~ScopedBlasThreads() = default;
 #endif
 
 int threads_for(int64_t work, int64_t grain) {

@@ -1,7 +1,8 @@
-// Thread count of the CPU backend. One setting sizes our OpenMP team, which does all of the
+// Thread count of the CPU backend. One setting sizes our OpenMP team, which does the
 // backend's threading: the GEMM libraries (Eigen, OpenBLAS) run single-threaded and are
 // handed one block of a product per thread (matmul.cc, conv.cc), so no second thread pool
-// competes with the team for the cores.
+// competes with the team for the cores. The one exception is a single large product, which
+// OpenBLAS threads itself with the same thread count (its own blocking beats our split there).
 #pragma once
 
 #include <omp.h>
@@ -49,18 +50,19 @@ void parallel(int nt, const Fn& fn) {
   if (error) std::rethrow_exception(error);
 }
 
-// While alive, OpenBLAS runs single-threaded; the caller's setting comes back after. The
-// library is shared with numpy and PyTorch in the same process, so its global thread count
-// is theirs too: it is pinned only around our own GEMM calls. (A no-op without OpenBLAS.)
-class SingleThreadedBlas {
+// While alive, OpenBLAS runs on `threads` threads; the caller's setting comes back after.
+// The library is shared with numpy and PyTorch in the same process, so its global thread
+// count is theirs too: it is set only around our own GEMM calls. (A no-op without OpenBLAS.)
+class ScopedBlasThreads {
  public:
-  SingleThreadedBlas();
-  ~SingleThreadedBlas();
-  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
-  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+  explicit ScopedBlasThreads(int threads);
+  ~ScopedBlasThreads();
+  ScopedBlasThreads(const ScopedBlasThreads&) = delete;
+  ScopedBlasThreads& operator=(const ScopedBlasThreads&) = delete;
 
  private:
   int saved_ = 1;
+  int threads_ = 1;
 };
 
 // The t-th of `team` near-equal parts of [0, total).
