@@ -8,7 +8,10 @@ fails the test with the input shown instead of killing pytest. Examples are dera
 and bounded so the file stays well under a minute on two cores.
 
 New dtypes: add their names to DTYPES (the data strategy draws integers for them).
+A longer hunt: NEEDLE_PROPERTY_EXAMPLES=2000 pytest tests/python/test_properties.py
 """
+import os
+
 import numpy as np
 import pytest
 
@@ -19,7 +22,7 @@ from hypothesis import strategies as st  # noqa: E402
 from child import Child  # noqa: E402
 
 DTYPES = ["float32", "float64"]  # extend with "int32", "int64", "uint8", "bool" when supported
-EXAMPLES = 100
+EXAMPLES = int(os.environ.get("NEEDLE_PROPERTY_EXAMPLES", "100"))
 CHECK = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                  suppress_health_check=list(HealthCheck))
 NEEDLE_ERRORS = ("IndexError", "ValueError", "TypeError")
