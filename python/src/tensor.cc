@@ -242,7 +242,14 @@ Tensor and TensorTuple derive from it.)doc");
                                  out[i] = py::cast(Value(n.inputs()[i]));
                                return out;
                              })
-      .def_property("requires_grad", &Node::requires_grad, &Node::set_requires_grad)
+      .def_property("requires_grad", &Node::requires_grad,
+                    [](Node& n, bool r) {
+                      // Integer and bool tensors never require grad (as Tensor's constructor).
+                      if (r && !n.is_tuple() && n.realized() &&
+                          !is_floating(static_cast<TensorNode&>(n).cached_data().dtype()))
+                        r = false;
+                      n.set_requires_grad(r);
+                    })
       .def("is_leaf", &Node::is_leaf)
       .def_property(
           "grad", [](const Node& n) { return Value(n.grad()); },
@@ -278,7 +285,8 @@ Tensor(array, *, device=None, dtype=None, requires_grad=True)
 
 A multi-dimensional array with autograd. `array` is a list, scalar, numpy array, NDArray or
 Tensor; with dtype=None the dtype is numpy's (np.asarray(array).dtype): Python floats are
-float64, ints int64, arrays, NDArrays and Tensors keep theirs.)doc");
+float64, ints int64, arrays, NDArrays and Tensors keep theirs. Integer and bool tensors never
+require grad (requires_grad=True is ignored for them).)doc");
   tensor_type = reinterpret_cast<PyTypeObject*>(tensor.ptr());
   // numpy defers to Tensor's reflected operators: ndarray * tensor is a Tensor.
   tensor.attr("__array_ufunc__") = py::none();
@@ -286,9 +294,7 @@ float64, ints int64, arrays, NDArrays and Tensors keep theirs.)doc");
       .def(py::init([](py::handle array, py::handle device, py::handle dtype, bool requires_grad,
                        const py::kwargs&) {
              Tensor t = tensor_from_python(array, device, dtype);
-             // Any dtype may require grad, as in the course (its hw1 test differentiates
-             // Tensor([6])); the framework's label tensors are made with requires_grad=False.
-             t.set_requires_grad(requires_grad);
+             t.set_requires_grad(requires_grad);  // false for integer and bool tensors
              return t.node();
            }),
            py::arg("array"), py::kw_only(), py::arg("device") = py::none(),

@@ -159,7 +159,7 @@ def test_array_split_batches_of_cached_data_with_uint8_labels(device):
     loss_fn = ndl.nn.SoftmaxLoss()
     for X0, y0 in zip(np.array_split(X, 8), np.array_split(y, 8)):
         X0, y0 = ndl.Tensor(X0, dtype="float32"), ndl.Tensor(y0)
-        assert y0.dtype == "uint8"
+        assert y0.dtype == "uint8" and not y0.requires_grad
         loss = loss_fn(X0 @ model, y0)
         z = np.asarray(X0) @ W
         lse = np.log(np.exp(z - z.max(1, keepdims=True)).sum(1)) + z.max(1)
@@ -381,12 +381,22 @@ def test_tensor_rejects_what_is_no_array():
         nd.NDArray(None)
 
 
-@pytest.mark.parametrize("value", [[1, 2], np.arange(3, dtype=np.uint8), [True, False], [1.5]])
-def test_requires_grad_is_what_was_asked_for_every_dtype(value):
-    # As in the course, whose hw1 test differentiates Tensor([6]) (an int64 tensor there too).
-    assert ndl.Tensor(value).requires_grad
-    assert not ndl.Tensor(value, requires_grad=False).requires_grad
-    assert not ndl.Tensor.make_const(nd.NDArray(np.asarray(value))).requires_grad
+@pytest.mark.parametrize("value", [[1, 2], np.arange(3, dtype=np.uint8), [True, False], np.int32(4)])
+def test_integer_and_bool_tensors_never_require_grad(value):
+    t = ndl.Tensor(value, requires_grad=True)
+    assert not t.requires_grad
+    t.requires_grad = True
+    assert not t.requires_grad
+    assert not ndl.Tensor.make_const(nd.NDArray(np.asarray(value)), requires_grad=True).requires_grad
+    assert not ndl.nn.Parameter(value).requires_grad
+    f = ndl.Tensor(value, dtype="float32")
+    assert f.requires_grad
+    f.requires_grad = False
+    assert not f.requires_grad
+    # Nor do integer results of float tensors that require grad.
+    x = ndl.Tensor(np.random.randn(3, 4))
+    assert not x.astype("int64").requires_grad
+    assert (x * 2).requires_grad
 
 
 def test_item_is_exact_for_integers():
