@@ -3,6 +3,7 @@
 #include <string>
 
 #include "bindings.h"
+#include "needle/tensor.h"
 
 namespace py = pybind11;
 
@@ -53,6 +54,65 @@ IndexKey to_index_key(const py::handle& key, int64_t ndim) {
     }
   }
   return out;
+}
+
+namespace {
+
+bool is_index_array(const py::handle& item) {
+  return py::isinstance<NDArray>(item) || py::isinstance<Node>(item) ||
+         py::isinstance<py::array>(item) || py::isinstance<py::list>(item);
+}
+
+bool is_full_slice(const py::handle& item) {
+  if (!py::isinstance<py::slice>(item)) return false;
+  return item.attr("start").is_none() && item.attr("stop").is_none() &&
+         item.attr("step").is_none();
+}
+
+}  // namespace
+
+std::optional<ArrayIndex> array_index(const py::handle& key, int64_t ndim) {
+  if (!py::isinstance<py::tuple>(key)) {
+    if (!is_index_array(key)) return std::nullopt;
+    return ArrayIndex{py::reinterpret_borrow<py::object>(key), 0};
+  }
+  auto items = key.cast<py::tuple>();
+  std::optional<size_t> pos, ellipsis;
+  bool others_full = true;
+  for (size_t i = 0; i < items.size(); ++i) {
+    py::object item = items[i];
+    if (is_index_array(item)) {
+      if (pos) others_full = false;  // a second index array
+      pos = i;
+    } else if (item.is(py::ellipsis())) {
+      ellipsis = i;
+    } else if (!is_full_slice(item)) {
+      others_full = false;
+    }
+  }
+  if (!pos) return std::nullopt;
+  if (!others_full)
+    fail<IndexError>("[getitem] integer-array indexing takes one index array, with only ':' or "
+                     "'...' beside it");
+  // Entries after an ellipsis count from the last axis.
+  int64_t axis = ellipsis && *ellipsis < *pos ? ndim - int64_t(items.size() - *pos)
+                                               : int64_t(*pos);
+  if (axis < 0 || axis >= ndim)
+    fail<IndexError>("[getitem] too many indices for an array of ", ndim, " dimensions");
+  return ArrayIndex{py::reinterpret_borrow<py::object>(items[*pos]), axis};
+}
+
+NDArray index_array(const py::handle& indices, Backend& device) {
+  NDArray idx = py::isinstance<Node>(indices)
+                    ? py::cast<Tensor>(indices).data()
+                    : to_ndarray(indices, &device, std::nullopt);
+  if (&idx.device() != &device) idx = idx.to(device);
+  if (is_bool(idx.dtype()))
+    fail<IndexError>("[getitem] boolean masks are not supported as indices; use where()");
+  if (is_floating(idx.dtype()))
+    fail<IndexError>("[getitem] index arrays must hold integers, got ", dtype_name(idx.dtype()));
+  if (idx.dtype() == DType::uint8) idx = idx.astype(DType::int64);
+  return idx;
 }
 
 namespace {
@@ -210,9 +270,15 @@ another device a 1-D NDArray view, which needs a compact array.)doc")
            [](const NDArray& a, const py::object& shape) { return a.broadcast_to(to_ints(shape)); },
            py::arg("new_shape"))
       .def("__getitem__",
-           [](const NDArray& a, const py::object& key) { return a.getitem(to_index_key(key, a.ndim())); })
+           [](const NDArray& a, const py::object& key) {
+             if (auto ai = array_index(key, a.ndim()))  // a[idx]: numpy's take
+               return a.take(index_array(ai->indices, a.device()), ai->axis);
+             return a.getitem(to_index_key(key, a.ndim()));
+           })
       .def("__setitem__",
            [](NDArray& a, const py::object& key, const py::object& value) {
+             if (array_index(key, a.ndim()))
+               fail<TypeError>("[setitem] assignment through an index array is not supported");
              IndexKey k = to_index_key(key, a.ndim());
              if (py::isinstance<py::float_>(value) || py::isinstance<py::int_>(value))
                a.setitem(k, value.cast<double>());

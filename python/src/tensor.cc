@@ -362,7 +362,14 @@ require grad (requires_grad=True is ignored for them).)doc");
       .def("__bool__", [](const TensorPtr&) { return true; })  // as the course's Tensor
       .def("__getitem__",
            [](const TensorPtr& t, py::handle key) {
-             return getitem(Tensor(t), to_index_key(key, t->data().ndim()));
+             const int64_t ndim = t->data().ndim();
+             if (auto ai = array_index(key, ndim)) {  // t[idx]: a gather, scatter-add gradient
+               Tensor idx = is_tensor(ai->indices)
+                                ? as_tensor(ai->indices)
+                                : Tensor(index_array(ai->indices, t->data().device()));
+               return getitem(Tensor(t), idx, ai->axis);
+             }
+             return getitem(Tensor(t), to_index_key(key, ndim));
            })
       .def("__setitem__",
            [](const TensorPtr& t, py::handle key, py::handle value) {

@@ -443,3 +443,51 @@ def test_numpy_array_operands_give_ndarrays(device):
         assert got.dtype == want.dtype
         np.testing.assert_allclose(got.numpy(), want)
     np.testing.assert_allclose(np.exp(a), np.exp(x))  # other numpy functions: numpy results
+
+
+# --- integer-array indexing from Python ---
+
+
+@pytest.mark.parametrize("device", DEVICES, ids=IDS)
+def test_index_arrays_gather_as_numpy_does(device):
+    x = np.arange(24.0).reshape(2, 3, 4)
+    a = nd.NDArray(x, device=device)
+    idx = np.array([[2, 0], [2, -1]])
+    for key, ref in (
+        (np.array([1, 0, 1]), x[[1, 0, 1]]),
+        ([1, 1], x[[1, 1]]),
+        ((slice(None), np.array([2, 0])), x[:, [2, 0]]),
+        ((Ellipsis, idx), x[..., idx]),
+        ((slice(None), slice(None), nd.NDArray(np.array([3], dtype=np.int32))), x[:, :, [3]]),
+        (np.array([1], dtype=np.uint8), x[[1]]),
+    ):
+        got = a[key]
+        assert isinstance(got, nd.NDArray) and got.device == device
+        np.testing.assert_array_equal(got.numpy(), ref)
+    for bad, match in ((np.array([True, False]), "boolean masks"), (np.array([0.5]), "integers"),
+                       (([0], [1]), "one index array"), ((0, [1]), "one index array")):
+        with pytest.raises(IndexError, match=match):
+            a[bad]
+    with pytest.raises(IndexError, match="out of bounds"):
+        a[[2]]
+    with pytest.raises(TypeError, match="setitem"):
+        a[[0]] = 1.0
+
+
+@pytest.mark.parametrize("device", DEVICES, ids=IDS)
+def test_tensor_index_arrays_scatter_add_their_gradient(device):
+    np.random.seed(7)
+    x = np.random.randn(4, 3)
+    c = np.random.randn(5, 3)
+    idx = [3, 0, 3, 3, 1]  # repeated indices accumulate
+    for key in (idx, np.array(idx), ndl.Tensor(idx, device=device)):
+        t = ndl.Tensor(x, device=device)
+        y = t[key]
+        np.testing.assert_array_equal(y.numpy(), x[idx])
+        (y * ndl.Tensor(c, device=device)).sum().backward()
+        expected = np.zeros_like(x)
+        np.add.at(expected, idx, c)
+        np.testing.assert_allclose(t.grad.numpy(), expected, rtol=1e-12)
+    t = ndl.Tensor(x, device=device)
+    t[:, [2, 2]].sum().backward()
+    np.testing.assert_array_equal(t.grad.numpy(), [[0, 0, 2]] * 4)
