@@ -103,8 +103,9 @@ std::optional<ArrayIndex> array_index(const py::handle& key, int64_t ndim) {
 }
 
 NDArray index_array(const py::handle& indices, Backend& device) {
+  // (A Tensor's data through Python: Tensor's pybind11 caster lives in tensor_bindings.h.)
   NDArray idx = py::isinstance<Node>(indices)
-                    ? py::cast<Tensor>(indices).data()
+                    ? indices.attr("realize_cached_data")().cast<NDArray>()
                     : to_ndarray(indices, &device, std::nullopt);
   if (&idx.device() != &device) idx = idx.to(device);
   if (is_bool(idx.dtype()))
