@@ -312,6 +312,23 @@ another device a 1-D NDArray view, which needs a compact array.)doc")
              return a.min(to_axes(axis), keepdims);
            },
            py::arg("axis") = py::none(), py::arg("keepdims") = false)
+      .def("argmax",
+           [](const NDArray& a, std::optional<int64_t> axis, bool keepdims) {
+             return a.argmax(axis, keepdims);
+           },
+           py::arg("axis") = py::none(), py::arg("keepdims") = false,
+           "Index of the first largest element (of the flattened array when axis is None), "
+           "int64.")
+      .def("argmin",
+           [](const NDArray& a, std::optional<int64_t> axis, bool keepdims) {
+             return a.argmin(axis, keepdims);
+           },
+           py::arg("axis") = py::none(), py::arg("keepdims") = false)
+      .def("take",
+           [](const NDArray& a, const py::object& indices, int64_t axis) {
+             return a.take(index_array(indices, a.device()), axis);
+           },
+           py::arg("indices"), py::arg("axis") = 0, "numpy's take: a gather along `axis`.")
       .def("flip", [](const NDArray& a, const py::object& axes) { return a.flip(to_ints(axes)); },
            py::arg("axes"))
       .def("pad",
@@ -341,6 +358,25 @@ another device a 1-D NDArray view, which needs a compact array.)doc")
 
   m.def("_set_dtype_class", &set_dtype_class, py::arg("cls"),
         "Registers the str subclass that `.dtype` returns (needle.backend_ndarray.DType).");
+  m.def(
+      "where",
+      [](const py::object& cond, const py::object& a, const py::object& b) {
+        // Operands go to the first NDArray's device; a scalar value takes the dtype numpy's
+        // scalar rule gives it beside the other value (where(c, f32, 0.0) stays float32).
+        Backend* dev = nullptr;
+        for (const py::object* x : {&cond, &a, &b})
+          if (!dev && py::isinstance<NDArray>(*x)) dev = &x->cast<const NDArray&>().device();
+        auto arr = [&](const py::object& x) { return to_ndarray(x, dev, std::nullopt); };
+        auto value = [&](const py::object& x, const py::object& other) {
+          auto s = to_scalar(x);
+          if (!s || to_scalar(other)) return arr(x);
+          NDArray o = arr(other);
+          return to_ndarray(x, dev, NDArray::scalar_operand_dtype(o.dtype(), *s));
+        };
+        return NDArray::where(arr(cond), value(a, b), value(b, a));
+      },
+      py::arg("condition"), py::arg("a"), py::arg("b"),
+      "numpy's where: `a` where `condition` is nonzero, else `b` (broadcast, promoted).");
   m.def("concatenate", &NDArray::concatenate, py::arg("arrays"), py::arg("axis") = 0);
   m.def("stack", &NDArray::stack, py::arg("arrays"), py::arg("axis") = 0);
 }

@@ -491,3 +491,22 @@ def test_tensor_index_arrays_scatter_add_their_gradient(device):
     t = ndl.Tensor(x, device=device)
     t[:, [2, 2]].sum().backward()
     np.testing.assert_array_equal(t.grad.numpy(), [[0, 0, 2]] * 4)
+
+
+@pytest.mark.parametrize("device", DEVICES, ids=IDS)
+def test_ndarray_where_argmax_take_match_numpy(device):
+    np.random.seed(4)
+    x = np.random.randn(3, 5).astype(np.float32)
+    a = nd.NDArray(x, device=device)
+    for got, want in (
+        (nd.where(a > 0, a, 0.0), np.where(x > 0, x, 0.0)),
+        (nd.where(x > 0, 1, a), np.where(x > 0, 1, x)),
+        (nd.where(np.array([True, False, True, False, True]), a, -a), np.where([True, False] * 2 + [True], x, -x)),
+        (a.argmax(axis=1), x.argmax(axis=1)),
+        (a.argmin(axis=0, keepdims=True), x.argmin(axis=0)[None]),
+        (nd.argmax(a), x.argmax()),
+        (a.take([4, 0, 4], axis=1), x.take([4, 0, 4], axis=1)),
+        (a.take(np.array([[1], [2]])), x.take(np.array([[1], [2]]), axis=0)),
+    ):
+        assert got.dtype == want.dtype, (got.dtype, want.dtype)
+        np.testing.assert_array_equal(got.numpy(), want)
