@@ -1,8 +1,9 @@
 // Fill and copy on arbitrary strided views: the CUDA side of NDArray's fill, scalar setitem,
 // compact (strided gather), setitem (strided scatter) and astype (copy converts between
-// float32 and float64). One thread per element of the shared shape, in a grid-stride loop.
+// any two dtypes as numpy's astype, see needle/kernel_math.h). One thread per element of the shared shape, in a grid-stride loop.
 #include "backend_cuda/cuda_common.cuh"
 #include "backend_cuda/cuda_kernels.cuh"
+#include "needle/kernel_math.h"
 
 namespace needle::cuda {
 namespace {
@@ -28,7 +29,7 @@ __global__ void copy_kernel(const In* in, Out* out, Indexer<2> ix, int64_t n) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
     int64_t off[2];
     offsets_of(ix, i, off);
-    out[off[1]] = static_cast<Out>(in[off[0]]);
+    out[off[1]] = kmath::convert<Out>(in[off[0]]);
   }
   // END SOLUTION
 }
@@ -41,7 +42,7 @@ void fill(const View& out, double value) {
   const Indexer<1> ix = make_indexer<1>("fill", out.shape, {&out.strides});
   dispatch_dtype(out.dtype, [&](auto t) {
     using T = decltype(t);
-    fill_kernel<T><<<grid_for(n), kThreads>>>(out.ptr<T>(), static_cast<T>(value), ix, n);
+    fill_kernel<T><<<grid_for(n), kThreads>>>(out.ptr<T>(), kmath::convert<T>(value), ix, n);
   });
   check_launch("fill");
 }

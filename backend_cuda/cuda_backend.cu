@@ -104,6 +104,15 @@ class CudaBackend final : public Backend {
     require("matmul");
     cuda::matmul(a, b, out);
   }
+  void gather(const View& a, const View& index, int64_t axis, const View& out) override {
+    require("gather");
+    cuda::gather(a, index, axis, out);
+  }
+  void scatter_add(const View& values, const View& index, int64_t axis,
+                   const View& out) override {
+    require("scatter_add");
+    cuda::scatter_add(values, index, axis, out);
+  }
 
  private:
   void require(const char* op) const {

@@ -22,4 +22,8 @@ void reduce(ReduceOp op, const View& a, const View& out);
 // matmul.cu
 void matmul(const View& a, const View& b, const View& out);
 
+// index.cu
+void gather(const View& a, const View& index, int64_t axis, const View& out);
+void scatter_add(const View& values, const View& index, int64_t axis, const View& out);
+
 }  // namespace needle::cuda

@@ -4,6 +4,7 @@
 // number of template instantiations, and so the build time, small: one kernel per dtype.
 #include "backend_cuda/cuda_common.cuh"
 #include "backend_cuda/cuda_kernels.cuh"
+#include "needle/kernel_math.h"
 
 namespace needle::cuda {
 namespace {
@@ -75,6 +76,72 @@ __device__ inline T apply_binary(BinaryOp op, T x, T y) {
   // END SOLUTION
 }
 
+// The same ops for integer and bool T (needle/kernel_math.h): wrapping arithmetic, floor
+// division, exact comparisons; the float-only math through double, converted back.
+template <class T>
+__device__ inline T apply_unary_int(UnaryOp op, T x) {
+  switch (op) {
+    case UnaryOp::negate:
+      return kmath::negate(x);
+    case UnaryOp::abs:
+      return kmath::abs(x);
+    case UnaryOp::sign:
+      return kmath::sign(x);
+    default:
+      return kmath::convert<T>(apply_unary(op, double(x)));
+  }
+}
+template <class T>
+__device__ inline T apply_binary_int(BinaryOp op, T x, T y) {
+  switch (op) {
+    case BinaryOp::add:
+      return kmath::add(x, y);
+    case BinaryOp::subtract:
+      return kmath::subtract(x, y);
+    case BinaryOp::multiply:
+      return kmath::multiply(x, y);
+    case BinaryOp::divide:
+      return kmath::int_divide(x, y);
+    case BinaryOp::power:
+      return kmath::power(x, y);
+    case BinaryOp::maximum:
+      return kmath::maximum(x, y);
+    case BinaryOp::minimum:
+      return kmath::minimum(x, y);
+    case BinaryOp::eq:
+      return x == y;
+    case BinaryOp::ne:
+      return x != y;
+    case BinaryOp::lt:
+      return x < y;
+    case BinaryOp::le:
+      return x <= y;
+    case BinaryOp::gt:
+      return x > y;
+    case BinaryOp::ge:
+      return x >= y;
+  }
+  return x;
+}
+
+// The op for T, chosen at compile time: the float functions or the integer ones.
+template <class T>
+__device__ inline T unary_of(UnaryOp op, T x) {
+  if constexpr (std::is_floating_point_v<T>) {
+    return apply_unary(op, x);
+  } else {
+    return apply_unary_int(op, x);
+  }
+}
+template <class T>
+__device__ inline T binary_of(BinaryOp op, T x, T y) {
+  if constexpr (std::is_floating_point_v<T>) {
+    return apply_binary(op, x, y);
+  } else {
+    return apply_binary_int(op, x, y);
+  }
+}
+
 // out = op(a); ix carries the strides of a (0) and out (1).
 template <class T>
 __global__ void unary_kernel(UnaryOp op, const T* a, T* out, Indexer<2> ix, int64_t n) {
@@ -83,7 +150,7 @@ __global__ void unary_kernel(UnaryOp op, const T* a, T* out, Indexer<2> ix, int6
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
     int64_t off[2];
     offsets_of(ix, i, off);
-    out[off[1]] = apply_unary(op, a[off[0]]);
+    out[off[1]] = unary_of(op, a[off[0]]);
   }
   // END SOLUTION
 }
@@ -97,7 +164,7 @@ __global__ void binary_kernel(BinaryOp op, const T* a, const T* b, T* out, Index
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
     int64_t off[3];
     offsets_of(ix, i, off);
-    out[off[2]] = apply_binary(op, a[off[0]], b[off[1]]);
+    out[off[2]] = binary_of(op, a[off[0]], b[off[1]]);
   }
   // END SOLUTION
 }
@@ -112,7 +179,7 @@ __global__ void binary_scalar_kernel(BinaryOp op, const T* a, T s, bool scalar_o
     int64_t off[2];
     offsets_of(ix, i, off);
     const T x = a[off[0]];
-    out[off[1]] = scalar_on_left ? apply_binary(op, s, x) : apply_binary(op, x, s);
+    out[off[1]] = scalar_on_left ? binary_of(op, s, x) : binary_of(op, x, s);
   }
   // END SOLUTION
 }
@@ -126,7 +193,7 @@ void unary(UnaryOp op, const View& a, const View& out) {
   const int64_t n = out.size();
   if (n == 0) return;
   const Indexer<2> ix = make_indexer<2>(name, out.shape, {&a.strides, &out.strides});
-  dispatch_floating(out.dtype, "ewise", [&](auto t) {
+  dispatch_dtype(out.dtype, [&](auto t) {
     using T = decltype(t);
     unary_kernel<T><<<grid_for(n), kThreads>>>(op, a.ptr<T>(), out.ptr<T>(), ix, n);
   });
@@ -142,7 +209,7 @@ void binary(BinaryOp op, const View& a, const View& b, const View& out) {
   const int64_t n = out.size();
   if (n == 0) return;
   const Indexer<3> ix = make_indexer<3>(name, out.shape, {&a.strides, &b.strides, &out.strides});
-  dispatch_floating(out.dtype, "ewise", [&](auto t) {
+  dispatch_dtype(out.dtype, [&](auto t) {
     using T = decltype(t);
     binary_kernel<T><<<grid_for(n), kThreads>>>(op, a.ptr<T>(), b.ptr<T>(), out.ptr<T>(), ix, n);
   });
@@ -156,9 +223,9 @@ void binary_scalar(BinaryOp op, const View& a, double s, const View& out, bool s
   const int64_t n = out.size();
   if (n == 0) return;
   const Indexer<2> ix = make_indexer<2>(name, out.shape, {&a.strides, &out.strides});
-  dispatch_floating(out.dtype, "ewise", [&](auto t) {
+  dispatch_dtype(out.dtype, [&](auto t) {
     using T = decltype(t);
-    binary_scalar_kernel<T><<<grid_for(n), kThreads>>>(op, a.ptr<T>(), static_cast<T>(s),
+    binary_scalar_kernel<T><<<grid_for(n), kThreads>>>(op, a.ptr<T>(), kmath::convert<T>(s),
                                                        scalar_on_left, out.ptr<T>(), ix, n);
   });
   check_launch(name);

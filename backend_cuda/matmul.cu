@@ -225,9 +225,11 @@ void matmul(const View& a, const View& b, const View& out) {
   const int64_t n_batch = out.size() / (d.m * d.n);
   const bool tiled = force_tiled();
 
-  dispatch_floating(out.dtype, "matmul", [&](auto t) {
+  dispatch_dtype(out.dtype, [&](auto t) {
     using T = decltype(t);
-    if (!tiled && try_cublas<T>(a.ptr<T>(), b.ptr<T>(), out.ptr<T>(), d, batch)) return;
+    if constexpr (std::is_floating_point_v<T>) {  // integers: the tiled kernel only
+      if (!tiled && try_cublas<T>(a.ptr<T>(), b.ptr<T>(), out.ptr<T>(), d, batch)) return;
+    }
     launch_tiled<T>(a.ptr<T>(), b.ptr<T>(), out.ptr<T>(), d, batch, n_batch);
   });
 }

@@ -4,6 +4,7 @@
 // Short rows (where most of a block would idle) get a thread each, looping serially.
 #include "backend_cuda/cuda_common.cuh"
 #include "backend_cuda/cuda_kernels.cuh"
+#include "needle/kernel_math.h"
 
 namespace needle::cuda {
 namespace {
@@ -13,31 +14,44 @@ constexpr int kReduceThreads = 256;
 constexpr int64_t kSerialRowMax = 32;
 
 // The value that leaves any element unchanged: 0 for sum, -inf for max, +inf for min.
+// Integers start max/min from their extremes (bool: max = any, min = all) and sum wrapping.
 template <class T>
 __device__ inline T reduce_identity(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::sum:
-      return T(0);
-    case ReduceOp::max:
-      return -INFINITY;
-    case ReduceOp::min:
-      return INFINITY;
+  if constexpr (!std::is_floating_point_v<T>) {
+    return op == ReduceOp::max ? kmath::lowest<T>()
+           : op == ReduceOp::min ? kmath::highest<T>()
+                                 : T(0);
+  } else {
+    switch (op) {
+      case ReduceOp::sum:
+        return T(0);
+      case ReduceOp::max:
+        return -INFINITY;
+      case ReduceOp::min:
+        return INFINITY;
+    }
+    return T(0);
   }
-  return T(0);
 }
 
 // Folds y into the running result x; max/min propagate NaN as numpy does.
 template <class T>
 __device__ inline T reduce_combine(ReduceOp op, T x, T y) {
-  switch (op) {
-    case ReduceOp::sum:
-      return x + y;
-    case ReduceOp::max:
-      return (x > y || isnan(x)) ? x : y;
-    case ReduceOp::min:
-      return (x < y || isnan(x)) ? x : y;
+  if constexpr (!std::is_floating_point_v<T>) {
+    return op == ReduceOp::sum   ? kmath::add(x, y)
+           : op == ReduceOp::max ? kmath::maximum(x, y)
+                                 : kmath::minimum(x, y);
+  } else {
+    switch (op) {
+      case ReduceOp::sum:
+        return x + y;
+      case ReduceOp::max:
+        return (x > y || isnan(x)) ? x : y;
+      case ReduceOp::min:
+        return (x < y || isnan(x)) ? x : y;
+    }
+    return x;
   }
-  return x;
 }
 
 // One block per row (grid-stride over rows). outer carries the strides of a (0) and out (1)
@@ -110,7 +124,7 @@ void reduce(ReduceOp op, const View& a, const View& out) {
 
   const Indexer<2> outer = make_indexer<2>(name, out.shape, {&outer_strides, &out.strides});
   const Indexer<1> inner = make_indexer<1>(name, inner_shape, {&inner_strides});
-  dispatch_floating(out.dtype, "reduce", [&](auto t) {
+  dispatch_dtype(out.dtype, [&](auto t) {
     using T = decltype(t);
     if (n_in <= kSerialRowMax) {
       reduce_serial_kernel<T>

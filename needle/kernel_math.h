@@ -99,8 +99,8 @@ NEEDLE_HD inline T abs(T x) {
 
 template <class T>
 NEEDLE_HD inline T sign(T x) {
-  if constexpr (std::is_same_v<T, bool>) {
-    return x;
+  if constexpr (std::is_unsigned_v<T>) {  // bool and uint8
+    return T(x != T(0));
   } else {
     return T((x > T(0)) - (x < T(0)));
   }

@@ -11,7 +11,8 @@ using namespace needle::testing;
 
 namespace {
 
-const DType kDTypes[] = {DType::float32, DType::float64};
+const DType kDTypes[] = {DType::bool_, DType::uint8,   DType::int32,
+                         DType::int64, DType::float32, DType::float64};
 
 const std::vector<Shape> kShapes = {{},        {1},    {0},          {7},
                                     {4, 1, 3}, {7, 5}, {2, 3, 4, 5}, {52, 51, 50}};
@@ -53,6 +54,15 @@ void check_backend(Backend& subject) {
             CHECK(k.reduce(op, dt, shape, n_red, in) == "");
           }
       }
+    }
+    // Integer-array indexing: repeated indices, broadcast index views, every axis position.
+    for (size_t i = 0; i < ins.size(); ++i) {
+      INFO(dev << " gather/scatter_add " << dtype_name(dt) << " " << ins[i].name);
+      const auto& out = outs[i % outs.size()];
+      CHECK(k.gather(dt, {4, 3}, 0, 7, ins[i], ins[(i + 1) % ins.size()], out) == "");
+      CHECK(k.gather(dt, {40, 70, 50}, 1, 90, ins[i], ins[(i + 1) % ins.size()], out) == "");
+      CHECK(k.scatter_add(dt, {3, 9, 2}, 1, 4, ins[i], ins[(i + 1) % ins.size()], out) == "");
+      CHECK(k.scatter_add(dt, {300, 20}, 0, 7, ins[i], ins[(i + 1) % ins.size()], out) == "");
     }
     // Matmul: transposed and strided operands, batch broadcasting, a product large enough
     // for a device's tiled path.
