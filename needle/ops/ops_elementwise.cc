@@ -155,7 +155,7 @@ std::vector<Tensor> Maximum::gradient(const Tensor& out_grad, const Tensor& node
 
 NDArray AddScalar::compute(const Args& args) const {
   // BEGIN SOLUTION hw1
-  return args[0] + scalar;
+  return args[0] + operand();
   // END SOLUTION
 }
 std::vector<Tensor> AddScalar::gradient(const Tensor& out_grad, const Tensor&) const {
@@ -166,7 +166,7 @@ std::vector<Tensor> AddScalar::gradient(const Tensor& out_grad, const Tensor&) c
 
 NDArray MulScalar::compute(const Args& args) const {
   // BEGIN SOLUTION hw1
-  return args[0] * scalar;
+  return args[0] * operand();
   // END SOLUTION
 }
 std::vector<Tensor> MulScalar::gradient(const Tensor& out_grad, const Tensor&) const {
@@ -177,7 +177,7 @@ std::vector<Tensor> MulScalar::gradient(const Tensor& out_grad, const Tensor&) c
 
 NDArray DivScalar::compute(const Args& args) const {
   // BEGIN SOLUTION hw1
-  return args[0] / scalar;
+  return args[0] / operand();
   // END SOLUTION
 }
 std::vector<Tensor> DivScalar::gradient(const Tensor& out_grad, const Tensor&) const {
@@ -187,7 +187,7 @@ std::vector<Tensor> DivScalar::gradient(const Tensor& out_grad, const Tensor&) c
 }
 
 NDArray RDivScalar::compute(const Args& args) const {
-  return scalar / args[0];
+  return operand() / args[0];
 }
 std::vector<Tensor> RDivScalar::gradient(const Tensor& out_grad, const Tensor& node) const {
   // d(s/a)/da = -s/a^2 = -(s/a)/a
@@ -196,7 +196,7 @@ std::vector<Tensor> RDivScalar::gradient(const Tensor& out_grad, const Tensor& n
 
 NDArray PowerScalar::compute(const Args& args) const {
   // BEGIN SOLUTION hw1
-  return args[0].pow(scalar);
+  return args[0].pow(operand());
   // END SOLUTION
 }
 std::vector<Tensor> PowerScalar::gradient(const Tensor& out_grad, const Tensor& node) const {

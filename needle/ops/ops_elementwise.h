@@ -17,12 +17,22 @@ class EWiseBinaryOp : public TensorOp {
   void prepare(std::vector<NodePtr>& inputs) const override;
 };
 
-// Base of the ops on one tensor and a scalar.
+// Base of the ops on one tensor and a scalar. `kind` is what the scalar was (a Python int
+// keeps an integer tensor integer, a float makes it float64: docs/dtypes.md); the C++
+// helpers below pass doubles, i.e. floats.
 class ScalarOp : public TensorOp {
  public:
-  explicit ScalarOp(double scalar) : scalar(scalar) {}
+  explicit ScalarOp(double scalar, Scalar::Kind kind = Scalar::Kind::floating)
+      : scalar(scalar), kind(kind) {}
   int arity() const override { return 1; }
+  // The scalar with its kind, as NDArray's scalar ops take it.
+  Scalar operand() const {
+    Scalar s(scalar);
+    s.kind = kind;
+    return s;
+  }
   const double scalar;
+  const Scalar::Kind kind;
 };
 
 #define NEEDLE_DECLARE_BINARY_OP(Class, op_name) \

@@ -208,6 +208,13 @@ TEST_CASE("integer tensors never require grad; gather's gradient scatters and ad
   CHECK_FALSE(x.astype(DType::int32).requires_grad());
   CHECK(argmax(x).dtype() == DType::int64);
 
+  // A scalar op keeps the scalar's kind: an integer scalar keeps an int64 tensor int64.
+  const Tensor labels(arr({1, 2}, DType::int64));
+  CHECK(Tensor::make_from_op(std::make_shared<AddScalar>(1, Scalar::Kind::integer), {labels})
+            .dtype() == DType::int64);
+  CHECK(add_scalar(labels, 1.0).dtype() == DType::float64);
+  CHECK(mul_scalar(Tensor(arr({1, 2}, DType::float32)), 3).dtype() == DType::float32);
+
   const Tensor idx(arr({2, 0, 2, 1, 2}, DType::int64));
   for (int64_t axis : {0, 1}) {
     OpCase c{"take along axis " + std::to_string(axis),
