@@ -510,3 +510,14 @@ def test_ndarray_where_argmax_take_match_numpy(device):
     ):
         assert got.dtype == want.dtype, (got.dtype, want.dtype)
         np.testing.assert_array_equal(got.numpy(), want)
+
+
+@pytest.mark.parametrize("dtype", ["int64", "int32", "uint8", "float32", "float64"])
+@pytest.mark.parametrize("scalar", [2, 1.5, np.int64(3)], ids=repr)
+def test_tensor_scalar_operators_keep_the_scalars_kind(dtype, scalar):
+    x = (np.arange(6).reshape(2, 3) % 5 + 1).astype(dtype)
+    t = ndl.Tensor(x, requires_grad=False)
+    for got, want in ((t + scalar, x + scalar), (scalar * t, scalar * x), (t - scalar, x - scalar),
+                      (scalar - t, scalar - x), (t / scalar, x / scalar), (t ** 2, x ** 2)):
+        assert got.dtype == want.dtype, (got.dtype, want.dtype)
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-6)
