@@ -64,4 +64,14 @@ NDArray to_ndarray(const pybind11::handle& obj, Backend* device, std::optional<D
 
 // A Python indexing key (int, slice, ..., or a tuple of them) for a value of rank ndim.
 IndexKey to_index_key(const pybind11::handle& key, int64_t ndim);
+// Integer-array indexing (numpy's take): a key that is an index array (NDArray, Tensor, numpy
+// array or list), or a tuple with one index array and only ':' / '...' beside it. Other mixes
+// raise IndexError; keys without an index array give nullopt.
+struct ArrayIndex {
+  pybind11::object indices;
+  int64_t axis;
+};
+std::optional<ArrayIndex> array_index(const pybind11::handle& key, int64_t ndim);
+// The indices as an int32/int64 NDArray on `device` (uint8 widens; bool and floats raise).
+NDArray index_array(const pybind11::handle& indices, Backend& device);
 }  // namespace needle::python

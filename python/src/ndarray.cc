@@ -5,6 +5,7 @@
 #include <string>
 
 #include "bindings.h"
+#include "needle/tensor.h"
 
 namespace py = pybind11;
 
@@ -121,6 +122,66 @@ IndexKey to_index_key(const py::handle& key, int64_t ndim) {
     if (kind[i] != 'b') merged.push_back(out[i]);
   }
   return merged;
+}
+
+namespace {
+
+bool is_index_array(const py::handle& item) {
+  return py::isinstance<NDArray>(item) || py::isinstance<Node>(item) ||
+         py::isinstance<py::array>(item) || py::isinstance<py::list>(item);
+}
+
+bool is_full_slice(const py::handle& item) {
+  if (!py::isinstance<py::slice>(item)) return false;
+  return item.attr("start").is_none() && item.attr("stop").is_none() &&
+         item.attr("step").is_none();
+}
+
+}  // namespace
+
+std::optional<ArrayIndex> array_index(const py::handle& key, int64_t ndim) {
+  if (!py::isinstance<py::tuple>(key)) {
+    if (!is_index_array(key)) return std::nullopt;
+    return ArrayIndex{py::reinterpret_borrow<py::object>(key), 0};
+  }
+  auto items = key.cast<py::tuple>();
+  std::optional<size_t> pos, ellipsis;
+  bool others_full = true;
+  for (size_t i = 0; i < items.size(); ++i) {
+    py::object item = items[i];
+    if (is_index_array(item)) {
+      if (pos) others_full = false;  // a second index array
+      pos = i;
+    } else if (item.is(py::ellipsis())) {
+      ellipsis = i;
+    } else if (!is_full_slice(item)) {
+      others_full = false;
+    }
+  }
+  if (!pos) return std::nullopt;
+  if (!others_full)
+    fail<IndexError>("[getitem] integer-array indexing takes one index array, with only ':' or "
+                     "'...' beside it");
+  // Entries after an ellipsis count from the last axis.
+  int64_t axis = ellipsis && *ellipsis < *pos ? ndim - int64_t(items.size() - *pos)
+                                               : int64_t(*pos);
+  if (axis < 0 || axis >= ndim)
+    fail<IndexError>("[getitem] too many indices for an array of ", ndim, " dimensions");
+  return ArrayIndex{py::reinterpret_borrow<py::object>(items[*pos]), axis};
+}
+
+NDArray index_array(const py::handle& indices, Backend& device) {
+  // (A Tensor's data through Python: Tensor's pybind11 caster lives in tensor_bindings.h.)
+  NDArray idx = py::isinstance<Node>(indices)
+                    ? indices.attr("realize_cached_data")().cast<NDArray>()
+                    : to_ndarray(indices, &device, std::nullopt);
+  if (&idx.device() != &device) idx = idx.to(device);
+  if (is_bool(idx.dtype()))
+    fail<IndexError>("[getitem] boolean masks are not supported as indices; use where()");
+  if (is_floating(idx.dtype()))
+    fail<IndexError>("[getitem] index arrays must hold integers, got ", dtype_name(idx.dtype()));
+  if (idx.dtype() == DType::uint8) idx = idx.astype(DType::int64);
+  return idx;
 }
 
 namespace {
@@ -278,9 +339,15 @@ another device a 1-D NDArray view, which needs a compact array.)doc")
            [](const NDArray& a, const py::object& shape) { return a.broadcast_to(to_ints(shape)); },
            py::arg("new_shape"))
       .def("__getitem__",
-           [](const NDArray& a, const py::object& key) { return a.getitem(to_index_key(key, a.ndim())); })
+           [](const NDArray& a, const py::object& key) {
+             if (auto ai = array_index(key, a.ndim()))  // a[idx]: numpy's take
+               return a.take(index_array(ai->indices, a.device()), ai->axis);
+             return a.getitem(to_index_key(key, a.ndim()));
+           })
       .def("__setitem__",
            [](NDArray& a, const py::object& key, const py::object& value) {
+             if (array_index(key, a.ndim()))
+               fail<TypeError>("[setitem] assignment through an index array is not supported");
              IndexKey k = to_index_key(key, a.ndim());
              if (py::isinstance<py::float_>(value) || py::isinstance<py::int_>(value))
                a.setitem(k, value.cast<double>());
@@ -313,6 +380,23 @@ another device a 1-D NDArray view, which needs a compact array.)doc")
              return a.min(to_axes(axis), keepdims);
            },
            py::arg("axis") = py::none(), py::arg("keepdims") = false)
+      .def("argmax",
+           [](const NDArray& a, std::optional<int64_t> axis, bool keepdims) {
+             return a.argmax(axis, keepdims);
+           },
+           py::arg("axis") = py::none(), py::arg("keepdims") = false,
+           "Index of the first largest element (of the flattened array when axis is None), "
+           "int64.")
+      .def("argmin",
+           [](const NDArray& a, std::optional<int64_t> axis, bool keepdims) {
+             return a.argmin(axis, keepdims);
+           },
+           py::arg("axis") = py::none(), py::arg("keepdims") = false)
+      .def("take",
+           [](const NDArray& a, const py::object& indices, int64_t axis) {
+             return a.take(index_array(indices, a.device()), axis);
+           },
+           py::arg("indices"), py::arg("axis") = 0, "numpy's take: a gather along `axis`.")
       .def("flip", [](const NDArray& a, const py::object& axes) { return a.flip(to_ints(axes)); },
            py::arg("axes"))
       .def("pad",
@@ -342,6 +426,25 @@ another device a 1-D NDArray view, which needs a compact array.)doc")
 
   m.def("_set_dtype_class", &set_dtype_class, py::arg("cls"),
         "Registers the str subclass that `.dtype` returns (needle.backend_ndarray.DType).");
+  m.def(
+      "where",
+      [](const py::object& cond, const py::object& a, const py::object& b) {
+        // Operands go to the first NDArray's device; a scalar value takes the dtype numpy's
+        // scalar rule gives it beside the other value (where(c, f32, 0.0) stays float32).
+        Backend* dev = nullptr;
+        for (const py::object* x : {&cond, &a, &b})
+          if (!dev && py::isinstance<NDArray>(*x)) dev = &x->cast<const NDArray&>().device();
+        auto arr = [&](const py::object& x) { return to_ndarray(x, dev, std::nullopt); };
+        auto value = [&](const py::object& x, const py::object& other) {
+          auto s = to_scalar(x);
+          if (!s || to_scalar(other)) return arr(x);
+          NDArray o = arr(other);
+          return to_ndarray(x, dev, NDArray::scalar_operand_dtype(o.dtype(), *s));
+        };
+        return NDArray::where(arr(cond), value(a, b), value(b, a));
+      },
+      py::arg("condition"), py::arg("a"), py::arg("b"),
+      "numpy's where: `a` where `condition` is nonzero, else `b` (broadcast, promoted).");
   m.def("concatenate", &NDArray::concatenate, py::arg("arrays"), py::arg("axis") = 0);
   m.def("stack", &NDArray::stack, py::arg("arrays"), py::arg("axis") = 0);
 }

@@ -12,7 +12,6 @@ namespace needle::python {
 
 namespace {
 
-
 // The supported names, for messages: "float32, float64, ...".
 std::string supported_names() {
   std::string out;
@@ -28,8 +27,7 @@ bool is_supported_name(const std::string& name) {
 }
 
 [[noreturn]] void unsupported(const char* op, const std::string& name) {
-  fail<TypeError>("[", op, "] unsupported dtype '", name, "' (supported: ", supported_names(),
-                  ")");
+  fail<TypeError>("[", op, "] unsupported dtype '", name, "' (supported: ", supported_names(), ")");
 }
 
 // numpy's name for a dtype-like object (np.uint8, np.dtype("int64"), float, "float32").
@@ -41,8 +39,8 @@ std::string numpy_name(const py::handle& obj, const char* op) {
   try {
     return py::module_::import("numpy").attr("dtype")(obj).attr("name").cast<std::string>();
   } catch (const py::error_already_set&) {
-    fail<TypeError>("[", op, "] not a dtype: ", std::string(py::repr(obj)), " (supported: ",
-                    supported_names(), ")");
+    fail<TypeError>("[", op, "] not a dtype: ", std::string(py::repr(obj)),
+                    " (supported: ", supported_names(), ")");
   }
 }
 
@@ -51,7 +49,8 @@ std::string numpy_name(const py::handle& obj, const char* op) {
 std::optional<DType> nearest_supported(const py::dtype& dt) {
   const auto size = dt.itemsize();
   switch (dt.kind()) {
-    case 'b': return DType::bool_;
+    case 'b':
+      return DType::bool_;
     case 'f':
       if (size <= 4) return DType::float32;  // float16 widens
       if (size == 8) return DType::float64;
@@ -121,7 +120,9 @@ void set_dtype_class(const py::object& cls) {
   dtype_class = cls.is_none() ? py::handle() : cls.inc_ref();
 }
 
-py::dtype numpy_dtype(DType d) { return numpy_dtype_ref(d); }
+py::dtype numpy_dtype(DType d) {
+  return numpy_dtype_ref(d);
+}
 
 py::array to_numpy(const NDArray& a) {
   std::vector<py::ssize_t> shape(a.shape().begin(), a.shape().end());
@@ -131,7 +132,9 @@ py::array to_numpy(const NDArray& a) {
 }
 
 // The CPU backend's buffers are host memory; no other registered backend's are.
-bool is_host_memory(const NDArray& a) { return a.device().name() == "cpu"; }
+bool is_host_memory(const NDArray& a) {
+  return a.device().name() == "cpu";
+}
 
 py::array numpy_view(const NDArray& a) {
   if (!is_host_memory(a))
@@ -161,10 +164,13 @@ std::optional<Scalar> to_scalar(const py::handle& obj) {
   if (PyFloat_Check(o)) return Scalar(PyFloat_AS_DOUBLE(o));
   if (!is_numpy_scalar(obj)) return std::nullopt;
   switch (py::dtype::from_args(obj.attr("dtype")).kind()) {  // a numpy scalar: as Python's
-    case 'b': return Scalar(obj.cast<bool>());
+    case 'b':
+      return Scalar(obj.cast<bool>());
     case 'i':
-    case 'u': return Scalar(obj.attr("__int__")().cast<long long>());
-    case 'f': return Scalar(obj.cast<double>());
+    case 'u':
+      return Scalar(obj.attr("__int__")().cast<long long>());
+    case 'f':
+      return Scalar(obj.cast<double>());
   }
   return std::nullopt;
 }
@@ -181,7 +187,8 @@ NDArray to_ndarray(const py::handle& obj, Backend* device, std::optional<DType> 
   if (obj.is_none()) fail<TypeError>("[array] cannot make an array from None");
   const bool is_array = py::isinstance<py::array>(obj);
   // numpy's own errors (ragged lists) pass through.
-  py::array arr = is_array ? py::reinterpret_borrow<py::array>(obj) : py::array(numpy_asarray()(obj));
+  py::array arr =
+      is_array ? py::reinterpret_borrow<py::array>(obj) : py::array(numpy_asarray()(obj));
   DType dt;
   if (dtype) {
     dt = *dtype;

@@ -144,8 +144,8 @@ def test_compute_gradient_course():
     gradient_check(lambda A, B, C: ndl.summation(ndl.reshape(A, shape=(10, 10)) @ B / 5 + C, axes=None),
                    ndl.Tensor(np.random.randn(100)), ndl.Tensor(np.random.randn(10, 5)),
                    ndl.Tensor(np.random.randn(10, 5)), backward=True)
-    # Float data: integer tensors never require grad (API.md), so the course's Tensor([6]),
-    # an int64 tensor under numpy's inference, would get no gradient here.
+    # The course writes Tensor([6]) and Tensor([0]): int64 tensors, which never require grad
+    # here (API.md), so its second-derivative check runs on floats.
     x2 = ndl.Tensor([6.0])
     x3 = ndl.Tensor([0.0])
     y = x2 * x2 + x2 * x3

@@ -159,7 +159,7 @@ def test_array_split_batches_of_cached_data_with_uint8_labels(device):
     loss_fn = ndl.nn.SoftmaxLoss()
     for X0, y0 in zip(np.array_split(X, 8), np.array_split(y, 8)):
         X0, y0 = ndl.Tensor(X0, dtype="float32"), ndl.Tensor(y0)
-        assert y0.dtype == "uint8"
+        assert y0.dtype == "uint8" and not y0.requires_grad
         loss = loss_fn(X0 @ model, y0)
         z = np.asarray(X0) @ W
         lse = np.log(np.exp(z - z.max(1, keepdims=True)).sum(1)) + z.max(1)
@@ -381,13 +381,22 @@ def test_tensor_rejects_what_is_no_array():
         nd.NDArray(None)
 
 
-@pytest.mark.parametrize("value", [[1, 2], np.arange(3, dtype=np.uint8), [True, False], [1.5]])
-def test_only_float_tensors_require_grad(value):
-    # API.md: integer and bool tensors never require grad, whatever was asked for.
-    floating = np.asarray(value).dtype.kind == "f"
-    assert ndl.Tensor(value).requires_grad == floating
-    assert not ndl.Tensor(value, requires_grad=False).requires_grad
-    assert not ndl.Tensor.make_const(nd.NDArray(np.asarray(value))).requires_grad
+@pytest.mark.parametrize("value", [[1, 2], np.arange(3, dtype=np.uint8), [True, False], np.int32(4)])
+def test_integer_and_bool_tensors_never_require_grad(value):
+    t = ndl.Tensor(value, requires_grad=True)
+    assert not t.requires_grad
+    t.requires_grad = True
+    assert not t.requires_grad
+    assert not ndl.Tensor.make_const(nd.NDArray(np.asarray(value)), requires_grad=True).requires_grad
+    assert not ndl.nn.Parameter(value).requires_grad
+    f = ndl.Tensor(value, dtype="float32")
+    assert f.requires_grad
+    f.requires_grad = False
+    assert not f.requires_grad
+    # Nor do integer results of float tensors that require grad.
+    x = ndl.Tensor(np.random.randn(3, 4))
+    assert not x.astype("int64").requires_grad
+    assert (x * 2).requires_grad
 
 
 def test_item_is_exact_for_integers():
@@ -434,3 +443,81 @@ def test_numpy_array_operands_give_ndarrays(device):
         assert got.dtype == want.dtype
         np.testing.assert_allclose(got.numpy(), want)
     np.testing.assert_allclose(np.exp(a), np.exp(x))  # other numpy functions: numpy results
+
+
+# --- integer-array indexing from Python ---
+
+
+@pytest.mark.parametrize("device", DEVICES, ids=IDS)
+def test_index_arrays_gather_as_numpy_does(device):
+    x = np.arange(24.0).reshape(2, 3, 4)
+    a = nd.NDArray(x, device=device)
+    idx = np.array([[2, 0], [2, -1]])
+    for key, ref in (
+        (np.array([1, 0, 1]), x[[1, 0, 1]]),
+        ([1, 1], x[[1, 1]]),
+        ((slice(None), np.array([2, 0])), x[:, [2, 0]]),
+        ((Ellipsis, idx), x[..., idx]),
+        ((slice(None), slice(None), nd.NDArray(np.array([3], dtype=np.int32))), x[:, :, [3]]),
+        (np.array([1], dtype=np.uint8), x[[1]]),
+    ):
+        got = a[key]
+        assert isinstance(got, nd.NDArray) and got.device == device
+        np.testing.assert_array_equal(got.numpy(), ref)
+    for bad, match in ((np.array([True, False]), "boolean masks"), (np.array([0.5]), "integers"),
+                       (([0], [1]), "one index array"), ((0, [1]), "one index array")):
+        with pytest.raises(IndexError, match=match):
+            a[bad]
+    with pytest.raises(IndexError, match="out of bounds"):
+        a[[2]]
+    with pytest.raises(TypeError, match="setitem"):
+        a[[0]] = 1.0
+
+
+@pytest.mark.parametrize("device", DEVICES, ids=IDS)
+def test_tensor_index_arrays_scatter_add_their_gradient(device):
+    np.random.seed(7)
+    x = np.random.randn(4, 3)
+    c = np.random.randn(5, 3)
+    idx = [3, 0, 3, 3, 1]  # repeated indices accumulate
+    for key in (idx, np.array(idx), ndl.Tensor(idx, device=device)):
+        t = ndl.Tensor(x, device=device)
+        y = t[key]
+        np.testing.assert_array_equal(y.numpy(), x[idx])
+        (y * ndl.Tensor(c, device=device)).sum().backward()
+        expected = np.zeros_like(x)
+        np.add.at(expected, idx, c)
+        np.testing.assert_allclose(t.grad.numpy(), expected, rtol=1e-12)
+    t = ndl.Tensor(x, device=device)
+    t[:, [2, 2]].sum().backward()
+    np.testing.assert_array_equal(t.grad.numpy(), [[0, 0, 2]] * 4)
+
+
+@pytest.mark.parametrize("device", DEVICES, ids=IDS)
+def test_ndarray_where_argmax_take_match_numpy(device):
+    np.random.seed(4)
+    x = np.random.randn(3, 5).astype(np.float32)
+    a = nd.NDArray(x, device=device)
+    for got, want in (
+        (nd.where(a > 0, a, 0.0), np.where(x > 0, x, 0.0)),
+        (nd.where(x > 0, 1, a), np.where(x > 0, 1, x)),
+        (nd.where(np.array([True, False, True, False, True]), a, -a), np.where([True, False] * 2 + [True], x, -x)),
+        (a.argmax(axis=1), x.argmax(axis=1)),
+        (a.argmin(axis=0, keepdims=True), x.argmin(axis=0)[None]),
+        (nd.argmax(a), x.argmax()),
+        (a.take([4, 0, 4], axis=1), x.take([4, 0, 4], axis=1)),
+        (a.take(np.array([[1], [2]])), x.take(np.array([[1], [2]]), axis=0)),
+    ):
+        assert got.dtype == want.dtype, (got.dtype, want.dtype)
+        np.testing.assert_array_equal(got.numpy(), want)
+
+
+@pytest.mark.parametrize("dtype", ["int64", "int32", "uint8", "float32", "float64"])
+@pytest.mark.parametrize("scalar", [2, 1.5, np.int64(3)], ids=repr)
+def test_tensor_scalar_operators_keep_the_scalars_kind(dtype, scalar):
+    x = (np.arange(6).reshape(2, 3) % 5 + 1).astype(dtype)
+    t = ndl.Tensor(x, requires_grad=False)
+    for got, want in ((t + scalar, x + scalar), (scalar * t, scalar * x), (t - scalar, x - scalar),
+                      (scalar - t, scalar - x), (t / scalar, x / scalar), (t ** 2, x ** 2)):
+        assert got.dtype == want.dtype, (got.dtype, want.dtype)
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-6)

@@ -8,12 +8,12 @@ device constructors, the device conveniences (``randn``, ``rand``, ``one_hot``, 
 import numpy as np
 
 from .. import _needle
-from .._needle import Array, Device, NDArray, concatenate, stack
+from .._needle import Array, Device, NDArray, concatenate, stack, where
 
 __all__ = [
     "Array", "Device", "NDArray", "DType", "cpu", "cuda", "cpu_numpy", "default_device", "all_devices",
     "array", "empty", "full", "broadcast_to", "reshape", "maximum", "log", "exp", "tanh", "sum",
-    "flip", "concatenate", "stack",
+    "flip", "concatenate", "stack", "where", "argmax",
 ]
 
 
@@ -168,3 +168,7 @@ def sum(a, axis=None, keepdims=False):
 
 def flip(a, axes):
     return a.flip(axes)
+
+
+def argmax(a, axis=None, keepdims=False):
+    return a.argmax(axis=axis, keepdims=keepdims)
