@@ -268,13 +268,14 @@ void write_json_string(std::ostringstream& os, const std::string& s) {
 
 // --- Format ---
 
+// Needle's dtypes and their safetensors names: the one table both directions read.
+constexpr std::pair<DType, const char*> kSafetensorsDtypes[] = {
+    {DType::bool_, "BOOL"},  {DType::uint8, "U8"},     {DType::int32, "I32"},
+    {DType::int64, "I64"},   {DType::float32, "F32"}, {DType::float64, "F64"}};
+
 const char* safetensors_dtype(DType d) {
-  switch (d) {
-    case DType::float32:
-      return "F32";
-    case DType::float64:
-      return "F64";
-  }
+  for (const auto& [dtype, name] : kSafetensorsDtypes)
+    if (dtype == d) return name;
   fail<TypeError>("[safetensors] cannot store dtype ", dtype_name(d));
 }
 
@@ -324,12 +325,13 @@ Entry parse_entry(const std::string& path, const std::string& name, const Json& 
   static const std::set<std::string> kKnown = {"BOOL", "U8",  "I8",  "F8_E5M2", "F8_E4M3",
                                                "I16",  "U16", "F16", "BF16",    "I32",
                                                "U32",  "I64", "U64"};
-  if (dtype->text == "F32") {
-    e.dtype = DType::float32;
-  } else if (dtype->text == "F64") {
-    e.dtype = DType::float64;
+  const auto* known = std::find_if(std::begin(kSafetensorsDtypes), std::end(kSafetensorsDtypes),
+                                   [&](const auto& entry) { return dtype->text == entry.second; });
+  if (known != std::end(kSafetensorsDtypes)) {
+    e.dtype = known->first;
   } else if (kKnown.count(dtype->text)) {
-    bad_file(path, where, " has dtype ", dtype->text, ", which Needle does not load (F32, F64)");
+    bad_file(path, where, " has dtype ", dtype->text,
+             ", which Needle does not load (BOOL, U8, I32, I64, F32, F64)");
   } else {
     bad_file(path, where, " has unknown dtype '", dtype->text, "'");
   }
@@ -665,8 +667,13 @@ ArrayDict load_safetensors_arrays(const std::string& path, Backend& device, Meta
 
   ArrayDict out;
   const char* data = bytes.data() + 8 + n;
-  for (const Entry& e : entries)
+  for (const Entry& e : entries) {
+    // A bool byte other than 0 or 1 is no C++ bool: refuse it rather than read it as one.
+    if (e.dtype == DType::bool_ &&
+        std::any_of(data + e.begin, data + e.end, [](char c) { return c != 0 && c != 1; }))
+      bad_file(path, "tensor '", e.name, "' of dtype BOOL holds a byte other than 0 or 1");
     out.emplace(e.name, NDArray::from_host(data + e.begin, e.shape, e.dtype, device));
+  }
   if (metadata) *metadata = std::move(meta);
   return out;
 }
