@@ -147,10 +147,10 @@ struct IntBinaryFn {
 
 // The functor of an op for element type T.
 template <UnaryOp Op, class T>
-using UnaryFnFor = std::conditional_t<std::is_floating_point_v<T>, UnaryFn<Op>, IntUnaryFn<Op>>;
+using UnaryFnFor = std::conditional_t<kmath::is_float_v<T>, UnaryFn<Op>, IntUnaryFn<Op>>;
 template <BinaryOp Op, class T>
 using BinaryFnFor =
-    std::conditional_t<std::is_floating_point_v<T>, BinaryFn<Op>, IntBinaryFn<Op>>;
+    std::conditional_t<kmath::is_float_v<T>, BinaryFn<Op>, IntBinaryFn<Op>>;
 
 // x ** s for the common scalar exponents, as arithmetic (equal to std::pow within an ulp,
 // with the same results for zeros, infinities and NaN).
@@ -238,7 +238,7 @@ void sqrt_pow_contiguous(const T* a, T* o, int64_t n) {
 template <UnaryOp Op, class T>
 bool unary_vectorized(const T* a, T* o, int64_t n) {
   constexpr bool is_float = std::is_same_v<T, float>;
-  if constexpr (!std::is_floating_point_v<T>) {
+  if constexpr (!kmath::is_float_v<T>) {
     return false;
   } else if constexpr (Op == UnaryOp::sqrt) {
     sqrt_contiguous(a, o, n);
@@ -421,7 +421,7 @@ void binary_scalar(BinaryOp op, const View& a, double s, const View& out, bool s
     auto run = [&](auto f, int64_t grain) {
       binary_scalar_typed<T>(f, a, v, out, scalar_on_left, grain);
     };
-    if constexpr (std::is_floating_point_v<T>) {
+    if constexpr (kmath::is_float_v<T>) {
       if (op == BinaryOp::power && !scalar_on_left) {
         if (v == T(2)) return run(SquareFn{}, kParallelGrain);
         if (v == T(3)) return run(CubeFn{}, kParallelGrain);

@@ -56,7 +56,7 @@ void scatter_add_typed(const View& values, const View& index, int64_t axis, cons
     T* dst = po + off[2];
     for (int64_t i = 0; i < n; ++i) {
       T& o = dst[i * so + idx[i * si] * out_axis];
-      if constexpr (std::is_floating_point_v<T>) {
+      if constexpr (kmath::is_float_v<T>) {
         o += v[i * sv];
       } else {
         o = kmath::add(o, v[i * sv]);

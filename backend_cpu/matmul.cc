@@ -88,7 +88,7 @@ void gemm_integer(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int
 // The GEMM matmul_typed runs for T: gemm (or the naive one) for floats, else gemm_integer.
 template <class T>
 void matmul_dispatch(const View& a, const View& b, const View& out, bool naive) {
-  if constexpr (std::is_floating_point_v<T>) {
+  if constexpr (kmath::is_float_v<T>) {
     if (naive) {
       matmul_typed<T>(gemm_naive<T>, a, b, out);
     } else {

@@ -28,7 +28,7 @@ template <class T>
 struct SumOp {
   static T identity() { return T(0); }
   static T combine(T acc, T x) {
-    if constexpr (std::is_floating_point_v<T>) {
+    if constexpr (kmath::is_float_v<T>) {
       return acc + x;
     } else {
       return kmath::add(acc, x);
@@ -39,7 +39,7 @@ struct SumOp {
 template <class T>
 struct MaxOp {
   static T identity() {
-    if constexpr (std::is_floating_point_v<T>) {
+    if constexpr (kmath::is_float_v<T>) {
       return -std::numeric_limits<T>::infinity();
     } else {
       return kmath::lowest<T>();
@@ -50,7 +50,7 @@ struct MaxOp {
 template <class T>
 struct MinOp {
   static T identity() {
-    if constexpr (std::is_floating_point_v<T>) {
+    if constexpr (kmath::is_float_v<T>) {
       return std::numeric_limits<T>::infinity();
     } else {
       return kmath::highest<T>();

@@ -127,7 +127,7 @@ __device__ inline T apply_binary_int(BinaryOp op, T x, T y) {
 // The op for T, chosen at compile time: the float functions or the integer ones.
 template <class T>
 __device__ inline T unary_of(UnaryOp op, T x) {
-  if constexpr (std::is_floating_point_v<T>) {
+  if constexpr (kmath::is_float_v<T>) {
     return apply_unary(op, x);
   } else {
     return apply_unary_int(op, x);
@@ -135,7 +135,7 @@ __device__ inline T unary_of(UnaryOp op, T x) {
 }
 template <class T>
 __device__ inline T binary_of(BinaryOp op, T x, T y) {
-  if constexpr (std::is_floating_point_v<T>) {
+  if constexpr (kmath::is_float_v<T>) {
     return apply_binary(op, x, y);
   } else {
     return apply_binary_int(op, x, y);

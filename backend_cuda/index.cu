@@ -37,7 +37,7 @@ __global__ void scatter_add_kernel(const T* values, const int64_t* index, T* out
     offsets_of(ix, i, off);
     for (int64_t j = 0; j < len; ++j) {
       T& o = out[off[2] + index[off[1] + j * i_axis] * out_axis];
-      if constexpr (std::is_floating_point_v<T>) {
+      if constexpr (kmath::is_float_v<T>) {
         o += values[off[0] + j * v_axis];
       } else {
         o = kmath::add(o, values[off[0] + j * v_axis]);

@@ -227,7 +227,7 @@ void matmul(const View& a, const View& b, const View& out) {
 
   dispatch_dtype(out.dtype, [&](auto t) {
     using T = decltype(t);
-    if constexpr (std::is_floating_point_v<T>) {  // integers: the tiled kernel only
+    if constexpr (kmath::is_float_v<T>) {  // integers: the tiled kernel only
       if (!tiled && try_cublas<T>(a.ptr<T>(), b.ptr<T>(), out.ptr<T>(), d, batch)) return;
     }
     launch_tiled<T>(a.ptr<T>(), b.ptr<T>(), out.ptr<T>(), d, batch, n_batch);

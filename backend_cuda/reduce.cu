@@ -17,7 +17,7 @@ constexpr int64_t kSerialRowMax = 32;
 // Integers start max/min from their extremes (bool: max = any, min = all) and sum wrapping.
 template <class T>
 __device__ inline T reduce_identity(ReduceOp op) {
-  if constexpr (!std::is_floating_point_v<T>) {
+  if constexpr (!kmath::is_float_v<T>) {
     return op == ReduceOp::max ? kmath::lowest<T>()
            : op == ReduceOp::min ? kmath::highest<T>()
                                  : T(0);
@@ -37,7 +37,7 @@ __device__ inline T reduce_identity(ReduceOp op) {
 // Folds y into the running result x; max/min propagate NaN as numpy does.
 template <class T>
 __device__ inline T reduce_combine(ReduceOp op, T x, T y) {
-  if constexpr (!std::is_floating_point_v<T>) {
+  if constexpr (!kmath::is_float_v<T>) {
     return op == ReduceOp::sum   ? kmath::add(x, y)
            : op == ReduceOp::max ? kmath::maximum(x, y)
                                  : kmath::minimum(x, y);

@@ -25,6 +25,13 @@
 
 namespace needle::kmath {
 
+// Whether T is a floating-point element type (the kernels pick their float or integer code
+// with it); a float16 / bfloat16 element type specializes this.
+template <class T>
+struct is_float_type : std::is_floating_point<T> {};
+template <class T>
+constexpr bool is_float_v = is_float_type<T>::value;
+
 template <class Out, class In>
 NEEDLE_HD inline Out convert(In x) {
   if constexpr (std::is_same_v<Out, bool>) {
