@@ -31,14 +31,14 @@ def _as_array(name, value):
     if hasattr(value, "realize_cached_data"):  # a needle Tensor (Parameter, ...)
         return value.realize_cached_data()
     array = np.asarray(value)
-    if array.dtype not in (np.float32, np.float64):
-        if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-            raise TypeError(
-                f"needle.save: '{name}' must be a Tensor, NDArray or numeric array, "
-                f"got {type(value).__name__}"
-            )
-        array = array.astype(np.float32)  # Needle stores float32 / float64 only
-    return array  # the C++ side copies it C-contiguous (keeps 0-d arrays 0-d)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(
+            f"needle.save: '{name}' must be a Tensor, NDArray or numeric array, "
+            f"got {type(value).__name__}"
+        )
+    # The C++ side copies it C-contiguous (keeps 0-d arrays 0-d) in its own dtype, or the
+    # nearest one Needle has (docs/dtypes.md: float16 -> float32, int16 -> int32, ...).
+    return array
 
 
 def save(obj, path, metadata=None):
@@ -60,7 +60,7 @@ def save(obj, path, metadata=None):
 
 
 def load(path, device=None):
-    """Read a safetensors file: dict of name -> Tensor (float32 / float64 as stored,
+    """Read a safetensors file: dict of name -> Tensor (every dtype as stored,
     ``requires_grad=False``) on ``device`` (the default device when None)."""
     return dict(_needle.load(os.fspath(path), device))
 

@@ -41,7 +41,8 @@ def write_safetensors(path, arrays, metadata=None):
     for name, a in arrays.items():
         a = np.asarray(a, order="C")
         data = a.astype(a.dtype.newbyteorder("<")).tobytes()
-        dtype = {np.dtype("float32"): "F32", np.dtype("float64"): "F64"}[a.dtype]
+        dtype = {"float32": "F32", "float64": "F64", "int64": "I64", "int32": "I32", "uint8": "U8",
+                 "bool": "BOOL"}[a.dtype.name]
         header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + len(data)]}
         blobs.append(data)
         offset += len(data)
@@ -124,6 +125,28 @@ def test_files_from_another_writer_load(tmp_path):
     for name, a in arrays.items():
         assert loaded[name].shape == a.shape
         np.testing.assert_array_equal(loaded[name].numpy(), a)
+
+
+@pytest.mark.parametrize("device", DEVICES, ids=IDS)
+def test_every_dtype_round_trips_and_reads_from_another_writer(tmp_path, device):
+    arrays = {name: (np.arange(12).reshape(3, 4) % 5).astype(name)
+              for name in ("bool", "uint8", "int32", "int64", "float32", "float64")}
+    ndl.save({**arrays, "labels": ndl.Tensor([3, 1, 4])}, tmp_path / "mine.safetensors")
+    write_safetensors(tmp_path / "other.safetensors", arrays)
+    for file in ("mine", "other"):
+        loaded = ndl.load(tmp_path / f"{file}.safetensors", device=device)
+        for name, a in arrays.items():
+            assert loaded[name].dtype == name
+            np.testing.assert_array_equal(loaded[name].numpy(), a)
+    assert ndl.load(tmp_path / "mine.safetensors")["labels"].dtype == "int64"
+    # A BOOL byte other than 0 or 1 is no bool: refused, naming the tensor.
+    write_safetensors(tmp_path / "bad.safetensors", {"mask": np.array([0, 2], np.uint8)})
+    header, data, _ = read_header(tmp_path / "bad.safetensors")
+    header["mask"]["dtype"] = "BOOL"
+    text = json.dumps(header).encode("utf-8")
+    (tmp_path / "bad.safetensors").write_bytes(struct.pack("<Q", len(text)) + text + data)
+    with pytest.raises(ValueError, match="'mask' of dtype BOOL holds a byte other than 0 or 1"):
+        ndl.load(tmp_path / "bad.safetensors")
 
 
 def test_damaged_and_foreign_files_raise_value_error(tmp_path):
