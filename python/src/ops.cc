@@ -117,6 +117,13 @@ void init_ops(py::module_& parent) {
   op_class<EWisePow>(m, "EWisePow", "a ** b").def(py::init<>());
   op_class<Maximum>(m, "Maximum", "element-wise maximum(a, b)").def(py::init<>());
   op_class<Where>(m, "Where", "where(condition, a, b)").def(py::init<>());
+  op_class<ArgMax>(m, "ArgMax", "index of the max along axis (int64, no gradient)")
+      .def(py::init<std::optional<int64_t>, bool, bool>(), py::arg("axis") = py::none(),
+           py::arg("keepdims") = false, py::arg("is_min") = false);
+  op_class<Take>(m, "Take", "take(a, indices): a gathered along axis by integer indices")
+      .def(py::init<int64_t>(), py::arg("axis") = 0);
+  op_class<ScatterAdd>(m, "ScatterAdd", "scatter_add(indices, values): take's adjoint")
+      .def(py::init<int64_t, Shape>(), py::arg("axis"), py::arg("shape"));
   py::class_<ScalarOp, Op, std::shared_ptr<ScalarOp>>(m, "ScalarOp")
       .def_readonly("scalar", &ScalarOp::scalar);
   def_scalar_op<AddScalar>(m, "AddScalar", "a + scalar");
@@ -263,6 +270,11 @@ void init_ops(py::module_& parent) {
   m.def("gelu", &gelu, py::arg("a"));
   m.def("silu", &silu, py::arg("a"));
   m.def("where", &where, py::arg("condition"), py::arg("a"), py::arg("b"));
+  m.def("argmax", &argmax, py::arg("a"), py::arg("axis") = py::none(), py::arg("keepdims") = false);
+  m.def("argmin", &argmin, py::arg("a"), py::arg("axis") = py::none(), py::arg("keepdims") = false);
+  m.def("take", &take, py::arg("a"), py::arg("indices"), py::arg("axis") = 0);
+  m.def("scatter_add", &scatter_add, py::arg("indices"), py::arg("values"), py::arg("axis"),
+        py::arg("shape"));
   m.def(
       "astype",
       [](const Tensor& a, py::handle d) {

@@ -88,6 +88,13 @@ def np_undilate(a, axes, d):
     return a[tuple(slice(None, None, d + 1) if i in axes else slice(None) for i in range(a.ndim))]
 
 
+IDX = np.array([2, 0, 2, -1, 1])  # with repeats and a negative index
+
+
+def _IDX(like):
+    return ndl.Tensor(IDX, device=like.device)
+
+
 POS = dict(low=0.5, high=2.0)  # inputs in a positive range (log, sqrt, divide, power)
 CONV = dict(fused=("conv2d", "conv2d_weight_grad"), tol32=1e-4)  # conv's kernels; sums of ~50
 
@@ -175,6 +182,10 @@ CASES = [
      [(2, 1), (2, 3)], {}),
     ("getitem", lambda a: ndl.getitem(a, (slice(1, 3), -1)), lambda a: a[1:3, -1], [(4, 3)], {}),
     ("getitem step", lambda a: a[:, ::-2], lambda a: a[:, ::-2], [(2, 5)], {}),
+    # Integer-array indexing: repeated indices, so the gradient (a scatter-add) accumulates.
+    ("take axis 0", lambda a: ndl.take(a, _IDX(a), 0), lambda a: np.take(a, IDX, 0), [(3, 4)], {}),
+    ("take axis 1", lambda a: ndl.take(a, _IDX(a), 1), lambda a: np.take(a, IDX, 1), [(2, 3)], {}),
+    ("getitem index tensor", lambda a: a[_IDX(a)], lambda a: a[IDX], [(3, 2)], {}),
     ("setitem", lambda a, v: ndl.setitem(a, (1, slice(0, 2)), v),
      lambda a, v: np_setitem(a, (1, slice(0, 2)), v), [(3, 4), (2,)], {}),
     ("setitem broadcast", lambda a, v: ndl.setitem(a, slice(0, 2), v),
@@ -437,3 +448,19 @@ def test_errors_hw4():
         ndl.stack([a, ndl.Tensor(np.ones((4, 3)))], 0)
     with pytest.raises(IndexError):
         ndl.logsumexp(a, axes=(3,))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_argmax_and_argmin(device):
+    x = np.random.randn(3, 5, 4)
+    x[1, 2, :] = x[1, 0, :]  # ties: the first index wins, as in numpy
+    t = ndl.Tensor(x, device=device)
+    for axis in (None, 0, 1, -1):
+        for fn, ref in ((ndl.argmax, np.argmax), (ndl.argmin, np.argmin)):
+            got = fn(t, axis)
+            assert got.dtype == "int64" and not got.requires_grad
+            np.testing.assert_array_equal(got.numpy(), ref(x, axis=axis))
+    np.testing.assert_array_equal(ndl.argmax(t, 1, keepdims=True).numpy(),
+                                  np.argmax(x, axis=1, keepdims=True))
+    with pytest.raises(IndexError, match="take"):
+        ndl.take(t, ndl.Tensor([5], device=device), 0)
