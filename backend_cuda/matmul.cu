@@ -12,6 +12,7 @@
 
 #include "backend_cuda/cuda_common.cuh"
 #include "backend_cuda/cuda_kernels.cuh"
+#include "needle/kernel_math.h"
 
 namespace needle::cuda {
 namespace {
