@@ -20,6 +20,18 @@ Tensor unreduce(const Tensor& out_grad, const Shape& in_shape, const Axes& reduc
   Shape kd = keepdims_shape(in_shape, reduced);
   return out_grad.shape() == kd ? out_grad : reshape(out_grad, kd);
 }
+
+// The largest finite value of a floating dtype.
+double finite_limit(DType dtype) {
+  return dtype == DType::float64 ? std::numeric_limits<double>::max()
+                                 : double(std::numeric_limits<float>::max());
+}
+
+// The max over `axes` (kept), raised to the dtype's lowest finite value: the shift of
+// logsumexp, logsoftmax and softmax, so that a slice of all -inf shifts by a finite number.
+NDArray shift_max(const NDArray& a, const Axes& axes) {
+  return a.max(axes, true).maximum(-finite_limit(a.dtype()));
+}
 }  // namespace
 
 Axes reduction_axes(const char* op, const std::optional<Axes>& axes, int64_t ndim) {
@@ -70,11 +82,9 @@ NDArray LogSumExp::compute(const Args& args) const {
   // BEGIN SOLUTION hw2
   const NDArray& a = args[0];
   Axes reduced = reduction_axes("logsumexp", axes, a.ndim());
-  // Shift by the max, kept finite (clamped to the dtype's range) so that an all -inf slice
-  // gives -inf and a slice holding +inf gives +inf, not nan (inf - inf).
-  const double big = a.dtype() == DType::float64 ? std::numeric_limits<double>::max()
-                                                 : double(std::numeric_limits<float>::max());
-  NDArray m = a.max(reduced, true).maximum(-big).scalar(BinaryOp::minimum, big);
+  // Shift by the max, kept finite: an all -inf slice gives -inf, and (lowered to the
+  // dtype's largest value) a slice holding +inf gives +inf, not nan (inf - inf).
+  NDArray m = shift_max(a, reduced).scalar(BinaryOp::minimum, finite_limit(a.dtype()));
   NDArray out = (a - m).exp().sum(reduced, true).log() + m;
   if (keepdims) return out;
   Shape shape;
@@ -99,8 +109,7 @@ NDArray LogSoftmax::compute(const Args& args) const {
   // BEGIN SOLUTION hw2
   const NDArray& a = args[0];
   Axes ax{NDArray::normalize_axis("logsoftmax", axis, a.ndim())};
-  NDArray m = a.max(ax, true).maximum(double(std::numeric_limits<float>::lowest()));
-  NDArray shifted = a - m;
+  NDArray shifted = a - shift_max(a, ax);
   return shifted - shifted.exp().sum(ax, true).log();
   // END SOLUTION
 }
@@ -115,10 +124,9 @@ std::vector<Tensor> LogSoftmax::gradient(const Tensor& out_grad, const Tensor& n
 NDArray Softmax::compute(const Args& args) const {
   const NDArray& a = args[0];
   Axes ax{NDArray::normalize_axis("softmax", axis, a.ndim())};
-  // The shift of logsumexp and logsoftmax (kept finite): rows of all -inf, or holding +inf,
-  // give nan as in PyTorch.
-  NDArray m = a.max(ax, true).maximum(double(std::numeric_limits<float>::lowest()));
-  NDArray e = (a - m).exp();
+  // The shift of logsumexp and logsoftmax: rows of all -inf, or holding +inf, give nan as in
+  // PyTorch.
+  NDArray e = (a - shift_max(a, ax)).exp();
   return e / e.sum(ax, true);
 }
 std::vector<Tensor> Softmax::gradient(const Tensor& out_grad, const Tensor& node) const {
