@@ -215,12 +215,9 @@ TEST_CASE("integer tensors never require grad; gather's gradient scatters and ad
   CHECK(add_scalar(labels, 1.0).dtype() == DType::float64);
   CHECK(mul_scalar(Tensor(arr({1, 2}, DType::float32)), 3).dtype() == DType::float32);
 
+  // Finite-difference checks of take and where live in the one op-case table
+  // (tests/python/test_ops.py); these are the exact values.
   const Tensor idx(arr({2, 0, 2, 1, 2}, DType::int64));
-  for (int64_t axis : {0, 1}) {
-    INFO("take along axis " << axis);
-    check_gradients([&](const std::vector<Tensor>& in) { return getitem(in[0], idx, axis); },
-                    {random_tensor({3, 3})});
-  }
   // Repeated indices: the gradient counts each use.
   Tensor w(NDArray::full({3, 2}, 0.5, DType::float64), true);
   take(w, idx, 0).sum().backward();
@@ -230,9 +227,4 @@ TEST_CASE("integer tensors never require grad; gather's gradient scatters and ad
   where(Tensor(arr({1, 0, 1}, DType::bool_)), a, b).sum().backward();
   CHECK(a.grad().to_vector<double>() == std::vector<double>{1, 0, 1});
   CHECK(b.grad().to_vector<double>() == std::vector<double>{0, 1, 0});
-  check_gradients(
-      [](const std::vector<Tensor>& in) {
-        return where(Tensor(arr({1, 0, 0, 1, 1, 0}, DType::int32, {2, 3})), in[0], in[1]);
-      },
-      {random_tensor({2, 3}), random_tensor({3})});
 }
