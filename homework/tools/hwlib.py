@@ -263,7 +263,7 @@ def repo_files(root: Path) -> list[str]:
 def find_regions(root: Path, files: list[str] | None = None) -> list[Region]:
     regions = []
     for f in files if files is not None else repo_files(root):
-        if Path(f).suffix in SOURCE_SUFFIXES and not f.startswith("homework/"):
+        if Path(f).suffix in SOURCE_SUFFIXES and not f.startswith(("homework/", "tests/")):
             text = (root / f).read_text()
             if "SOLUTION" in text:
                 regions.extend(parse_regions(f, text))
