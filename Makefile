@@ -5,8 +5,11 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 CMAKE_ARGS ?=
 export PYTHONPATH := $(CURDIR)/python$(if $(PYTHONPATH),:$(PYTHONPATH))
+# ccache stores paths relative to the repository, so the homework student trees under
+# build/homework/ reuse the reference build's objects for every file they do not change.
+export CCACHE_BASEDIR := $(CURDIR)
 
-.PHONY: all deps build build-asan test test-cpp test-asan test-python demo bench format clean
+.PHONY: all deps build build-asan test test-cpp test-asan test-python test-homework demo bench format clean
 
 all: build
 
@@ -35,7 +38,14 @@ test-asan: build-asan
 test-python: build
 	$(PYTHON) -m pytest -q tests/python
 
-test: test-cpp test-asan test-python
+# The homework machinery on both sides: the tools' own tests, then every assignment at full marks
+# on the reference and failing with NotImplemented on its student version (homework/tools/selftest).
+test-homework: build
+	@.ci/install-deps dataset-fashion-mnist python3-nbclient python3-nbconvert python3-ipykernel
+	$(PYTHON) -m pytest -q tests/homework
+	homework/tools/selftest $(HOMEWORK)
+
+test: test-cpp test-asan test-python test-homework
 
 demo: build
 	@.ci/install-deps dataset-fashion-mnist

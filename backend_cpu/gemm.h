@@ -25,6 +25,8 @@
 #include <cstdint>
 #include <type_traits>
 #include <vector>
+
+#include "needle/error.h"
 #ifdef NEEDLE_WITH_OPENBLAS
 #include <cblas.h>
 #endif
