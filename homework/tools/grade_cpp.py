@@ -1,14 +1,17 @@
 """The grader's C++ part: lists the Catch2 (v2) test cases tagged [hwN] in needle_tests, runs
-each in its own process under the time limit, and reads its result from Catch2's console
-output.
+each in its own process under the time limit, and reads its result from Catch2's XML report
+(which, unlike the console reporter, never wraps a message).
 
 Tags read: [points=K] gives the test K points (default 1; Catch2 v2 accepts '=' in a tag),
 [hidden] shows its result to students only after the due date. Catch2 prints an exception's
 what() without its type, so tests/cpp/main.cc translates needle::NotImplemented into
 "NotImplemented: <what>" and a homework stub reads the same as in Python.
 """
+import dataclasses
 import os
 import re
+import tempfile
+from xml.etree import ElementTree
 
 from grade_common import NOT_IMPLEMENTED, TestResult, describe_exit, run_limited, trim
 
@@ -30,8 +33,9 @@ def grade_cpp(hw, binary, root, timeout):
         hidden = set(list_tests(binary, f"[{hw}][hidden]", root))
     except ListingFailed as e:
         return [harness_failure(binary, str(e))]
-    return [run_test(binary, name, points.get(name, 1), name in hidden, root, timeout)
-            for name in names]
+    with tempfile.TemporaryDirectory(prefix="grade-cpp-") as workdir:
+        return [run_test(binary, name, points.get(name, 1), name in hidden, root, timeout,
+                         workdir) for name in names]
 
 
 def harness_failure(binary, why):
@@ -84,66 +88,128 @@ def test_spec(name):
     return re.sub(r"([^A-Za-z0-9 ])", r"\\\1", name)
 
 
-def run_test(binary, name, points, hidden, root, timeout):
-    done = run_limited([binary, test_spec(name), "--use-colour", "no"], timeout, cwd=root)
-    output = without_banner(done.output)
+def run_test(binary, name, points, hidden, root, timeout, workdir):
+    """Runs one test case with Catch2's XML reporter writing to a file (messages unwrapped,
+    apart from what the test itself prints)."""
+    report = os.path.join(workdir, "catch2.xml")
+    if os.path.exists(report):
+        os.remove(report)
+    done = run_limited([binary, test_spec(name), "-r", "xml", "-o", report], timeout, cwd=root)
+    failures, succeeded, printed = read_report(report)
     result = TestResult(name=name, kind="cpp", points=points, outcome="failed", hidden=hidden,
-                        output=trim(output), duration=round(done.duration, 3))
-    failures = failure_messages(output)
+                        duration=round(done.duration, 3))
     if done.timed_out:
         result.outcome = "timeout"
         result.message = f"Timeout: the test took longer than its {timeout:g} s limit"
     elif done.returncode < 0:
         result.outcome = "crashed"
-        fatal = [m for m in failures if m.startswith("SIG")]
+        fatal = [f.message for f in failures if f.kind == "fatal"]
         result.message = f"Crash: {fatal[0] if fatal else describe_exit(done.returncode)}"
-    elif done.returncode == 0 and "No test cases matched" not in output:
-        result.outcome, result.output = "passed", ""
+    elif done.returncode == 0 and succeeded:
+        result.outcome = "passed"
+        return result
     else:
-        result.message = failures[0] if failures else first_line_of(output)
-        result.not_implemented = any(NOT_IMPLEMENTED.match(m) for m in failures)
+        result.message = (failures[0].message if failures else
+                          first_line_of(done.output) or f"needle_tests "
+                                                        f"{describe_exit(done.returncode)}")
+        result.not_implemented = any(NOT_IMPLEMENTED.match(f.message) for f in failures)
+    parts = [f.render() for f in failures]
+    printed = "\n".join(part for part in (printed, done.output.strip()) if part)
+    if printed:
+        parts.append(f"--- what the test printed ---\n{printed}")
+    result.output = trim("\n".join(parts))
     return result
 
 
-def without_banner(output):
-    """Catch2's console output from the first test's header on (the banner names only the
-    binary and Catch2's version)."""
-    marker = "Run with -? for options"
-    return output.split(marker, 1)[1].lstrip("\n") if marker in output else output
+@dataclasses.dataclass
+class Failure:
+    """One failed assertion of Catch2's XML report."""
+    kind: str  # "expression", "exception", "explicit" or "fatal"
+    where: str  # file:line
+    message: str  # the line shown in the score table
+    expression: str = ""  # e.g. "REQUIRE( a == b )"
+    expansion: str = ""
+    info: tuple = ()  # the INFO/CAPTURE messages in scope
+    sections: tuple = ()
+
+    def render(self):
+        if self.expression:
+            lines = [f"{self.where}: {self.expression}"]
+            if self.kind == "exception":
+                lines.append(f"  threw: {self.message}")
+            elif self.expansion:
+                lines.append(f"  with expansion: {self.expansion}")
+        else:
+            label = {"exception": "threw", "fatal": "fatal error", "explicit": "failed"}
+            lines = [f"{self.where}: {label[self.kind]}: {self.message}"]
+        if self.sections:
+            lines.append(f"  in section: {' / '.join(self.sections)}")
+        lines += [f"  with info: {message}" for message in self.info]
+        return "\n".join(lines)
 
 
-def failure_messages(output):
-    """One line per failed assertion in Catch2 v2 console output, in order: the exception's
-    message ("NotImplemented: hw0: compact"), the fatal signal, an explicit FAIL's message, or
-    the failed expression with its expansion ("REQUIRE( a == b ) with expansion: 1 == 2")."""
-    lines = output.splitlines()
-    messages = []
-    for i, line in enumerate(lines):
-        if line.endswith(" FAILED:"):
-            block = []
-            for following in lines[i + 1:]:
-                if not following.strip():
-                    break
-                block.append(following)
-            messages.append(describe_failure(block))
-    return [m for m in messages if m]
+def read_report(path):
+    """(failures, whether the test case succeeded, what it wrote to std::cout and std::cerr,
+    which Catch2 captures into the report) from a Catch2 v2 XML report. A report cut short by
+    a crash is read up to where it stops."""
+    parser = ElementTree.XMLPullParser(events=("start", "end"))
+    try:
+        with open(path, "rb") as f:
+            parser.feed(f.read())
+    except (OSError, ElementTree.ParseError):
+        pass
+    failures, info, sections, succeeded, stack, printed = [], [], [], False, [], []
+    try:
+        for event, element in parser.read_events():
+            if event == "start":
+                stack.append(element.tag)
+                if element.tag == "Section":
+                    sections.append(element.get("name", ""))
+                continue
+            stack.pop()
+            parent = stack[-1] if stack else ""
+            text = (element.text or "").strip()
+            if element.tag == "Section":
+                sections.pop()
+            elif element.tag == "Info":
+                info.append(text)
+            elif element.tag == "OverallResult" and parent == "TestCase":
+                succeeded = element.get("success") == "true"
+            elif element.tag in ("StdOut", "StdErr") and parent == "OverallResult":
+                printed.append(text)
+            elif (element.tag == "Expression" and element.get("success") != "true") or element.tag in (
+                    "Failure", "FatalErrorCondition") or (
+                    element.tag == "Exception" and parent != "Expression"):
+                failures.append(failure_of(element, text, tuple(info), tuple(sections)))
+                info = []
+    except ElementTree.ParseError:
+        pass  # the report was cut short: keep what came before
+    return failures, succeeded, "\n".join(printed)
 
 
-def describe_failure(block):
-    """The message of one FAILED block: its lines up to the next blank line."""
-    def after(heading):
-        for j, line in enumerate(block[:-1]):
-            if line.strip() == heading:
-                return block[j + 1].strip()
-        return None
+def failure_of(element, text, info, sections):
+    where = f"{source_path(element.get('filename', '?'))}:{element.get('line', '?')}"
+    if element.tag == "FatalErrorCondition":
+        return Failure("fatal", where, text, info=info, sections=sections)
+    if element.tag == "Failure":
+        return Failure("explicit", where, text, info=info, sections=sections)
+    if element.tag == "Exception":
+        return Failure("exception", where, text, info=info, sections=sections)
+    original = (element.findtext("Original") or "").strip()
+    expanded = (element.findtext("Expanded") or "").strip()
+    macro = element.get("type")
+    expression = f"{macro}( {original} )" if macro else original
+    thrown = element.find("Exception")
+    if thrown is not None:
+        return Failure("exception", where, (thrown.text or "").strip(), expression=expression,
+                       info=info, sections=sections)
+    expansion = expanded if expanded != original else ""
+    message = f"{expression} with expansion: {expansion}" if expansion else expression
+    return Failure("expression", where, message, expression=expression, expansion=expansion,
+                   info=info, sections=sections)
 
-    for heading in ("due to unexpected exception with message:",
-                    "due to a fatal error condition:", "explicitly with message:"):
-        message = after(heading)
-        if message is not None:
-            return message
-    expression = block[0].strip() if block and block[0].startswith("  ") else ""
-    expansion = after("with expansion:")
-    if expression and expansion:
-        return f"{expression} with expansion: {expansion}"
-    return expression or (block[0].strip() if block else "")
+
+def source_path(filename):
+    """A source file as the repository names it: the compiler saw it relative to the build
+    folder ("../tests/cpp/test_tensor.cc") or absolute."""
+    return re.sub(r"^(\.\./)+", "", filename)

@@ -8,6 +8,7 @@ by a watchdog here a few seconds after its time limit and recorded as a timeout.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ import time
 from grade_common import NOT_IMPLEMENTED, TestResult, describe_exit, kill_group, trim
 
 WATCHDOG_GRACE = 5.0  # seconds past the time limit before a test that ignores SIGALRM is killed
+IDLE_LIMIT = 300.0  # seconds pytest may go without reporting anything outside a test
 POLL_INTERVAL = 0.2
 CRASH_OUTPUT_TAIL = 4000  # characters of pytest's own output attached to a crashed test
 
@@ -42,12 +44,16 @@ class PytestGrading:
         while True:
             attempt += 1
             before = len(self.graded)
-            unfinished, returncode, hung, output = self.attempt(attempt)
+            unfinished, returncode, killed, output = self.attempt(attempt)
             if unfinished is not None:
-                self.graded[unfinished] = self.unfinished_result(unfinished, returncode, hung,
-                                                                 output)
+                self.graded[unfinished] = self.unfinished_result(
+                    unfinished, returncode, killed == "test", output)
                 continue  # run again on the tests not yet graded
-            if len(self.graded) == before and returncode not in (0, 1, 5):
+            if killed == "idle":
+                self.harness_failures.append(self.pytest_failure(
+                    returncode, output, "pytest reported nothing for "
+                    f"{max(self.timeout, IDLE_LIMIT):g} s outside any test; the grader killed it"))
+            elif len(self.graded) == before and returncode not in (0, 1, 5):
                 self.harness_failures.append(self.pytest_failure(returncode, output))
             elif len(self.graded) < len(self.collected) and len(self.graded) > before:
                 continue  # pytest stopped early without an unfinished test: try the rest
@@ -55,8 +61,8 @@ class PytestGrading:
 
     def attempt(self, number):
         """Runs pytest once on the tests not yet graded. Returns (node id of the test that
-        started and did not finish or None, pytest's return code, whether the watchdog killed
-        it, pytest's output)."""
+        started and did not finish or None, pytest's return code, why the watchdog killed it
+        (None, "test" or "idle"), pytest's output)."""
         log = os.path.join(self.workdir, f"pytest-{number}.jsonl")
         exclude = os.path.join(self.workdir, f"exclude-{number}.txt")
         out_path = os.path.join(self.workdir, f"pytest-{number}.out")
@@ -66,7 +72,9 @@ class PytestGrading:
                "-p", "pytest_grader", "--grader-log", log, "--grader-hw", self.hw,
                "--grader-timeout", str(self.timeout), "--grader-exclude", exclude,
                "--rootdir", self.pytest_dir, "-p", "no:cacheprovider",
-               "--continue-on-collection-errors", "-q", "--tb=short"]
+               "--continue-on-collection-errors", "-q", "--tb=short",
+               # a test still running at its limit gets its stack dumped, even from C code
+               "-o", f"faulthandler_timeout={self.timeout:g}"]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (os.path.join(self.root, "python"), self.tools_dir,
@@ -75,31 +83,37 @@ class PytestGrading:
             proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=out,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
-            hung = self.watch(proc, log)
+            killed = self.watch(proc, log)
         with open(out_path, encoding="utf-8", errors="replace") as f:
             output = f.read()
         current = None
         for event in read_events(log):
             current = self.apply(event, current)
-        return current, proc.returncode, hung, output
+        return current, proc.returncode, killed, output
 
     def watch(self, proc, log):
-        """Waits for pytest, killing it when one test runs past its limit plus the grace.
-        Returns True when it had to."""
+        """Waits for pytest, killing it when one test runs past its limit plus the grace, or
+        when it goes quiet outside any test (a hang while collecting or finishing). Returns
+        None, "test" or "idle": why it had to."""
         tail = EventTail(log)
-        current, started = None, 0.0
+        current, since = None, time.monotonic()
+        idle_limit = max(self.timeout, IDLE_LIMIT) + WATCHDOG_GRACE
         while proc.poll() is None:
             for event in tail.new_events():
+                since = time.monotonic()
                 if event["event"] == "start":
-                    current, started = event["nodeid"], time.monotonic()
+                    current = event["nodeid"]
                 elif event["event"] == "result":
                     current = None
-            if current and time.monotonic() - started > self.timeout + WATCHDOG_GRACE:
+            waited = time.monotonic() - since
+            why = ("test" if current and waited > self.timeout + WATCHDOG_GRACE else
+                   "idle" if not current and waited > idle_limit else None)
+            if why:
                 kill_group(proc)
                 proc.wait()
-                return True
+                return why
             time.sleep(POLL_INTERVAL)
-        return False
+        return None
 
     def apply(self, event, current):
         """Records one event of the log; returns the test now running (None between tests)."""
@@ -133,28 +147,31 @@ class PytestGrading:
                           duration=event["duration"])
 
     def unfinished_result(self, nodeid, returncode, hung, output):
-        """The test that started and never reported: stuck past its limit, or a crash."""
+        """The test that started and never reported: stuck past its limit, or a crash. Its
+        output is faulthandler's stack dump from pytest's output."""
         info = self.info(nodeid)
         result = TestResult(name=nodeid, kind="python", points=info["points"],
-                            outcome="crashed", hidden=info["hidden"],
-                            output=trim(output[-CRASH_OUTPUT_TAIL:]))
+                            outcome="crashed", hidden=info["hidden"])
         if hung or nodeid in self.timed_out:
             result.outcome, result.duration = "timeout", self.timeout
             result.message = f"Timeout: the test took longer than its {self.timeout:g} s limit"
             if hung:
                 result.message += " and did not return to Python; the grader killed it"
+            result.output = trim(last_section(output, "Timeout ("))
         else:
             result.message = (f"Crash: the Python process {describe_exit(returncode)} "
                               f"during this test")
+            result.output = trim(last_section(output, "Fatal Python error"))
         return result
 
-    def pytest_failure(self, returncode, output):
+    def pytest_failure(self, returncode, output, why=None):
+        """pytest failed outside any test (it could not start, crashed while collecting...)."""
         relative = os.path.relpath(self.pytest_dir, self.root)
         errors = [line for line in output.splitlines() if line.startswith(("ERROR", "E "))]
-        detail = errors[0] if errors else f"pytest {describe_exit(returncode)}"
+        message = why or (f"pytest {describe_exit(returncode)}: "
+                          f"{errors[0] if errors else 'outside any test'}")
         return TestResult(name=f"pytest {relative}", kind="python", points=0, outcome="failed",
-                          message=f"pytest {describe_exit(returncode)}: {detail}",
-                          output=trim(output))
+                          message=message, output=trim(output))
 
     def results(self):
         ordered = [self.graded.get(n) or self.not_run(n) for n in self.collected]
@@ -166,6 +183,19 @@ class PytestGrading:
         return TestResult(name=nodeid, kind="python", points=info["points"], outcome="failed",
                           hidden=info["hidden"],
                           message="not run: pytest stopped before reaching this test")
+
+
+def last_section(output, heading):
+    """faulthandler's last report in pytest's output (it starts with heading) without the
+    frames of pytest itself; the output's tail when there is none."""
+    at = output.rfind(heading)
+    if at < 0:
+        return output[-CRASH_OUTPUT_TAIL:]
+    lines = output[at:].splitlines()
+    kept = [line for line in lines if not re.search(r"/(_pytest|pluggy)/", line)]
+    if len(kept) < len(lines):
+        kept.append(f"  ({len(lines) - len(kept)} frames of pytest left out)")
+    return "\n".join(kept)
 
 
 def collect_error_result(event):

@@ -45,7 +45,7 @@ def gradescope_test(result):
     if result.outcome == "passed":
         output = ""
     elif result.outcome == "skipped":
-        output = f"Skipped (not graded): {result.message}"
+        output = f"Test skipped (not graded): {result.message}"
     else:
         output = "\n\n".join(part for part in (result.message, result.output) if part)
     return {

@@ -128,6 +128,7 @@ class Recorder:
         self.write(event="start", nodeid=nodeid)
 
     def on_alarm(self, signum, frame):
+        __tracebackhide__ = True  # the failure shows the test's frames, not the grader's
         self.timed_out = True
         self.write(event="timeout", nodeid=self.current)
         raise GraderTimeout(f"the test took longer than its {self.timeout:g} s limit")
