@@ -82,7 +82,7 @@ def points_by_test(binary, hw, root):
     return points
 
 
-def test_spec(name):
+def exact_spec(name):
     """A Catch2 v2 test spec that matches exactly the test called `name`: a backslash escapes
     every character that a spec treats specially (',' '[' '*' '~' '"' '\\' ...)."""
     return re.sub(r"([^A-Za-z0-9 ])", r"\\\1", name)
@@ -94,7 +94,7 @@ def run_test(binary, name, points, hidden, root, timeout, workdir):
     report = os.path.join(workdir, "catch2.xml")
     if os.path.exists(report):
         os.remove(report)
-    done = run_limited([binary, test_spec(name), "-r", "xml", "-o", report], timeout, cwd=root)
+    done = run_limited([binary, exact_spec(name), "-r", "xml", "-o", report], timeout, cwd=root)
     failures, succeeded, printed = read_report(report)
     result = TestResult(name=name, kind="cpp", points=points, outcome="failed", hidden=hidden,
                         duration=round(done.duration, 3))
@@ -177,14 +177,22 @@ def read_report(path):
                 succeeded = element.get("success") == "true"
             elif element.tag in ("StdOut", "StdErr") and parent == "OverallResult":
                 printed.append(text)
-            elif (element.tag == "Expression" and element.get("success") != "true") or element.tag in (
-                    "Failure", "FatalErrorCondition") or (
-                    element.tag == "Exception" and parent != "Expression"):
+            elif is_failure(element, parent):
                 failures.append(failure_of(element, text, tuple(info), tuple(sections)))
                 info = []
     except ElementTree.ParseError:
         pass  # the report was cut short: keep what came before
     return failures, succeeded, "\n".join(printed)
+
+
+def is_failure(element, parent):
+    """A failed assertion, an explicit FAIL, a fatal signal, or an exception that escaped the
+    test case (one thrown inside an assertion belongs to its Expression)."""
+    if element.tag == "Expression":
+        return element.get("success") != "true"
+    if element.tag == "Exception":
+        return parent != "Expression"
+    return element.tag in ("Failure", "FatalErrorCondition")
 
 
 def failure_of(element, text, info, sections):

@@ -167,6 +167,8 @@ class PytestGrading:
     def pytest_failure(self, returncode, output, why=None):
         """pytest failed outside any test (it could not start, crashed while collecting...)."""
         relative = os.path.relpath(self.pytest_dir, self.root)
+        if relative.startswith(".."):
+            relative = self.pytest_dir
         errors = [line for line in output.splitlines() if line.startswith(("ERROR", "E "))]
         message = why or (f"pytest {describe_exit(returncode)}: "
                           f"{errors[0] if errors else 'outside any test'}")

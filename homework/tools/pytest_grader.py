@@ -168,7 +168,7 @@ class Recorder:
             self.not_implemented = True
         report = outcome.get_result()
         if call.excinfo is not None and report.failed:
-            report.grader_message = call.excinfo.exconly().strip().splitlines()[0]
+            report.grader_message = first_line(call.excinfo.exconly())
 
     def pytest_runtest_logreport(self, report):
         self.reports.append(report)
