@@ -35,6 +35,8 @@
 
 namespace needle::cpu {
 
+// C = A @ B as a triple loop: zero C, then for each row i and each p add A[i][p] * B[p][:]
+// to C[i][:] (the i-k-j order, so the innermost loop walks rows of B and C).
 template <class T>
 void gemm_naive(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int64_t a_cs, const T* b,
                 int64_t b_rs, int64_t b_cs, T* c, int64_t c_rs, int64_t c_cs) {
