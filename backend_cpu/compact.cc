@@ -1,7 +1,8 @@
 // Fill and copy on arbitrary strided views: the kernels behind compact(), setitem (array and
-// scalar), fill and astype. Both run through the loop nest of strided.h; copy also converts
-// between dtypes (numpy's astype results, see needle/kernel_math.h), and copies a transposed layout tile by tile so that neither side is walked
-// with a large stride across the whole array.
+// scalar), fill and astype. Both walk the loop nest of strided.h and write one row at a time
+// (fill_row, copy_row: the part a student writes in hw0); copy also converts between dtypes
+// (numpy's astype results, see needle/kernel_math.h), and copies a transposed layout tile by
+// tile so that neither side is walked with a large stride across the whole array.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -15,20 +16,45 @@ namespace needle::cpu {
 
 namespace {
 
+// One row of a fill: o[0], o[so], ..., o[(n-1)so] = value.
+template <class T>
+void fill_row(T* o, int64_t so, T value, int64_t n) {
+  // BEGIN SOLUTION hw0
+  if (so == 1) {
+    std::fill_n(o, n, value);
+  } else {
+    for (int64_t i = 0; i < n; ++i) o[i * so] = value;
+  }
+  // END SOLUTION
+}
+
+// One row of a copy: o[i * so] = s[i * si] converted to Out, for i < n. si == 0 repeats
+// one value (a broadcast source).
+template <class In, class Out>
+void copy_row(const In* s, int64_t si, Out* o, int64_t so, int64_t n) {
+  // BEGIN SOLUTION hw0
+  if (so == 1 && si == 1) {
+    if constexpr (std::is_same_v<In, Out>) {
+      std::memmove(o, s, size_t(n) * sizeof(Out));  // libc's copy: non-temporal stores
+    } else {
+      for (int64_t i = 0; i < n; ++i) o[i] = kmath::convert<Out>(s[i]);
+    }
+  } else if (si == 0) {
+    const Out v = kmath::convert<Out>(s[0]);
+    for (int64_t i = 0; i < n; ++i) o[i * so] = v;
+  } else {
+    for (int64_t i = 0; i < n; ++i) o[i * so] = kmath::convert<Out>(s[i * si]);
+  }
+  // END SOLUTION
+}
+
 template <class T>
 void fill_typed(const View& out, T value) {
   const auto nest = make_loop_nest<1>(out.shape, {&out.strides});
   T* o = out.ptr<T>();
   const int64_t so = nest.inner_stride(0);
   for_each_row(nest, kParallelGrain, [&](const std::array<int64_t, 1>& off, int64_t n) {
-    T* p = o + off[0];
-    // BEGIN SOLUTION hw0
-    if (so == 1) {
-      std::fill_n(p, n, value);
-    } else {
-      for (int64_t i = 0; i < n; ++i) p[i * so] = value;
-    }
-    // END SOLUTION
+    fill_row(o + off[0], so, value, n);
   });
 }
 
@@ -82,22 +108,7 @@ void copy_typed(const View& in, const View& out) {
     return;
   }
   for_each_row(nest, kParallelGrain, [&](const std::array<int64_t, 2>& off, int64_t n) {
-    Out* o = dst + off[0];
-    const In* s = src + off[1];
-    // BEGIN SOLUTION hw0
-    if (so == 1 && si == 1) {
-      if constexpr (std::is_same_v<In, Out>) {
-        std::memmove(o, s, size_t(n) * sizeof(Out));  // libc's copy: non-temporal stores
-      } else {
-        for (int64_t i = 0; i < n; ++i) o[i] = kmath::convert<Out>(s[i]);
-      }
-    } else if (si == 0) {
-      const Out v = kmath::convert<Out>(s[0]);
-      for (int64_t i = 0; i < n; ++i) o[i * so] = v;
-    } else {
-      for (int64_t i = 0; i < n; ++i) o[i * so] = kmath::convert<Out>(s[i * si]);
-    }
-    // END SOLUTION
+    copy_row(src + off[1], si, dst + off[0], so, n);
   });
 }
 

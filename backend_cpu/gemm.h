@@ -1,9 +1,11 @@
 // The one GEMM of the CPU backend: C = A @ B on strided matrices, C (m x n), A (m x k),
 // B (k x n), every matrix given by a pointer and a (row, column) stride in elements.
 //
-// Three implementations sit behind gemm<T>():
+// Four implementations sit here; gemm<T>() picks the fast one:
 //  - gemm_naive: the teaching version, a plain triple loop in i-k-j order (the innermost
 //    loop walks rows of B and C, so it vectorizes when they are contiguous);
+//  - gemm_tiled: the teaching version with blocking, as the course's tiled matmul: C is
+//    computed one kGemmTile x kGemmTile block at a time from small tiles of A and B;
 //  - gemm_eigen: Eigen's blocked, vectorized GEMM. Each matrix is mapped
 //    in place as row-major or column-major with an outer stride, so transposed views need
 //    no copy; only a matrix with neither stride 1 is first compacted into a temporary.
@@ -16,8 +18,8 @@
 // Include this header only from backend_cpu/ sources. Eigen's templates compile differently
 // with and without -mavx2/-mfma; instantiating them in a target built with other flags
 // (tests, the Python extension) breaks the one-definition rule, and the linker may mix the
-// two versions (misaligned AVX stores inside Eigen's GEMM). Tests reach the naive GEMM
-// through matmul_naive() in kernels.h instead.
+// two versions (misaligned AVX stores inside Eigen's GEMM). Tests reach the teaching GEMMs
+// through matmul_naive() and matmul_tiled() in kernels.h instead.
 #pragma once
 
 #include <Eigen/Core>
@@ -33,6 +35,8 @@
 
 namespace needle::cpu {
 
+// C = A @ B as a triple loop: zero C, then for each row i and each p add A[i][p] * B[p][:]
+// to C[i][:] (the i-k-j order, so the innermost loop walks rows of B and C).
 template <class T>
 void gemm_naive(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int64_t a_cs, const T* b,
                 int64_t b_rs, int64_t b_cs, T* c, int64_t c_rs, int64_t c_cs) {
@@ -43,6 +47,45 @@ void gemm_naive(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int64
     for (int64_t p = 0; p < k; ++p) {
       const T a_ip = a[i * a_rs + p * a_cs];
       for (int64_t j = 0; j < n; ++j) c[i * c_rs + j * c_cs] += a_ip * b[p * b_rs + j * b_cs];
+    }
+  }
+  // END SOLUTION
+}
+
+// The tile size of gemm_tiled (the course's TILE).
+constexpr int64_t kGemmTile = 8;
+
+// C = A @ B one kGemmTile x kGemmTile block of C at a time: the block accumulates in a local
+// array over kGemmTile-wide slices of k, and each slice first copies its tile of A and of B
+// into small contiguous arrays, zero-padded at the edges of the matrices so the multiply
+// loops need no bounds checks. Every element loaded into a tile is used kGemmTile times.
+template <class T>
+void gemm_tiled(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int64_t a_cs, const T* b,
+                int64_t b_rs, int64_t b_cs, T* c, int64_t c_rs, int64_t c_cs) {
+  // BEGIN SOLUTION hw0
+  constexpr int64_t t = kGemmTile;
+  for (int64_t i0 = 0; i0 < m; i0 += t) {
+    const int64_t rows = std::min(t, m - i0);
+    for (int64_t j0 = 0; j0 < n; j0 += t) {
+      const int64_t cols = std::min(t, n - j0);
+      T acc[t][t] = {};
+      for (int64_t p0 = 0; p0 < k; p0 += t) {
+        const int64_t depth = std::min(t, k - p0);
+        // A real output's sum meets padding only as 0 * 0 (p beyond depth is zero in both
+        // tiles), so no inf or NaN leaks into it; acc's padded rows and columns are dropped.
+        T a_tile[t][t] = {}, b_tile[t][t] = {};
+        for (int64_t i = 0; i < rows; ++i)
+          for (int64_t p = 0; p < depth; ++p) a_tile[i][p] = a[(i0 + i) * a_rs + (p0 + p) * a_cs];
+        for (int64_t p = 0; p < depth; ++p)
+          for (int64_t j = 0; j < cols; ++j) b_tile[p][j] = b[(p0 + p) * b_rs + (j0 + j) * b_cs];
+        for (int64_t i = 0; i < t; ++i)
+          for (int64_t p = 0; p < t; ++p) {
+            const T x = a_tile[i][p];
+            for (int64_t j = 0; j < t; ++j) acc[i][j] += x * b_tile[p][j];
+          }
+      }
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t j = 0; j < cols; ++j) c[(i0 + i) * c_rs + (j0 + j) * c_cs] = acc[i][j];
     }
   }
   // END SOLUTION

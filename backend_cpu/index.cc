@@ -19,6 +19,33 @@ Strides without_axis(const View& v, int64_t axis) {
   return s;
 }
 
+// One row of a gather: o[i * so] = src[i * sa + idx[i * si] * a_axis] for i < n, where src
+// points at the row's element of `a` with the indexed axis at 0.
+template <class T>
+void gather_row(const T* src, int64_t sa, const int64_t* idx, int64_t si, int64_t a_axis, T* o,
+                int64_t so, int64_t n) {
+  // BEGIN SOLUTION hw2
+  for (int64_t i = 0; i < n; ++i) o[i * so] = src[i * sa + idx[i * si] * a_axis];
+  // END SOLUTION
+}
+
+// One row of a scatter_add: dst[i * so + idx[i * si] * out_axis] += v[i * sv] for i < n, in
+// order (repeated indices add up), with numpy's wrapping integer addition.
+template <class T>
+void scatter_add_row(const T* v, int64_t sv, const int64_t* idx, int64_t si, int64_t out_axis,
+                     T* dst, int64_t so, int64_t n) {
+  // BEGIN SOLUTION hw2
+  for (int64_t i = 0; i < n; ++i) {
+    T& o = dst[i * so + idx[i * si] * out_axis];
+    if constexpr (kmath::is_float_v<T>) {
+      o += v[i * sv];
+    } else {
+      o = kmath::add(o, v[i * sv]);
+    }
+  }
+  // END SOLUTION
+}
+
 template <class T>
 void gather_typed(const View& a, const View& index, int64_t axis, const View& out) {
   const Strides a_rest = without_axis(a, axis);
@@ -29,12 +56,7 @@ void gather_typed(const View& a, const View& index, int64_t axis, const View& ou
   T* po = out.ptr<T>();
   const int64_t so = nest.inner_stride(0), si = nest.inner_stride(1), sa = nest.inner_stride(2);
   for_each_row(nest, kParallelGrain, [&](const std::array<int64_t, 3>& off, int64_t n) {
-    // BEGIN SOLUTION hw2
-    T* o = po + off[0];
-    const int64_t* idx = pi + off[1];
-    const T* src = pa + off[2];
-    for (int64_t i = 0; i < n; ++i) o[i * so] = src[i * sa + idx[i * si] * a_axis];
-    // END SOLUTION
+    gather_row(pa + off[2], sa, pi + off[1], si, a_axis, po + off[0], so, n);
   });
 }
 
@@ -50,19 +72,7 @@ void scatter_add_typed(const View& values, const View& index, int64_t axis, cons
   T* po = out.ptr<T>();
   const int64_t sv = nest.inner_stride(0), si = nest.inner_stride(1), so = nest.inner_stride(2);
   run_rows(nest, 0, nest.size, [&](const std::array<int64_t, 3>& off, int64_t n) {
-    // BEGIN SOLUTION hw2
-    const T* v = pv + off[0];
-    const int64_t* idx = pi + off[1];
-    T* dst = po + off[2];
-    for (int64_t i = 0; i < n; ++i) {
-      T& o = dst[i * so + idx[i * si] * out_axis];
-      if constexpr (kmath::is_float_v<T>) {
-        o += v[i * sv];
-      } else {
-        o = kmath::add(o, v[i * sv]);
-      }
-    }
-    // END SOLUTION
+    scatter_add_row(pv + off[0], sv, pi + off[1], si, out_axis, po + off[2], so, n);
   });
 }
 

@@ -19,7 +19,9 @@ void matmul(const View& a, const View& b, const View& out);
 // Integer-array indexing (index.cc); see Backend::gather.
 void gather(const View& a, const View& index, int64_t axis, const View& out);
 void scatter_add(const View& values, const View& index, int64_t axis, const View& out);
-// matmul through gemm_naive, whatever NEEDLE_NAIVE_GEMM says: lets tests check the teaching
-// GEMM without including Eigen (see gemm.h) into code built with other compiler flags.
+// matmul through the teaching GEMMs of gemm.h, gemm_naive and gemm_tiled (floats; integer
+// dtypes keep their own loop), whatever NEEDLE_NAIVE_GEMM says: lets tests check them
+// without including Eigen (see gemm.h) into code built with other compiler flags.
 void matmul_naive(const View& a, const View& b, const View& out);
+void matmul_tiled(const View& a, const View& b, const View& out);
 }  // namespace needle::cpu

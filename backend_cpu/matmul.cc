@@ -108,17 +108,23 @@ void gemm_integer(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int
   }
 }
 
-// The GEMM matmul_typed runs for T: gemm (or the naive one) for floats, else gemm_integer.
+// Which GEMM a float product runs: the backend's fast one, or a teaching version.
+enum class GemmKind { fast, naive, tiled };
+
+// The GEMM matmul_typed runs for T: the chosen one for floats, else gemm_integer.
 template <class T>
-void matmul_dispatch(const View& a, const View& b, const View& out, bool naive) {
+void matmul_dispatch(const View& a, const View& b, const View& out, GemmKind kind) {
   if constexpr (kmath::is_float_v<T>) {
-    if (naive) {
-      matmul_typed<T>(gemm_naive<T>, false, a, b, out);
-    } else {
+    switch (kind) {
+      case GemmKind::naive:
+        return matmul_typed<T>(gemm_naive<T>, false, a, b, out);
+      case GemmKind::tiled:
+        return matmul_typed<T>(gemm_tiled<T>, false, a, b, out);
+      case GemmKind::fast:
 #if defined(NEEDLE_WITH_OPENBLAS) && !defined(NEEDLE_NAIVE_GEMM)
-      matmul_typed<T>(gemm<T>, true, a, b, out);
+        return matmul_typed<T>(gemm<T>, true, a, b, out);
 #else
-      matmul_typed<T>(gemm<T>, false, a, b, out);
+        return matmul_typed<T>(gemm<T>, false, a, b, out);
 #endif
     }
   } else {
@@ -126,14 +132,22 @@ void matmul_dispatch(const View& a, const View& b, const View& out, bool naive) 
   }
 }
 
+void matmul_with(GemmKind kind, const View& a, const View& b, const View& out) {
+  dispatch_dtype(out.dtype, [&](auto t) { matmul_dispatch<decltype(t)>(a, b, out, kind); });
+}
+
 }  // namespace
 
 void matmul(const View& a, const View& b, const View& out) {
-  dispatch_dtype(out.dtype, [&](auto t) { matmul_dispatch<decltype(t)>(a, b, out, false); });
+  matmul_with(GemmKind::fast, a, b, out);
 }
 
 void matmul_naive(const View& a, const View& b, const View& out) {
-  dispatch_dtype(out.dtype, [&](auto t) { matmul_dispatch<decltype(t)>(a, b, out, true); });
+  matmul_with(GemmKind::naive, a, b, out);
+}
+
+void matmul_tiled(const View& a, const View& b, const View& out) {
+  matmul_with(GemmKind::tiled, a, b, out);
 }
 
 }  // namespace needle::cpu

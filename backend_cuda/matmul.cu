@@ -34,6 +34,10 @@ constexpr int kTileK = 16;
 constexpr int kTileThreads = 16;
 constexpr int kPerThread = kTile / kTileThreads;
 static_assert(kPerThread * kTileThreads == kTile, "tile must split evenly across threads");
+// The block's two tiles (a's padded by a column, see the kernel) live in static shared memory,
+// which is limited to 48 KiB per block, for the widest element type.
+static_assert((kTile * (kTileK + 1) + kTileK * kTile) * sizeof(double) <= 48 * 1024,
+              "the a and b tiles must fit in 48 KiB of static shared memory");
 
 // Grid-stride over all (batch, row tile, column tile) triples. batch carries the offsets of
 // the matrices of a (0), b (1) and out (2) for each batch index.

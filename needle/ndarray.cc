@@ -181,6 +181,10 @@ NDArray NDArray::as_strided(const Shape& shape, const Strides& strides) const {
   return NDArray(buffer_, shape, strides, offset_);
 }
 
+// reshape: after the requested shape is resolved and checked, the view's strides. A compact
+// array (or an empty one) takes compact strides. A strided view is reshaped without a copy
+// when every group of old dimensions whose product equals a group of new dimensions is laid
+// out contiguously relative to itself; else it is a ValueError (the caller compacts first).
 NDArray NDArray::reshape(const Shape& requested) const {
   // Resolve one -1 entry.
   Shape shape = requested;
@@ -204,6 +208,7 @@ NDArray NDArray::reshape(const Shape& requested) const {
   if (checked_numel("reshape", shape) != size_)
     fail<ValueError>("[reshape] cannot reshape ", shape_str(shape_), " into ",
                      shape_str(requested));
+  // BEGIN SOLUTION hw0
   if (is_compact_ || size_ == 0) return NDArray(buffer_, shape, compact_strides(shape), offset_);
 
   // A view of strided data: match groups of old and new dims with equal products; inside a
@@ -235,8 +240,11 @@ NDArray NDArray::reshape(const Shape& requested) const {
   }
   // Trailing size-1 dims of the new shape keep stride 0 (any stride is valid for them).
   return NDArray(buffer_, shape, strides, offset_);
+  // END SOLUTION
 }
 
+// permute: the same buffer with shape and strides reordered by axes (negative axes count
+// from the end); a ValueError unless axes is a permutation of every dimension.
 NDArray NDArray::permute(const Axes& axes) const {
   // BEGIN SOLUTION hw0
   if (int64_t(axes.size()) != ndim())
@@ -266,6 +274,8 @@ NDArray NDArray::swapaxes(int64_t a, int64_t b) const {
   return permute(axes);
 }
 
+// broadcast_to, numpy's rules: align trailing dimensions; a dimension equal to the target's
+// keeps its stride, a size-1 (or missing leading) one gets stride 0; any other is a ValueError.
 NDArray NDArray::broadcast_to(const Shape& new_shape) const {
   // As numpy, a view's byte size must fit in 64 bits too (so its element loops terminate).
   checked_numel("broadcast_to", new_shape, dtype_size(dtype()));
@@ -287,6 +297,10 @@ NDArray NDArray::broadcast_to(const Shape& new_shape) const {
   // END SOLUTION
 }
 
+// getitem: a view. An integer drops its axis (negative counts from the end, out of range
+// is an IndexError), a slice clamps as Python's slice.indices and multiplies the stride by
+// its step (zero step: ValueError), a new axis adds a dimension of stride 0; missing
+// trailing entries mean ":".
 NDArray NDArray::getitem(const IndexKey& key) const {
   // BEGIN SOLUTION hw0
   const int64_t used =
@@ -338,8 +352,10 @@ NDArray NDArray::getitem(const IndexKey& key) const {
   // END SOLUTION
 }
 
+// flip: a view that walks each of `axes` backwards: its stride negated, the offset moved to
+// the axis' last element; a repeated axis is a ValueError.
 NDArray NDArray::flip(const Axes& axes) const {
-  // BEGIN SOLUTION hw0
+  // BEGIN SOLUTION hw4
   Strides strides = strides_;
   int64_t offset = offset_;
   std::vector<bool> done(ndim(), false);
@@ -551,7 +567,10 @@ NDArray NDArray::matmul(const NDArray& other) const {
   return result_shape == out_shape ? out : out.reshape(result_shape);
 }
 
+// pad: a new array of the padded shape filled with `value`, with this array written into
+// its middle; one (low, high) pair of non-negative widths per dimension.
 NDArray NDArray::pad(const std::vector<std::pair<int64_t, int64_t>>& widths, double value) const {
+  // BEGIN SOLUTION hw4
   if (int64_t(widths.size()) != ndim())
     fail<ValueError>("[pad] got ", widths.size(), " (low, high) pairs for an array of shape ",
                      shape_str(shape_));
@@ -568,6 +587,7 @@ NDArray NDArray::pad(const std::vector<std::pair<int64_t, int64_t>>& widths, dou
   NDArray out = full(shape, value, dtype(), device());
   out.getitem(inner).assign(*this);
   return out;
+  // END SOLUTION
 }
 
 NDArray NDArray::concatenate(const std::vector<NDArray>& arrays, int64_t axis) {

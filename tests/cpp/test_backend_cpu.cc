@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <string>
+#include <utility>
 
 #include "backend_cpu/kernels.h"
 #include "backend_cpu/threads.h"
@@ -77,7 +79,8 @@ TestArray vector_on(Backend& backend, DType dtype, const std::vector<double>& va
 
 }  // namespace
 
-TEST_CASE("cpu backend: registered, enabled, aligned buffers, host copies", "[backend][hw0]") {
+// Framework code (allocation, host copies, registration): no assignment grades it.
+TEST_CASE("cpu backend: registered, enabled, aligned buffers, host copies", "[backend]") {
   Backend& b = cpu_backend();
   CHECK(b.name() == "cpu");
   CHECK(b.enabled());
@@ -348,7 +351,10 @@ TEST_CASE("cpu sum over a permuted axis accumulates rows (axis-0 sum)", "[backen
       }
 }
 
-TEST_CASE("cpu matmul: shapes, transposed views, batch broadcasting", "[backend][hw0]") {
+// The backend's own matmul: the fast GEMM (OpenBLAS or Eigen), the integer loop and the
+// batch and thread split, all framework code; the teaching GEMMs a student writes are
+// graded by "teaching GEMMs ..." below.
+TEST_CASE("cpu matmul: shapes, transposed views, batch broadcasting", "[backend]") {
   KernelChecker k(cpu_backend(), reference(), 12);
   struct Case {
     Shape batch;
@@ -384,7 +390,7 @@ TEST_CASE("cpu matmul: shapes, transposed views, batch broadcasting", "[backend]
         }
 }
 
-TEST_CASE("cpu matmul of large transposed operands (Eigen's threads)", "[backend][hw0]") {
+TEST_CASE("cpu matmul of large transposed operands (Eigen's threads)", "[backend]") {
   KernelChecker k(cpu_backend(), reference(), 13);
   LayoutKind transposed = contiguous();
   transposed.permute = true;
@@ -397,10 +403,14 @@ TEST_CASE("cpu matmul of large transposed operands (Eigen's threads)", "[backend
 }
 
 namespace {
-// The cpu backend with matmul through the teaching GEMM (gemm_naive).
-class NaiveGemmBackend final : public Backend {
+// The cpu backend with matmul through one of the teaching GEMMs of gemm.h (gemm_naive or
+// gemm_tiled, reached through kernels.h).
+class TeachingGemmBackend final : public Backend {
  public:
-  std::string name() const override { return "cpu-naive-gemm"; }
+  using Matmul = void (*)(const View&, const View&, const View&);
+  TeachingGemmBackend(std::string name, Matmul matmul) : name_(std::move(name)), matmul_(matmul) {}
+
+  std::string name() const override { return name_; }
   bool enabled() const override { return true; }
   void* allocate(size_t bytes) override { return cpu_backend().allocate(bytes); }
   void deallocate(void* p) noexcept override { cpu_backend().deallocate(p); }
@@ -422,29 +432,37 @@ class NaiveGemmBackend final : public Backend {
   void reduce(ReduceOp op, const View& a, const View& o) override {
     cpu_backend().reduce(op, a, o);
   }
-  void matmul(const View& a, const View& b, const View& o) override { cpu::matmul_naive(a, b, o); }
+  void matmul(const View& a, const View& b, const View& o) override { matmul_(a, b, o); }
   void gather(const View& a, const View& i, int64_t axis, const View& o) override {
     cpu_backend().gather(a, i, axis, o);
   }
   void scatter_add(const View& v, const View& i, int64_t axis, const View& o) override {
     cpu_backend().scatter_add(v, i, axis, o);
   }
+
+ private:
+  std::string name_;
+  Matmul matmul_;
 };
 }  // namespace
 
-TEST_CASE("naive GEMM on strided and batched operands", "[backend][hw0]") {
-  NaiveGemmBackend naive;
-  KernelChecker k(naive, reference(), 14);
-  for (DType dt : kDTypes)
-    for (const auto& ka : {contiguous(), permuted(), mixed()})
-      for (const auto& kb : {contiguous(), permuted(), mixed()}) {
-        INFO(dtype_name(dt) << " " << ka.name << " @ " << kb.name);
-        CHECK(k.matmul(dt, {}, {}, {}, 13, 17, 11, ka, kb) == "");
-        CHECK(k.matmul(dt, {}, {}, {}, 1, 5, 1, ka, kb) == "");
-        CHECK(k.matmul(dt, {}, {}, {}, 3, 0, 2, ka, kb) == "");
-        CHECK(k.matmul(dt, {3}, {true}, {}, 4, 6, 5, ka, kb) == "");
-        CHECK(k.matmul(dt, {40}, {}, {}, 9, 12, 10, ka, kb) == "");  // batches over threads
-      }
+TEST_CASE("teaching GEMMs (naive, tiled) on strided and batched operands", "[backend][hw0]") {
+  TeachingGemmBackend naive("cpu-naive-gemm", cpu::matmul_naive);
+  TeachingGemmBackend tiled("cpu-tiled-gemm", cpu::matmul_tiled);
+  for (Backend* gemm : {static_cast<Backend*>(&naive), static_cast<Backend*>(&tiled)}) {
+    KernelChecker k(*gemm, reference(), 14);
+    for (DType dt : kDTypes)
+      for (const auto& ka : {contiguous(), permuted(), stepped(), flipped(), mixed()})
+        for (const auto& kb : {contiguous(), permuted(), mixed()}) {
+          INFO(gemm->name() << " " << dtype_name(dt) << " " << ka.name << " @ " << kb.name);
+          CHECK(k.matmul(dt, {}, {}, {}, 13, 17, 11, ka, kb) == "");  // partial edge tiles
+          CHECK(k.matmul(dt, {}, {}, {}, 16, 8, 24, ka, kb) == "");   // whole tiles only
+          CHECK(k.matmul(dt, {}, {}, {}, 1, 5, 1, ka, kb) == "");
+          CHECK(k.matmul(dt, {}, {}, {}, 3, 0, 2, ka, kb) == "");
+          CHECK(k.matmul(dt, {3}, {true}, {}, 4, 6, 5, ka, kb) == "");
+          CHECK(k.matmul(dt, {40}, {}, {}, 9, 12, 10, ka, kb) == "");  // batches over threads
+        }
+  }
 }
 
 TEST_CASE("cpu gather and scatter_add on strided views, every dtype", "[backend][hw2]") {

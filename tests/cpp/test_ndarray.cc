@@ -39,9 +39,6 @@ TEST_CASE("views share the buffer and rewrite only metadata", "[ndarray][hw0]") 
   CHECK(s.strides() == Strides{-8, 1});
   CHECK(values(s) == std::vector<double>{20, 21, 22, 23, 12, 13, 14, 15});
 
-  NDArray f = iota({3}).flip({0});
-  CHECK(values(f) == std::vector<double>{2, 1, 0});
-
   NDArray b = iota({3, 1}).broadcast_to({2, 3, 4});
   CHECK(b.strides() == Strides{0, 1, 0});
   CHECK(values(b.sum()) == std::vector<double>{24});
@@ -94,7 +91,12 @@ TEST_CASE("matmul: batched, broadcast batch dims, 1-D operands", "[ndarray][hw0]
   CHECK(values(b.permute({1, 0}).matmul(iota({3}))) == std::vector<double>{10, 13});
 }
 
-TEST_CASE("pad, concatenate, stack", "[ndarray][hw0]") {
+// flip and pad are the CNN assignment's (hw4); concatenate and stack are framework code.
+TEST_CASE("flip, pad, concatenate, stack", "[ndarray][hw4]") {
+  NDArray f = iota({2, 3}).flip({0, -1});
+  CHECK(f.strides() == Strides{-3, -1});
+  CHECK(values(f) == std::vector<double>{5, 4, 3, 2, 1, 0});
+  CHECK_THROWS_AS(iota({2, 3}).flip({1, -1}), ValueError);
   NDArray a = iota({2, 2});
   CHECK(values(a.pad({{1, 0}, {0, 1}})) == std::vector<double>{0, 0, 0, 0, 1, 0, 2, 3, 0});
   CHECK(NDArray::concatenate({a, a}, 1).shape() == Shape{2, 4});

@@ -1,5 +1,9 @@
 """needle.backend_ndarray against numpy: construction, views, setitem, arithmetic,
-reductions, matmul, the raw kernels on handles, float64, and the error cases."""
+reductions, matmul, the raw kernels on handles, float64, and the error cases.
+
+Graded with hw0 (NDArray and the CPU kernels) test by test; flip and pad are hw4's, and the
+tests of framework code (devices, threads, the raw entry points' checks) carry no marker.
+conftest.py moves the CUDA instances to hw3."""
 import numpy as np
 import pytest
 
@@ -9,7 +13,7 @@ DEVICES = [
     nd.cpu(),
     pytest.param(nd.cuda(), marks=pytest.mark.skipif(not nd.cuda().enabled(), reason="no CUDA device")),
 ]
-pytestmark = pytest.mark.hw0
+hw0, hw4 = pytest.mark.hw0, pytest.mark.hw4
 
 
 def rand(*shape, dtype="float32"):
@@ -36,6 +40,7 @@ def _threads_in_child(code, **env):
     return int(out.stdout.split()[-1])
 
 
+# ------ framework code (no marker): thread settings, device objects, the raw entry points' checks
 def test_thread_count_default():
     # Every core by default, OMP_NUM_THREADS when set, and importing PyTorch first (which
     # sets OpenMP's default to 1) changes neither.
@@ -63,6 +68,7 @@ def test_cuda_disabled_is_a_clear_error():
         nd.array([1.0, 2.0], device=nd.cuda())
 
 
+@hw0
 @pytest.mark.parametrize("device", DEVICES)
 def test_device_constructors(device):
     np.random.seed(0)
@@ -80,6 +86,7 @@ def test_device_constructors(device):
 
 
 # ------------------------------------------------------------------ construction
+@hw0
 @pytest.mark.parametrize("device", DEVICES)
 def test_construct_and_copy(device):
     x = rand(3, 4)
@@ -93,6 +100,7 @@ def test_construct_and_copy(device):
     check(nd.array(x, device=device), x)
 
 
+@hw0
 @pytest.mark.parametrize("device", DEVICES)
 def test_float64(device):
     x = np.random.randn(5, 6)
@@ -106,7 +114,7 @@ def test_float64(device):
     assert mixed.dtype == "float64"
 
 
-def test_make_and_compact_strides():
+def test_make_and_compact_strides():  # framework: as_strided's checks, no marker
     assert nd.NDArray.compact_strides((2, 3, 4)) == (12, 4, 1)
     a = nd.NDArray.make((2, 3))
     assert a.shape == (2, 3) and a.is_compact()
@@ -117,19 +125,22 @@ def test_make_and_compact_strides():
 
 
 # ------------------------------------------------------------------ views
-@pytest.mark.parametrize("device", DEVICES)
+# Views only rewrite metadata, the same code for every device: the tests of views alone run
+# on the default device (on CUDA they would touch no kernel, so they could not grade hw3).
+@hw0
 @pytest.mark.parametrize(
     "shape,new_shape",
     [((12,), (3, 4)), ((3, 4), (2, 6)), ((2, 3, 4), (6, 4)), ((2, 3, 4), (-1,)), ((1, 5), (5, 1))],
 )
-def test_reshape_is_a_view(device, shape, new_shape):
+def test_reshape_is_a_view(shape, new_shape):
     x = rand(*shape)
-    a = nd.array(x, device=device)
+    a = nd.array(x)
     b = a.reshape(new_shape)
     check(b, x.reshape(new_shape))
     assert b._handle.ptr() == a._handle.ptr()
 
 
+@hw0
 @pytest.mark.parametrize("device", DEVICES)
 def test_reshape_of_strided_view(device):
     x = rand(4, 6)
@@ -141,8 +152,9 @@ def test_reshape_of_strided_view(device):
         a.permute((1, 0)).reshape((24,))
 
 
+@hw0
 @pytest.mark.parametrize("device", DEVICES)
-def test_permute_broadcast_flip(device):
+def test_permute_broadcast(device):
     x = rand(2, 3, 4)
     a = nd.array(x, device=device)
     p = a.permute((2, 0, 1))
@@ -152,11 +164,20 @@ def test_permute_broadcast_flip(device):
     b = nd.array(y, device=device).broadcast_to((2, 3, 5))
     check(b, np.broadcast_to(y, (2, 3, 5)))
     assert b.strides == (0, 1, 0)
-    check(a.flip((0, 2)), np.flip(x, (0, 2)))
+
+
+@hw4
+@pytest.mark.parametrize("device", DEVICES)
+def test_flip(device):
+    x = rand(2, 3, 4)
+    a = nd.array(x, device=device)
+    f = a.flip((0, 2))
+    check(f, np.flip(x, (0, 2)))
+    assert f.strides == (-12, 4, -1) and f._handle.ptr() == a._handle.ptr()
     check(nd.flip(a, (1,)), np.flip(x, 1))
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@hw0
 @pytest.mark.parametrize(
     "key",
     [
@@ -172,15 +193,16 @@ def test_permute_broadcast_flip(device):
         (slice(10, 20),),
     ],
 )
-def test_getitem(device, key):
+def test_getitem(key):  # a view: the default device only (see test_reshape_is_a_view)
     x = rand(5, 7)
-    a = nd.array(x, device=device)
+    a = nd.array(x)
     b = a[key]
     check(b, x[key])
     if b.size:
         assert b._handle.ptr() == a._handle.ptr()  # a view, not a copy
 
 
+@hw0
 @pytest.mark.parametrize("device", DEVICES)
 def test_compact(device):
     x = rand(4, 5, 6)
@@ -191,6 +213,7 @@ def test_compact(device):
     check(c, x[1:3, ::2, 4:0:-1])
 
 
+@hw0
 @pytest.mark.parametrize("device", DEVICES)
 def test_setitem(device):
     x = rand(4, 5)
@@ -229,6 +252,7 @@ NUMPY_BINARY = [np.add, np.subtract, np.multiply, np.divide, np.maximum, np.equa
                 np.greater, np.greater_equal, np.less, np.less_equal]
 
 
+@hw0
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("i", range(len(BINARY)))
 @pytest.mark.parametrize("shapes", [((3, 4), (3, 4)), ((4, 1), (1, 5)), ((2, 3, 4), (4,))])
@@ -242,6 +266,7 @@ def test_binary(device, i, shapes):
     check(BINARY[i](nd.array(x.T.copy(), device=device).permute(tuple(reversed(range(x.ndim)))), b), expected)
 
 
+@hw0
 @pytest.mark.parametrize("device", DEVICES)
 def test_scalar_ops(device):
     x = np.abs(rand(3, 4)) + 0.5
@@ -261,6 +286,7 @@ def test_scalar_ops(device):
     check(a >= 1.0, (x >= 1.0).astype("float32"))
 
 
+@hw0
 @pytest.mark.parametrize("device", DEVICES)
 def test_unary(device):
     x = np.abs(rand(3, 4)) + 0.1
@@ -278,6 +304,7 @@ def test_unary(device):
 
 
 # ------------------------------------------------------------------ reductions
+@hw0
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("axis", [None, 0, 1, 2, -1, (0, 2), (1, 2), (0, 1, 2)])
 @pytest.mark.parametrize("keepdims", [False, True])
@@ -289,6 +316,7 @@ def test_reductions(device, axis, keepdims):
     check(nd.sum(a, axis, keepdims), np.sum(x, axis=axis, keepdims=keepdims), atol=1e-4)
 
 
+@hw0
 @pytest.mark.parametrize("device", DEVICES)
 def test_reduce_strided_and_large(device):
     x = rand(300, 200)
@@ -302,26 +330,39 @@ def test_reduce_strided_and_large(device):
 
 
 # ------------------------------------------------------------------ matmul
+def check_every_gemm(monkeypatch, product, expected):
+    """product() against expected, then again with NEEDLE_CUDA_GEMM=tiled: on CUDA the second
+    run takes the backend's own tiled kernel (hw3) instead of cuBLAS; the CPU ignores it."""
+    check(product(), expected, atol=1e-4)
+    with monkeypatch.context() as m:
+        m.setenv("NEEDLE_CUDA_GEMM", "tiled")
+        check(product(), expected, atol=1e-4)
+
+
+@hw0
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("m,n,p", [(1, 1, 1), (8, 8, 8), (16, 16, 16), (3, 5, 7), (64, 32, 48), (129, 65, 33)])
-def test_matmul(device, m, n, p):
+def test_matmul(device, m, n, p, monkeypatch):
     x, y = rand(m, n), rand(n, p)
     a, b = nd.array(x, device=device), nd.array(y, device=device)
-    check(a @ b, x @ y, atol=1e-4)
-    check(nd.array(x.T.copy(), device=device).permute((1, 0)) @ b, x @ y, atol=1e-4)
+    check_every_gemm(monkeypatch, lambda: a @ b, x @ y)
+    at = nd.array(x.T.copy(), device=device).permute((1, 0))
+    check_every_gemm(monkeypatch, lambda: at @ b, x @ y)
 
 
+@hw0
 @pytest.mark.parametrize("device", DEVICES)
-def test_batched_matmul(device):
+def test_batched_matmul(device, monkeypatch):
     x, y = rand(2, 3, 4, 5), rand(3, 5, 6)
     a, b = nd.array(x, device=device), nd.array(y, device=device)
-    check(a @ b, x @ y, atol=1e-4)
-    check(a @ nd.array(y[0], device=device), x @ y[0], atol=1e-4)
+    check_every_gemm(monkeypatch, lambda: a @ b, x @ y)
+    check_every_gemm(monkeypatch, lambda: a @ nd.array(y[0], device=device), x @ y[0])
     v = rand(5)
-    check(a @ nd.array(v, device=device), x @ v, atol=1e-4)
+    check_every_gemm(monkeypatch, lambda: a @ nd.array(v, device=device), x @ v)
 
 
 # ------------------------------------------------------------------ pad, concatenate, stack
+@hw4  # pad is the CNN assignment's; concatenate and stack are framework code
 @pytest.mark.parametrize("device", DEVICES)
 def test_pad_concat_stack(device):
     x = rand(2, 3)
@@ -336,6 +377,7 @@ def test_pad_concat_stack(device):
 
 
 # ------------------------------------------------------------------ raw kernels on handles
+@hw0
 @pytest.mark.parametrize("device", DEVICES)
 def test_raw_kernels(device):
     x, y = rand(4, 6), rand(4, 6)
@@ -370,7 +412,7 @@ def test_raw_kernels(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_raw_kernels_refuse_mixed_dtypes(device):
+def test_raw_kernels_refuse_mixed_dtypes(device):  # framework: the bindings' checks, no marker
     # Kernels trust their views (NDArray promotes first); the raw entry points check dtypes.
     a32, a64, out32 = device.Array(6), device.Array(6, "float64"), device.Array(6)
     with pytest.raises(TypeError, match=r"\[ewise_add\].*float64"):
@@ -388,6 +430,7 @@ def test_raw_kernels_refuse_mixed_dtypes(device):
         device.compact(a32, out32, (2, 3), (3,), 0)
 
 
+@hw0
 @pytest.mark.parametrize("device", DEVICES)
 def test_raw_matmul_and_tiled(device):
     m, n, p = 16, 24, 8
@@ -408,6 +451,7 @@ def test_raw_matmul_and_tiled(device):
 
 
 # ------------------------------------------------------------------ errors
+@hw0
 def test_errors():
     a = nd.array(np.zeros((3, 4)))
     with pytest.raises(ValueError, match=r"\[reshape\] cannot reshape \(3, 4\) into \(5,\)"):
