@@ -13,6 +13,7 @@ HOMEWORK = [f"hw{n}" for n in range(8)]
 def pytest_configure(config):
     for hw in HOMEWORK:
         config.addinivalue_line("markers", f"{hw}: graded by homework {hw[2:]}")
+    config.addinivalue_line("markers", "hidden: graded, but left out of student repositories")
 
 
 def pytest_collection_modifyitems(config, items):
