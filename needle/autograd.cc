@@ -38,9 +38,6 @@ std::vector<NodePtr> find_topo_sort(const std::vector<NodePtr>& roots, bool requ
   // END SOLUTION
 }
 
-namespace {
-
-// The sum of partial adjoints (tensors, or tuples summed element by element).
 Value sum_values(const std::vector<Value>& values) {
   Value total = values[0];
   for (size_t i = 1; i < values.size(); ++i) {
@@ -56,6 +53,8 @@ Value sum_values(const std::vector<Value>& values) {
   return total;
 }
 
+namespace {
+
 void check_out_grad(const Value& output, const Value& out_grad) {
   if (!output.defined() || !out_grad.defined())
     fail<ValueError>("[backward] output and out_grad must be defined");
@@ -70,10 +69,10 @@ void check_out_grad(const Value& output, const Value& out_grad) {
 
 void compute_gradient_of_variables(const Value& output, const Value& out_grad) {
   check_out_grad(output, out_grad);
+  // BEGIN SOLUTION hw1
   // Course idiom: x.grad.backward() computes second derivatives into the grads (replacing
   // them); any other backward accumulates into existing grads.
   const bool accumulate = !output.node()->is_gradient();
-  // BEGIN SOLUTION hw1
   std::unordered_map<const Node*, std::vector<Value>> partials;
   partials[output.node().get()].push_back(out_grad);
   std::vector<NodePtr> order = find_topo_sort({output.node()}, /*requires_grad_only=*/true);

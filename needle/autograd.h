@@ -16,6 +16,10 @@ namespace needle {
 std::vector<NodePtr> find_topo_sort(const std::vector<NodePtr>& roots,
                                     bool requires_grad_only = false);
 
+// The sum of the partial adjoints of one node: tensors added, tuples added element by
+// element (what compute_gradient_of_variables sums into each node's grad).
+Value sum_values(const std::vector<Value>& values);
+
 // Sets x.grad for every node x that `output` depends on and that requires grad: d(output)/dx
 // contracted with `out_grad` (same shape as output). Gradients are Tensors built with ops,
 // so they can be differentiated again.

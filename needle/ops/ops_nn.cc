@@ -36,14 +36,20 @@ int64_t out_size(const char* op, int64_t in, int64_t kernel, int64_t stride) {
   return (in - kernel) / stride + 1;
 }
 
-// The (N, Ho, Wo, kh, kw, C) window view of a compact NHWC array (no copy).
+// The (N, Ho, Wo, kh, kw, C) window view of an NHWC array, Ho = (H - kh) / stride + 1 (Wo
+// likewise): compact the array, then view it with as_strided, no copy: window (y, x) starts
+// `stride` rows and columns after window (y - 1, x - 1), and its entries step as x's do.
 NDArray windows(const char* op, const NDArray& x, int64_t kh, int64_t kw, int64_t stride) {
+  out_size(op, x.shape()[1], kh, stride);  // the window fits (a ValueError naming op if not)
+  out_size(op, x.shape()[2], kw, stride);
+  // BEGIN SOLUTION hw4
   NDArray c = x.compact();
   const Shape& s = c.shape();
   const Strides& st = c.strides();
-  int64_t ho = out_size(op, s[1], kh, stride), wo = out_size(op, s[2], kw, stride);
+  int64_t ho = (s[1] - kh) / stride + 1, wo = (s[2] - kw) / stride + 1;
   return c.as_strided({s[0], ho, wo, kh, kw, s[3]},
                       {st[0], st[1] * stride, st[2] * stride, st[1], st[2], st[3]});
+  // END SOLUTION
 }
 
 // Validates conv's operands, an NHWC input and a (kh, kw, Cin, Cout) weight, and returns
@@ -209,30 +215,36 @@ Tensor im2col(const Tensor& a, int64_t kh, int64_t kw, int64_t stride) {
 }
 
 namespace {
-Tensor pool_windows(const char* op, const Tensor& a, int64_t kernel, int64_t stride,
-                    int64_t padding, double pad_value) {
-  check_nhwc(op, a.shape());
+// Checks a pooling's operands: an NHWC input, and a kernel that fits the padded input.
+void check_pool(const char* op, const Shape& s, int64_t kernel, int64_t stride, int64_t padding) {
+  check_nhwc(op, s);
   if (kernel < 1) fail<ValueError>("[", op, "] kernel size must be >= 1, got ", kernel);
   if (padding < 0) fail<ValueError>("[", op, "] padding must be >= 0, got ", padding);
   if (stride < 0)
     fail<ValueError>("[", op, "] stride must be >= 1 (or 0 for the kernel size), got ", stride);
   // Check the window here, so that a misfit names this op rather than the im2col inside it.
-  const Shape& s = a.shape();
   out_size(op, padded_size(op, s[1], padding), kernel, stride ? stride : kernel);
   out_size(op, padded_size(op, s[2], padding), kernel, stride ? stride : kernel);
-  Tensor x =
-      padding ? pad(a, {{0, 0}, {padding, padding}, {padding, padding}, {0, 0}}, pad_value) : a;
-  return im2col(x, kernel, kernel, stride ? stride : kernel);
 }
 }  // namespace
 
+// Pooling: pad H and W (max pooling with -inf, so padding never wins), take every
+// kernel x kernel window with im2col, and reduce each window over its two window axes.
 Tensor max_pool2d(const Tensor& a, int64_t kernel, int64_t stride, int64_t padding) {
-  double lowest = -std::numeric_limits<double>::infinity();
-  return max(pool_windows("max_pool2d", a, kernel, stride, padding, lowest), Axes{3, 4});
+  check_pool("max_pool2d", a.shape(), kernel, stride, padding);
+  // BEGIN SOLUTION hw4
+  const double lowest = -std::numeric_limits<double>::infinity();
+  Tensor x = padding ? pad(a, {{0, 0}, {padding, padding}, {padding, padding}, {0, 0}}, lowest) : a;
+  return max(im2col(x, kernel, kernel, stride ? stride : kernel), Axes{3, 4});
+  // END SOLUTION
 }
 
 Tensor avg_pool2d(const Tensor& a, int64_t kernel, int64_t stride, int64_t padding) {
-  return mean(pool_windows("avg_pool2d", a, kernel, stride, padding, 0.0), Axes{3, 4});
+  check_pool("avg_pool2d", a.shape(), kernel, stride, padding);
+  // BEGIN SOLUTION hw4
+  Tensor x = padding ? pad(a, {{0, 0}, {padding, padding}, {padding, padding}, {0, 0}}) : a;
+  return mean(im2col(x, kernel, kernel, stride ? stride : kernel), Axes{3, 4});
+  // END SOLUTION
 }
 
 }  // namespace needle

@@ -43,6 +43,8 @@ NDArray adam_update(const NDArray& param, const NDArray& grad, NDArray& m, NDArr
           {lr, beta1, beta2, eps, weight_decay, c1, c2});
     return out;
   }
+  // The composite update, from NDArray ops: g = grad + weight_decay * param, then the moments
+  // m and v (assigned, so the caller keeps them) and the bias-corrected step with c1 and c2.
   // BEGIN SOLUTION hw2
   if (weight_decay != 0.0) g = g + param * weight_decay;
   m = m * beta1 + g * (1.0 - beta1);

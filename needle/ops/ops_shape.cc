@@ -28,14 +28,11 @@ Axes inverse_permutation(const Axes& axes) {
   return inv;
 }
 
-// The key that selects every (1 + dilation)-th element along `axes`.
-IndexKey dilation_key(const char* op, int64_t ndim, const Axes& axes, int64_t dilation) {
+// Checks dilate's and undilate's operands: a dilation in [0, 2^63 - 1) and axes of the input.
+void check_dilation(const char* op, int64_t ndim, const Axes& axes, int64_t dilation) {
   if (dilation < 0 || dilation == std::numeric_limits<int64_t>::max())
     fail<ValueError>("[", op, "] dilation must be in [0, 2^63 - 1), got ", dilation);
-  IndexKey key(size_t(ndim), Index::all());
-  for (int64_t a : normalized(op, axes, ndim))
-    key[size_t(a)] = Index::slice(Index::kNone, Index::kNone, 1 + dilation);
-  return key;
+  normalized(op, axes, ndim);
 }
 
 }  // namespace
@@ -100,15 +97,19 @@ std::vector<Tensor> Flip::gradient(const Tensor& out_grad, const Tensor&) const 
   // END SOLUTION
 }
 
+// Zeros of the dilated shape, with `a` written to every (1 + dilation)-th entry of the axes.
 NDArray Dilate::compute(const Args& args) const {
+  check_dilation("dilate", args[0].ndim(), axes, dilation);
   // BEGIN SOLUTION hw4
   const NDArray& a = args[0];
-  IndexKey key = dilation_key("dilate", a.ndim(), axes, dilation);
   Shape shape = a.shape();
-  for (int64_t ax : normalized("dilate", axes, a.ndim()))
+  IndexKey key(size_t(a.ndim()), Index::all());
+  for (int64_t ax : normalized("dilate", axes, a.ndim())) {
     if (!mul_fits(shape[size_t(ax)], 1 + dilation, &shape[size_t(ax)]))
       fail<ValueError>("[dilate] dilating ", shape_str(a.shape()), " by ", dilation,
                        " overflows 64 bits");
+    key[size_t(ax)] = Index::slice(Index::kNone, Index::kNone, 1 + dilation);
+  }
   NDArray out = NDArray::full(shape, 0.0, a.dtype(), a.device());
   out.setitem(key, a);
   return out;
@@ -120,10 +121,15 @@ std::vector<Tensor> Dilate::gradient(const Tensor& out_grad, const Tensor&) cons
   // END SOLUTION
 }
 
+// Every (1 + dilation)-th entry of the axes: a strided view.
 NDArray UnDilate::compute(const Args& args) const {
+  check_dilation("undilate", args[0].ndim(), axes, dilation);
   // BEGIN SOLUTION hw4
   const NDArray& a = args[0];
-  return a.getitem(dilation_key("undilate", a.ndim(), axes, dilation));
+  IndexKey key(size_t(a.ndim()), Index::all());
+  for (int64_t ax : normalized("undilate", axes, a.ndim()))
+    key[size_t(ax)] = Index::slice(Index::kNone, Index::kNone, 1 + dilation);
+  return a.getitem(key);
   // END SOLUTION
 }
 std::vector<Tensor> UnDilate::gradient(const Tensor& out_grad, const Tensor& node) const {
@@ -139,14 +145,19 @@ std::vector<Tensor> UnDilate::gradient(const Tensor& out_grad, const Tensor& nod
 }
 
 NDArray Pad::compute(const Args& args) const {
+  // BEGIN SOLUTION hw4
   return args[0].pad(widths, value);
+  // END SOLUTION
 }
+// The gradient of padding is the slice of out_grad where the input sits.
 std::vector<Tensor> Pad::gradient(const Tensor& out_grad, const Tensor& node) const {
+  // BEGIN SOLUTION hw4
   const Shape& shape = node.input(0).shape();
   IndexKey key;
   for (size_t i = 0; i < shape.size(); ++i)
     key.push_back(Index::slice(widths[i].first, widths[i].first + shape[i]));
   return {getitem(out_grad, key)};
+  // END SOLUTION
 }
 
 NDArray Concat::compute(const Args& args) const {

@@ -44,6 +44,10 @@ TEST_CASE("element-wise forward values", "[ops][hw1]") {
   NEEDLE_CHECK_CLOSE(vals(gelu(vec({x}))),
                      (std::vector<double>{x * 0.5 * (1 + std::erf(x / std::sqrt(2.0)))}), 1e-6);
   NEEDLE_CHECK_CLOSE(vals(silu(vec({x}))), (std::vector<double>{x / (1 + std::exp(-x))}), 1e-6);
+}
+
+TEST_CASE("where selects element-wise", "[ops][hw2]") {
+  Tensor a = vec({1, 2, 4}), b = vec({2, 2, 0.5});
   NEEDLE_CHECK_CLOSE(vals(where(vec({1, 0, 1}), a, b)), (std::vector<double>{1, 2, 4}), 1e-6);
 }
 

@@ -1,7 +1,8 @@
-"""needle.Tensor and needle.autograd: construction and dtype rules, properties, operators,
-backward (accumulation, gradient of a gradient, the course's topological order), Python
-TensorOps inside the C++ graph, no_grad, LAZY_MODE, TENSOR_COUNTER over a training loop,
-deep graphs, indexing, Python subclasses, and errors."""
+"""needle.Tensor and needle.autograd: properties, operators, backward (accumulation, gradient
+of a gradient, the course's topological order), Python TensorOps inside the C++ graph,
+no_grad, LAZY_MODE, TENSOR_COUNTER over a training loop, deep graphs, indexing, Python
+subclasses, and errors. (Construction and dtype inference, framework code, are in
+test_numpy_interop.py.)"""
 import numpy as np
 import pytest
 
@@ -13,33 +14,7 @@ from gradcheck import DEVICES, check_gradients, gradient_check, randn, tensor
 pytestmark = pytest.mark.hw1
 
 
-# ------------------------------------------------------------------ construction
-@pytest.mark.parametrize("device", DEVICES)
-def test_construction_and_dtypes(device):
-    # numpy's inference (test_numpy_interop.py has the whole table).
-    assert ndl.Tensor([1, 2, 3], device=device).dtype == "int64"
-    assert ndl.Tensor([1.0, 2.0], device=device).dtype == "float64"
-    assert ndl.Tensor(np.ones(3), device=device).dtype == "float64"
-    assert ndl.Tensor(np.ones(3, dtype=np.float32), device=device).dtype == "float32"
-    assert ndl.Tensor(np.arange(3), device=device).dtype == "int64"
-    assert ndl.Tensor(np.ones(3), device=device, dtype="float32").dtype == "float32"
-    assert ndl.Tensor([1.0], device=device, dtype=np.float64).dtype == "float64"
-    x = ndl.Tensor(np.arange(6.0).reshape(2, 3), device=device)
-    assert x.shape == (2, 3) and isinstance(x.shape, tuple)
-    assert x.device == device and x.ndim == 2
-    assert x.requires_grad and x.is_leaf() and x.op is None and x.inputs == []
-    assert not ndl.Tensor([1.0], requires_grad=False).requires_grad
-    # From a Tensor: same device and dtype share the data; a new dtype converts.
-    y = ndl.Tensor(x)
-    assert y is not x and y.cached_data._handle.ptr() == x.cached_data._handle.ptr()
-    assert ndl.Tensor(x, dtype="float32").dtype == "float32"
-    # From an NDArray: shared, not copied.
-    a = nd.NDArray(np.ones((2, 2)), device=device)
-    assert ndl.Tensor(a).cached_data._handle.ptr() == a._handle.ptr()
-    np.testing.assert_array_equal(np.array(x), x.numpy())
-    assert x.numpy().dtype == np.float64
-
-
+# ------------------------------------------------------------------ properties
 def test_properties():
     x = ndl.Tensor([[1.0, 2.0], [3.0, 4.0]])
     d = x.data

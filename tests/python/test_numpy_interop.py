@@ -360,6 +360,32 @@ def test_tensor_infers_the_dtype_numpy_would(value, dtype):
     assert ndl.Tensor(value, dtype="float32").dtype == "float32"
 
 
+@pytest.mark.parametrize("device", DEVICES, ids=IDS)
+def test_construction_and_dtypes(device):
+    # numpy's inference (the table above has every case).
+    assert ndl.Tensor([1, 2, 3], device=device).dtype == "int64"
+    assert ndl.Tensor([1.0, 2.0], device=device).dtype == "float64"
+    assert ndl.Tensor(np.ones(3), device=device).dtype == "float64"
+    assert ndl.Tensor(np.ones(3, dtype=np.float32), device=device).dtype == "float32"
+    assert ndl.Tensor(np.arange(3), device=device).dtype == "int64"
+    assert ndl.Tensor(np.ones(3), device=device, dtype="float32").dtype == "float32"
+    assert ndl.Tensor([1.0], device=device, dtype=np.float64).dtype == "float64"
+    x = ndl.Tensor(np.arange(6.0).reshape(2, 3), device=device)
+    assert x.shape == (2, 3) and isinstance(x.shape, tuple)
+    assert x.device == device and x.ndim == 2
+    assert x.requires_grad and x.is_leaf() and x.op is None and x.inputs == []
+    assert not ndl.Tensor([1.0], requires_grad=False).requires_grad
+    # From a Tensor: same device and dtype share the data; a new dtype converts.
+    y = ndl.Tensor(x)
+    assert y is not x and y.cached_data._handle.ptr() == x.cached_data._handle.ptr()
+    assert ndl.Tensor(x, dtype="float32").dtype == "float32"
+    # From an NDArray: shared, not copied.
+    a = nd.NDArray(np.ones((2, 2)), device=device)
+    assert ndl.Tensor(a).cached_data._handle.ptr() == a._handle.ptr()
+    np.testing.assert_array_equal(np.array(x), x.numpy())
+    assert x.numpy().dtype == np.float64
+
+
 def test_ndarray_and_nd_array_keep_the_course_float32_default():
     assert nd.array([1.5, 2.5]).dtype == "float32"
     assert nd.array(np.ones(2)).dtype == "float32"
