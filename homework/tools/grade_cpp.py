@@ -95,7 +95,7 @@ def run_test(binary, name, points, hidden, root, timeout, workdir):
     if os.path.exists(report):
         os.remove(report)
     done = run_limited([binary, exact_spec(name), "-r", "xml", "-o", report], timeout, cwd=root)
-    failures, succeeded, printed = read_report(report)
+    failures, succeeded, printed, skipped = read_report(report)
     result = TestResult(name=name, kind="cpp", points=points, outcome="failed", hidden=hidden,
                         duration=round(done.duration, 3))
     if done.timed_out:
@@ -105,6 +105,12 @@ def run_test(binary, name, points, hidden, root, timeout, workdir):
         result.outcome = "crashed"
         fatal = [f.message for f in failures if f.kind == "fatal"]
         result.message = f"Crash: {fatal[0] if fatal else describe_exit(done.returncode)}"
+    elif done.returncode == 0 and succeeded and skipped:
+        # Catch2 v2 has no skip: a test that cannot run here (a CUDA case without a GPU) says
+        # WARN("skipping ...") and checks nothing, so it counts as skipped, not passed.
+        result.outcome = "skipped"
+        result.message = skipped[0]
+        return result
     elif done.returncode == 0 and succeeded:
         result.outcome = "passed"
         return result
@@ -150,7 +156,8 @@ class Failure:
 
 def read_report(path):
     """(failures, whether the test case succeeded, what it wrote to std::cout and std::cerr,
-    which Catch2 captures into the report) from a Catch2 v2 XML report. A report cut short by
+    which Catch2 captures into the report, and its "skipping ..." warnings when it checked
+    nothing else) from a Catch2 v2 XML report. A report cut short by
     a crash is read up to where it stops."""
     parser = ElementTree.XMLPullParser(events=("start", "end"))
     try:
@@ -159,6 +166,7 @@ def read_report(path):
     except (OSError, ElementTree.ParseError):
         pass
     failures, info, sections, succeeded, stack, printed = [], [], [], False, [], []
+    skips, checked = [], False
     try:
         for event, element in parser.read_events():
             if event == "start":
@@ -173,6 +181,10 @@ def read_report(path):
                 sections.pop()
             elif element.tag == "Info":
                 info.append(text)
+            elif element.tag == "Warning" and text.startswith("skipping"):
+                skips.append(text)
+            elif element.tag == "OverallResults" and parent == "Group":
+                checked = int(element.get("successes", 0)) > 0
             elif element.tag == "OverallResult" and parent == "TestCase":
                 succeeded = element.get("success") == "true"
             elif element.tag in ("StdOut", "StdErr") and parent == "OverallResult":
@@ -182,7 +194,7 @@ def read_report(path):
                 info = []
     except ElementTree.ParseError:
         pass  # the report was cut short: keep what came before
-    return failures, succeeded, "\n".join(printed)
+    return failures, succeeded, "\n".join(printed), [] if checked else skips
 
 
 def is_failure(element, parent):

@@ -81,9 +81,10 @@ void check_backend(Backend& subject) {
 
 }  // namespace
 
-// Graded with the CUDA kernels (hw3): every backend here but cpu is a device backend.
+// Graded with the CUDA kernels (hw3): every backend here but cpu is a device backend. A
+// disabled one is skipped with a WARN("skipping ...") and no check, which the homework grader
+// reads as a skip (Catch2 v2 has none).
 TEST_CASE("every backend agrees with the cpu backend", "[conformance][hw3]") {
-  int checked = 0;
   for (Backend* b : all_backends()) {
     if (b->name() == "cpu") continue;
     if (!b->enabled()) {
@@ -91,7 +92,5 @@ TEST_CASE("every backend agrees with the cpu backend", "[conformance][hw3]") {
       continue;
     }
     check_backend(*b);
-    ++checked;
   }
-  SUCCEED("checked " << checked << " backend(s) against cpu");
 }

@@ -176,7 +176,7 @@ def cpp_graded(tmp_path_factory):
 def test_cpp_results_have_gradescope_shape(cpp_graded):
     stdout, results = cpp_graded
     check_gradescope_shape(results)
-    assert results["output"] == "hw9: 5/11 points (3 passed, 6 failed, 0 skipped)"
+    assert results["output"] == "hw9: 6/12 points (4 passed, 6 failed, 1 skipped)"
     assert all(t["extra_data"]["kind"] == "cpp" for t in results["tests"])
     assert "of another assignment" not in by_name(results)
 
@@ -186,6 +186,14 @@ def test_cpp_points_tag_and_a_name_that_needs_escaping(cpp_graded):
     named = tests["three points: a name with a comma, [brackets], *stars* and \\"]
     assert (outcome(named), named["score"], named["max_score"]) == ("passed", 3, 3)
     assert tests["passes"]["max_score"] == 1
+
+
+def test_cpp_skip_is_a_skipping_warning_with_nothing_checked(cpp_graded):
+    tests = by_name(cpp_graded[1])
+    skipped = tests["skips without a device"]
+    assert (outcome(skipped), skipped["max_score"]) == ("skipped", 0)
+    assert "skipping cuda: no CUDA device" in skipped["output"]
+    assert outcome(tests["warns but checks"]) == "passed"
 
 
 def test_cpp_hidden_tag(cpp_graded):
