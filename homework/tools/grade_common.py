@@ -51,7 +51,8 @@ def trim(text, limit=OUTPUT_LIMIT):
 
 
 def first_line(text):
-    for line in text.splitlines():
+    """The first non-blank line of text (any object: pytest hands over reprs), stripped."""
+    for line in str(text).splitlines():
         if line.strip():
             return line.strip()
     return ""

@@ -13,7 +13,7 @@ import re
 import tempfile
 from xml.etree import ElementTree
 
-from grade_common import NOT_IMPLEMENTED, TestResult, describe_exit, run_limited, trim
+from grade_common import NOT_IMPLEMENTED, TestResult, describe_exit, first_line, run_limited, trim
 
 POINTS_TAG = re.compile(r"\[points=(\d+(?:\.\d+)?)\]", re.IGNORECASE)
 LIST_TIMEOUT = 60
@@ -40,11 +40,7 @@ def grade_cpp(hw, binary, root, timeout):
 
 def harness_failure(binary, why):
     return TestResult(name=os.path.basename(binary), kind="cpp", points=0, outcome="failed",
-                      message=first_line_of(why), output=trim(why))
-
-
-def first_line_of(text):
-    return text.strip().splitlines()[0] if text.strip() else ""
+                      message=first_line(why), output=trim(why))
 
 
 def catch2(binary, args, root, timeout=LIST_TIMEOUT):
@@ -116,7 +112,7 @@ def run_test(binary, name, points, hidden, root, timeout, workdir):
         return result
     else:
         result.message = (failures[0].message if failures else
-                          first_line_of(done.output) or f"needle_tests "
+                          first_line(done.output) or f"needle_tests "
                                                         f"{describe_exit(done.returncode)}")
         result.not_implemented = any(NOT_IMPLEMENTED.match(f.message) for f in failures)
     parts = [f.render() for f in failures]

@@ -309,18 +309,14 @@ _DEVICE_FN = re.compile(r"\b__(?:device|global)__\b[^;{}]*?\b([A-Za-z_]\w*)\s*\(
 
 
 def _device_functions(masked: str):
-    """{name: (is_kernel, body text)} of the CUDA device functions and kernels in masked text."""
-    found = {}
+    """(name, is_kernel, body text) of each CUDA device function and kernel defined in
+    masked text."""
     for m in _DEVICE_FN.finditer(masked):
         open_pos = masked.find("{", m.end())
         semi = masked.find(";", m.end())
         if open_pos < 0 or (0 <= semi < open_pos):
             continue  # a declaration
-        body = masked[open_pos:_matching_close(masked, open_pos) + 1]
-        kernel = "__global__" in m.group(0)
-        old = found.get(m.group(1))
-        found[m.group(1)] = (kernel or (old and old[0]), (old[1] if old else "") + body)
-    return found
+        yield m.group(1), "__global__" in m.group(0), masked[open_pos:_matching_close(masked, open_pos) + 1]
 
 
 def _launch_sites(masked: str, kernel: str):
@@ -352,9 +348,9 @@ def guard_cut_kernels(texts: dict[str, str], cut_functions: dict[str, str]) -> d
     texts maps path to (already cut) source; cut_functions maps a cut device function's name to
     its assignment. A function reaches cut code when it calls a cut function, transitively."""
     masked = {p: mask_code(t) for p, t in texts.items()}
-    functions = {}
+    functions = {}  # name -> (is a kernel, bodies): overloads and templates share a name
     for m in masked.values():
-        for name, (kernel, body) in _device_functions(m).items():
+        for name, kernel, body in _device_functions(m):
             k0, b0 = functions.get(name, (False, ""))
             functions[name] = (kernel or k0, b0 + body)
     reaches = dict(cut_functions)
@@ -376,8 +372,8 @@ def guard_cut_kernels(texts: dict[str, str], cut_functions: dict[str, str]) -> d
             if functions.get(name, (False, ""))[0]:
                 inserts += [(pos, name, hw) for pos in _launch_sites(masked[path], name)]
         for pos, name, hw in sorted(set(inserts), reverse=True):
-            line_start = text.rfind("\n", 0, pos + len(text[pos:]) - len(text[pos:].lstrip())) + 1
-            indent = re.match(r"[ \t]*", text[line_start:]).group(0)
+            launch_line = text.rfind("\n", 0, re.compile(r"\s*").match(text, pos).end()) + 1
+            indent = re.compile(r"[ \t]*").match(text, launch_line).group(0)
             text = (text[:pos] + f'\n{indent}throw needle::NotImplemented("{hw}: {name}");'
                     "  // delete once written" + text[pos:])
         out[path] = text
@@ -450,14 +446,14 @@ def make_student(root: Path, hw: str, out: Path, keep_hidden: bool = False) -> l
                   if Path(f).suffix in CUDA_SUFFIXES}
     if cut_device:
         texts.update({f: t for f, t in guard_cut_kernels(cuda_texts, cut_device).items()
-                      if t != cuda_texts[f] or f in texts})
+                      if t != cuda_texts[f]})
 
     out.mkdir(parents=True, exist_ok=True)
     for f in files:
         dest = out / f
         dest.parent.mkdir(parents=True, exist_ok=True)
         if f in texts or (_is_test_file(f) and not keep_hidden):
-            text = texts.get(f) or (root / f).read_text()
+            text = texts[f] if f in texts else (root / f).read_text()
             if _is_test_file(f) and not keep_hidden:
                 text = remove_hidden_tests(f, text)
                 if text is None:

@@ -24,6 +24,8 @@ import time
 
 import pytest
 
+from grade_common import first_line
+
 OUTPUT_LIMIT = 20000  # characters of failure text kept per test; the grader trims further
 
 
@@ -225,9 +227,3 @@ def failure_text(failed):
             parts.append(f"--- {title} ---\n{content.rstrip()}")
     return "\n".join(parts)
 
-
-def first_line(text):
-    for line in str(text).splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
