@@ -35,6 +35,26 @@ using Conv2dWeightGrad = void(const View& x, const View& grad, int64_t stride, i
                               const View& out);
 inline constexpr const char* kConv2dWeightGrad = "conv2d_weight_grad";
 
+// 2-D pooling over NHWC windows of kernel x kernel at `stride`, the input zero-padded by
+// `padding` on every side for averaging (the padding counts toward the mean, as PyTorch's
+// default) and -inf-padded for the max (so padding never wins).
+struct PoolWindow {
+  int64_t kernel, stride, padding;
+};
+// Forward: x (N, H, W, C) -> out (N, Ho, Wo, C), Ho = (H + 2 * padding - kernel) / stride + 1
+// (Wo likewise), each output the max or the mean of its window.
+using Pool2d = void(const View& x, const PoolWindow& window, const View& out);
+inline constexpr const char* kMaxPool2d = "max_pool2d";
+inline constexpr const char* kAvgPool2d = "avg_pool2d";
+// Backward: x (N, H, W, C) and out_grad (N, Ho, Wo, C) -> in_grad (N, H, W, C), the sum over
+// the windows holding each input of its share of the window's gradient: 1 / kernel^2 for
+// the mean; for the max, 1 / (number of window entries equal to the max) to each of them
+// (the composite's rule, so ties split evenly) and 0 to the rest. x is read by the max only.
+using Pool2dGrad = void(const View& x, const View& out_grad, const PoolWindow& window,
+                        const View& in_grad);
+inline constexpr const char* kMaxPool2dGrad = "max_pool2d_grad";
+inline constexpr const char* kAvgPool2dGrad = "avg_pool2d_grad";
+
 // The scalars of one Adam step: bias_correction1 = 1 - beta1^t, bias_correction2 = 1 - beta2^t.
 struct AdamScalars {
   double lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2;
