@@ -90,6 +90,11 @@ void compute_gradient_of_variables(const Value& output, const Value& out_grad) {
       NoGradGuard no_grad;
       stored = sum_values({Value(node->grad()), grad});
     }
+    // A leaf keeps its gradient's graph (so x.grad.backward() differentiates again); an
+    // intermediate node keeps only the value. Its graph would hold the forward nodes that
+    // hold this node: a reference cycle that keeps every activation of the step alive.
+    if (!node->is_leaf())
+      stored = stored.is_tuple() ? Value(stored.tuple().detach()) : Value(stored.tensor().detach());
     stored.node()->mark_gradient();
     node->set_grad(stored.node());
 

@@ -55,6 +55,17 @@ using Pool2dGrad = void(const View& x, const View& out_grad, const PoolWindow& w
 inline constexpr const char* kMaxPool2dGrad = "max_pool2d_grad";
 inline constexpr const char* kAvgPool2dGrad = "avg_pool2d_grad";
 
+// Per-channel statistics and affine maps over axis 1 of contiguous (N, C, ...) arrays
+// (the rest flattened: (N, C, inner)), for batch normalization (needle/ops/ops_norm.h).
+// ChannelSums: a and b of one shape and dtype -> out (2, C) float64, out[0, c] = the sum of
+// a[:, c, ...] and out[1, c] = the sum of a[:, c, ...] * b[:, c, ...], accumulated in double.
+using ChannelSums = void(const View& a, const View& b, const View& out);
+inline constexpr const char* kChannelSums = "channel_sums";
+// ChannelAffine: out[n, c, i] = a[n, c, i] * scale[c] + shift[c]; scale and shift (C,), all
+// of a's dtype, out a's shape.
+using ChannelAffine = void(const View& a, const View& scale, const View& shift, const View& out);
+inline constexpr const char* kChannelAffine = "channel_affine";
+
 // The scalars of one Adam step: bias_correction1 = 1 - beta1^t, bias_correction2 = 1 - beta2^t.
 struct AdamScalars {
   double lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2;

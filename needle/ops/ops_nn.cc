@@ -228,10 +228,76 @@ void check_pool(const char* op, const Shape& s, int64_t kernel, int64_t stride, 
 }
 }  // namespace
 
+namespace {
+const char* pool_kernel(bool max) { return max ? kernel::kMaxPool2d : kernel::kAvgPool2d; }
+const char* pool_grad_kernel(bool max) {
+  return max ? kernel::kMaxPool2dGrad : kernel::kAvgPool2dGrad;
+}
+
+// Whether a's device pools a's dtype with fused kernels, forward and backward.
+bool fused_pooling(bool max, const Tensor& a) {
+  return is_floating(a.dtype()) && find_kernel<kernel::Pool2d>(pool_kernel(max), a.device()) &&
+         find_kernel<kernel::Pool2dGrad>(pool_grad_kernel(max), a.device());
+}
+
+// The fused kernel (name, device), or a RuntimeError: Pool2d nodes are only built where
+// fused_pooling() found both kernels, so this fails only if one was disabled since.
+template <class Fn>
+Fn* require_kernel(const char* name, const Backend& device) {
+  Fn* fn = find_kernel<Fn>(name, device);
+  if (fn == nullptr)
+    fail<RuntimeError>("[", name, "] the ", device.name(), " device has no fused kernel ", name,
+                       " any more (it was disabled after the graph was built)");
+  return fn;
+}
+}  // namespace
+
+NDArray Pool2d::compute(const Args& args) const {
+  const NDArray x = args[0].compact();
+  const Shape& s = x.shape();
+  const int64_t k = window.kernel, st = window.stride, p = window.padding;
+  NDArray out = NDArray::empty(
+      {s[0], (s[1] + 2 * p - k) / st + 1, (s[2] + 2 * p - k) / st + 1, s[3]}, x.dtype(), x.device());
+  require_kernel<kernel::Pool2d>(pool_kernel(max), x.device())(x.view(), window, out.view());
+  return out;
+}
+
+std::vector<Tensor> Pool2d::gradient(const Tensor& out_grad, const Tensor& node) const {
+  return {apply_op(std::make_shared<Pool2dGrad>(max, window), {node.input(0).node(), out_grad.node()})};
+}
+
+NDArray Pool2dGrad::compute(const Args& args) const {
+  const NDArray x = args[0].compact(), g = args[1].compact();
+  NDArray out = NDArray::empty(x.shape(), x.dtype(), x.device());
+  require_kernel<kernel::Pool2dGrad>(pool_grad_kernel(max), x.device())(x.view(), g.view(), window,
+                                                                        out.view());
+  return out;
+}
+
+std::vector<Tensor> Pool2dGrad::gradient(const Tensor& out_grad, const Tensor& node) const {
+  // Linear in the output gradient g, and piecewise constant in x (no gradient there): the
+  // adjoint takes each window's share-weighted sum of out_grad, which for the mean is
+  // average pooling itself and for the max needs the shares of x's windows.
+  const int64_t k = window.kernel, st = window.stride, p = window.padding;
+  if (!max) return {Tensor(), avg_pool2d(out_grad, k, st, p)};
+  const std::vector<std::pair<int64_t, int64_t>> hw_pad{{0, 0}, {p, p}, {p, p}, {0, 0}};
+  NDArray x = node.input(0).data();
+  NDArray xw = windows("max_pool2d_grad", x.pad(hw_pad, -std::numeric_limits<double>::infinity()),
+                       k, k, st);
+  NDArray is_max = xw == xw.max(Axes{3, 4}, true);
+  NDArray share = is_max / is_max.sum(Axes{3, 4}, true);
+  Tensor vw = im2col(pad(out_grad, hw_pad), k, k, st);
+  return {Tensor(), summation(vw * Tensor(share.astype(out_grad.dtype())), Axes{3, 4})};
+}
+
 // Pooling: pad H and W (max pooling with -inf, so padding never wins), take every
-// kernel x kernel window with im2col, and reduce each window over its two window axes.
+// kernel x kernel window with im2col, and reduce each window over its two window axes;
+// or, where the device has them, the fused kernels (Pool2d).
 Tensor max_pool2d(const Tensor& a, int64_t kernel, int64_t stride, int64_t padding) {
   check_pool("max_pool2d", a.shape(), kernel, stride, padding);
+  if (fused_pooling(true, a))
+    return apply_op(std::make_shared<Pool2d>(true, kernel::PoolWindow{kernel, stride ? stride : kernel, padding}),
+                    {a.node()});
   // BEGIN SOLUTION hw4
   const double lowest = -std::numeric_limits<double>::infinity();
   Tensor x = padding ? pad(a, {{0, 0}, {padding, padding}, {padding, padding}, {0, 0}}, lowest) : a;
@@ -241,10 +307,28 @@ Tensor max_pool2d(const Tensor& a, int64_t kernel, int64_t stride, int64_t paddi
 
 Tensor avg_pool2d(const Tensor& a, int64_t kernel, int64_t stride, int64_t padding) {
   check_pool("avg_pool2d", a.shape(), kernel, stride, padding);
+  if (fused_pooling(false, a))
+    return apply_op(std::make_shared<Pool2d>(false, kernel::PoolWindow{kernel, stride ? stride : kernel, padding}),
+                    {a.node()});
   // BEGIN SOLUTION hw4
   Tensor x = padding ? pad(a, {{0, 0}, {padding, padding}, {padding, padding}, {0, 0}}) : a;
   return mean(im2col(x, kernel, kernel, stride ? stride : kernel), Axes{3, 4});
   // END SOLUTION
+}
+
+Tensor upsample_nearest(const Tensor& a, int64_t scale) {
+  if (a.ndim() < 2)
+    fail<ValueError>("[upsample_nearest] expects an input of rank >= 2 (N, C, H, W), got shape ",
+                     shape_str(a.shape()));
+  if (scale < 1) fail<ValueError>("[upsample_nearest] scale must be >= 1, got ", scale);
+  Shape s = a.shape();
+  const int64_t h = s[s.size() - 2], w = s.back();
+  s.resize(s.size() - 2);
+  Shape spread = s, wide = s, out = s;
+  spread.insert(spread.end(), {h, 1, w, 1});
+  wide.insert(wide.end(), {h, scale, w, scale});
+  out.insert(out.end(), {h * scale, w * scale});
+  return reshape(broadcast_to(reshape(a, spread), wide), out);
 }
 
 }  // namespace needle

@@ -9,6 +9,7 @@
 // like im2col (Im2Col) and reduces them.
 #pragma once
 
+#include "needle/kernels.h"
 #include "needle/ops/op.h"
 
 namespace needle {
@@ -54,6 +55,33 @@ class Col2Im final : public TensorOp {
   const int64_t stride, height, width;
 };
 
+// Pooling by the device's fused kernels (kernel::Pool2d and Pool2dGrad), built by
+// max_pool2d / avg_pool2d only on a device that has both; elsewhere they compose the same
+// result from im2col and a reduction. `max` picks the reduction; `window` is validated.
+class Pool2d final : public TensorOp {
+ public:
+  Pool2d(bool max, kernel::PoolWindow window) : max(max), window(window) {}
+  int arity() const override { return 1; }
+  std::string name() const override { return max ? "max_pool2d" : "avg_pool2d"; }
+  NDArray compute(const Args& args) const override;
+  std::vector<Tensor> gradient(const Tensor& out_grad, const Tensor& node) const override;
+  const bool max;
+  const kernel::PoolWindow window;
+};
+
+// Pool2d's input gradient from (x, out_grad): each window's gradient shared out over its
+// entries (evenly for the mean; among the entries equal to the max for the max).
+class Pool2dGrad final : public TensorOp {
+ public:
+  Pool2dGrad(bool max, kernel::PoolWindow window) : max(max), window(window) {}
+  int arity() const override { return 2; }
+  std::string name() const override { return max ? "max_pool2d_grad" : "avg_pool2d_grad"; }
+  NDArray compute(const Args& args) const override;
+  std::vector<Tensor> gradient(const Tensor& out_grad, const Tensor& node) const override;
+  const bool max;
+  const kernel::PoolWindow window;
+};
+
 // --- Functions ---
 Tensor conv(const Tensor& a, const Tensor& b, int64_t stride = 1, int64_t padding = 1);
 // conv's adjoints: the gradient with respect to its (N, h, w, Cin) input given the output
@@ -68,5 +96,8 @@ Tensor im2col(const Tensor& a, int64_t kh, int64_t kw, int64_t stride = 1);
 // Max pooling pads with -inf, average pooling with zeros (counted, as PyTorch's default).
 Tensor max_pool2d(const Tensor& a, int64_t kernel, int64_t stride = 0, int64_t padding = 0);
 Tensor avg_pool2d(const Tensor& a, int64_t kernel, int64_t stride = 0, int64_t padding = 0);
+// Nearest-neighbour upsampling of the last two axes (H and W of NCHW) by an integer scale:
+// a reshape, a broadcast and a reshape, so its gradient sums each scale x scale block.
+Tensor upsample_nearest(const Tensor& a, int64_t scale);
 
 }  // namespace needle

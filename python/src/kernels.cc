@@ -25,6 +25,16 @@ void init_kernels(py::module_& parent) {
   py::module_ m = parent.def_submodule("kernels", "The fused-kernel registry (needle/kernels.h).");
   m.def("registered", &registered_kernels,
         "(kernel name, device name) of every registered fused kernel and device setting.");
+  m.def(
+      "has",
+      [](const std::string& name, const py::object& device) {
+        const std::string dev = device.is_none() ? default_backend().name() : to_backend(device).name();
+        for (const auto& [kernel_name, kernel_device] : registered_kernels())
+          if (kernel_name == name && kernel_device == dev) return true;
+        return false;
+      },
+      py::arg("name"), py::arg("device") = py::none(),
+      "Whether kernel `name` is registered (and not disabled) for the device.");
   py::class_<Disabled>(m, "disabled",
                        "with disabled('conv2d', device='cpu'): ops compose instead of fusing")
       .def(py::init([](const py::args& names, const py::object& device) {

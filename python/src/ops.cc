@@ -229,6 +229,13 @@ void init_ops(py::module_& parent) {
       .def(py::init<int64_t, int64_t, int64_t>(), py::arg("kh"), py::arg("kw"),
            py::arg("stride") = 1);
   op_class<Col2Im>(m, "Col2Im", "the adjoint of Im2Col");
+  op_class<ChannelSums>(m, "ChannelSums", "(2, C) float64 [sum a, sum a * b] over axis 1's channels")
+      .def(py::init<>());
+  op_class<ChannelAffine>(m, "ChannelAffine", "a * scale[c] + shift[c] over axis 1's channels")
+      .def(py::init<>());
+  // Built by max_pool2d / avg_pool2d on devices with fused pooling kernels (no constructor).
+  op_class<Pool2d>(m, "Pool2d", "fused 2-D max or average pooling, NHWC");
+  op_class<Pool2dGrad>(m, "Pool2dGrad", "fused pooling's input gradient from (x, out_grad)");
 
   op_class<MakeTensorTuple>(m, "MakeTensorTuple", "(a, b, ...) as one TensorTuple")
       .def(py::init<>());
@@ -372,6 +379,17 @@ void init_ops(py::module_& parent) {
         return avg_pool2d(a, k, pool_stride("avg_pool2d", stride), padding);
       },
       py::arg("a"), py::arg("kernel_size"), py::arg("stride") = py::none(), py::arg("padding") = 0);
+  m.def("channel_sums", &channel_sums, py::arg("a"), py::arg("b"));
+  m.def("channel_affine", &channel_affine, py::arg("a"), py::arg("scale"), py::arg("shift"));
+  m.def(
+      "batch_norm",
+      [](const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
+        auto [y, mean, var] = batch_norm(x, weight, bias, eps);
+        return py::make_tuple(y, mean, var);
+      },
+      py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("eps") = 1e-5,
+      "training-mode batch normalization over axis 1: (y, batch mean, batch variance)");
+  m.def("upsample_nearest", &upsample_nearest, py::arg("a"), py::arg("scale") = 2);
 
   m.def(
       "adam_update",

@@ -1,11 +1,15 @@
 """The course's simple_ml helpers: MNIST parsing, softmax loss and a two-layer
-network epoch written directly with needle tensors (no nn, no optim)."""
+network epoch written directly with needle tensors (no nn, no optim); and the CIFAR-10
+training loop on nn modules and optimizers (one epoch, training, evaluation)."""
 import numpy as np
 
 import needle as ndl
+import needle.nn as nn
+import needle.optim  # noqa: F401  (ndl.optim, the default optimizer)
 from needle.data.datasets.mnist_dataset import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, read_idx
 
-__all__ = ["parse_mnist", "softmax_loss", "nn_epoch"]
+__all__ = ["parse_mnist", "softmax_loss", "nn_epoch", "epoch_general_cifar10", "train_cifar10",
+           "evaluate_cifar10"]
 
 
 def parse_mnist(image_filename, label_filename):
@@ -60,6 +64,67 @@ def nn_epoch(X, y, W1, W2, lr=0.1, batch=100):
         W1 = ndl.Tensor(W1.realize_cached_data() - lr * W1.grad.realize_cached_data())
         W2 = ndl.Tensor(W2.realize_cached_data() - lr * W2.grad.realize_cached_data())
     return W1, W2
+    # END SOLUTION
+
+
+def epoch_general_cifar10(dataloader, model, loss_fn=nn.SoftmaxLoss(), opt=None):
+    """One pass over ``dataloader``: trains when ``opt`` is given, else evaluates.
+
+    With ``opt``, the model is put in train mode and each batch updates its parameters
+    (reset_grad, backward, step); without, it is put in eval mode and only the loss and
+    accuracy are computed. ``loss_fn`` is a loss module instance. The batches go to the
+    model as the loader yields them (images (B, 3, 32, 32)).
+
+    Returns (average accuracy, average loss) over the samples seen: each batch's mean loss
+    weighted by its size.
+    """
+    np.random.seed(4)
+    # BEGIN SOLUTION hw4
+    if opt is None:
+        model.eval()
+    else:
+        model.train()
+    correct, total_loss, count = 0, 0.0, 0
+    for X, y in dataloader:
+        if opt is not None:
+            opt.reset_grad()
+        logits = model(X)
+        loss = loss_fn(logits, y)
+        if opt is not None:
+            loss.backward()
+            opt.step()
+        n = X.shape[0]
+        correct += int((logits.numpy().argmax(axis=1) == y.numpy()).sum())
+        total_loss += float(loss.numpy()) * n
+        count += n
+    return correct / count, total_loss / count
+    # END SOLUTION
+
+
+def train_cifar10(model, dataloader, n_epochs=1, optimizer=ndl.optim.Adam,
+                  lr=0.001, weight_decay=0.001, loss_fn=nn.SoftmaxLoss):
+    """Trains ``model`` for ``n_epochs`` epochs with ``optimizer(model.parameters(), lr=lr,
+    weight_decay=weight_decay)`` and the loss ``loss_fn()`` (a loss module class).
+
+    Returns (average accuracy, average loss) over the dataset in the last epoch.
+    """
+    np.random.seed(4)
+    # BEGIN SOLUTION hw4
+    opt = optimizer(model.parameters(), lr=lr, weight_decay=weight_decay)
+    loss_module = loss_fn()
+    avg_acc, avg_loss = 0.0, 0.0
+    for _ in range(n_epochs):
+        avg_acc, avg_loss = epoch_general_cifar10(dataloader, model, loss_module, opt)
+    return avg_acc, avg_loss
+    # END SOLUTION
+
+
+def evaluate_cifar10(model, dataloader, loss_fn=nn.SoftmaxLoss):
+    """One pass of ``model`` in eval mode over ``dataloader`` with the loss ``loss_fn()`` (a
+    loss module class), without updates. Returns (average accuracy, average loss)."""
+    np.random.seed(4)
+    # BEGIN SOLUTION hw4
+    return epoch_general_cifar10(dataloader, model, loss_fn())
     # END SOLUTION
 
 

@@ -8,7 +8,7 @@ _CLASSES = [
     "Sqrt", "Abs", "Erf", "GELU", "SiLU", "Maximum", "Where", "ArgMax", "Take", "ScatterAdd", "AsType", "ToDevice",
     "Transpose", "Permute", "Reshape", "BroadcastTo", "Summation", "Max", "MatMul", "Flip",
     "Dilate", "UnDilate", "Pad", "Concat", "GetItem", "SetItem", "Conv",
-    "ConvWeightGrad", "Im2Col",
+    "ConvWeightGrad", "Im2Col", "ChannelSums", "ChannelAffine",
 ]
 _FUNCTIONS = [
     "add", "add_scalar", "subtract", "multiply", "mul_scalar", "power", "power_scalar",
@@ -16,7 +16,8 @@ _FUNCTIONS = [
     "sigmoid", "sqrt", "erf", "gelu", "silu", "maximum", "where", "argmax", "argmin", "take", "scatter_add", "astype", "to_device",
     "transpose", "permute", "reshape", "broadcast_to", "summation", "mean", "matmul",
     "flip", "dilate", "undilate", "pad", "concat", "getitem", "setitem", "conv",
-    "conv_input_grad", "conv_weight_grad", "im2col", "max_pool2d", "avg_pool2d",
+    "conv_input_grad", "conv_weight_grad", "im2col", "max_pool2d", "avg_pool2d", "upsample_nearest",
+    "channel_sums", "channel_affine", "batch_norm",
 ]
 # max and abs are ops.max / ops.abs only: `from needle.ops import *` must not shadow the
 # builtins in the importing module.

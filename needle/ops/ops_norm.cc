@@ -1,0 +1,149 @@
+// Per-channel sums and affine maps, and batch normalization built from them (ops_norm.h).
+#include "needle/ops/ops_norm.h"
+
+#include "needle/kernels.h"
+#include "needle/ops/ops_elementwise.h"
+#include "needle/ops/ops_shape.h"
+
+namespace needle {
+
+namespace {
+
+Tensor apply_op(OpPtr op, std::vector<NodePtr> inputs) {
+  return Value(make_node(std::move(op), std::move(inputs))).tensor();
+}
+
+// An (N, C, ...) array as (N, C, rest), the layout the kernels and composites see.
+Shape channel_layout(const Shape& s) {
+  int64_t inner = 1;
+  for (size_t i = 2; i < s.size(); ++i) inner *= s[i];
+  return {s[0], s[1], inner};
+}
+
+void check_channels(const char* op, const Shape& s) {
+  if (s.size() < 2)
+    fail<ValueError>("[", op, "] expects an (N, C, ...) input of rank >= 2, got shape ",
+                     shape_str(s));
+}
+
+void check_float(const char* op, DType d) {
+  if (!is_floating(d))
+    fail<TypeError>("[", op, "] needs float32 or float64 inputs, got ", dtype_name(d));
+}
+
+// Row i of a (2, C) tensor, as x's dtype.
+Tensor row(const Tensor& sums, int64_t i, DType dtype) {
+  return astype(getitem(sums, {Index::at(i), Index::all()}), dtype);
+}
+
+Tensor zeros_vector(int64_t n, DType dtype, Backend& device) {
+  return Tensor(NDArray::full({n}, 0.0, dtype, device));
+}
+
+}  // namespace
+
+void ChannelSums::prepare(std::vector<NodePtr>& inputs) const {
+  promote_dtypes("channel_sums", inputs);
+}
+
+NDArray ChannelSums::compute(const Args& args) const {
+  const NDArray a = args[0].compact(), b = args[1].compact();
+  check_channels("channel_sums", a.shape());
+  check_float("channel_sums", a.dtype());
+  if (a.shape() != b.shape())
+    fail<ValueError>("[channel_sums] inputs of shapes ", shape_str(a.shape()), " and ",
+                     shape_str(b.shape()), " differ");
+  const int64_t c = a.shape()[1];
+  if (auto* fused = find_kernel<kernel::ChannelSums>(kernel::kChannelSums, a.device())) {
+    NDArray out = NDArray::empty({2, c}, DType::float64, a.device());
+    fused(a.view(), b.view(), out.view());
+    return out;
+  }
+  const Shape layout = channel_layout(a.shape());
+  NDArray a3 = a.reshape(layout).astype(DType::float64);
+  NDArray b3 = b.reshape(layout).astype(DType::float64);
+  NDArray out = NDArray::empty({2, c}, DType::float64, a.device());
+  out.setitem({Index::at(0), Index::all()}, a3.sum(Axes{0, 2}));
+  out.setitem({Index::at(1), Index::all()}, (a3 * b3).sum(Axes{0, 2}));
+  return out;
+}
+
+std::vector<Tensor> ChannelSums::gradient(const Tensor& out_grad, const Tensor& node) const {
+  // d/da (sum a + sum a b) = g0 + g1 b, d/db = g1 a (when a is b, autograd adds the two).
+  Tensor a = node.input(0), b = node.input(1);
+  Tensor g0 = row(out_grad, 0, a.dtype()), g1 = row(out_grad, 1, a.dtype());
+  Tensor grad_a, grad_b;
+  if (a.requires_grad()) grad_a = channel_affine(b, g1, g0);
+  if (b.requires_grad()) grad_b = channel_affine(a, g1, zeros_vector(g1.shape()[0], a.dtype(), a.device()));
+  return {grad_a, grad_b};
+}
+
+void ChannelAffine::prepare(std::vector<NodePtr>& inputs) const {
+  promote_dtypes("channel_affine", inputs);
+}
+
+NDArray ChannelAffine::compute(const Args& args) const {
+  const NDArray a = args[0].compact(), scale = args[1].compact(), shift = args[2].compact();
+  check_channels("channel_affine", a.shape());
+  check_float("channel_affine", a.dtype());
+  const Shape cvec{a.shape()[1]};
+  if (scale.shape() != cvec || shift.shape() != cvec)
+    fail<ValueError>("[channel_affine] scale of shape ", shape_str(scale.shape()),
+                     " and shift of shape ", shape_str(shift.shape()), " must both be (",
+                     a.shape()[1], ",) for an input of shape ", shape_str(a.shape()));
+  if (auto* fused = find_kernel<kernel::ChannelAffine>(kernel::kChannelAffine, a.device())) {
+    NDArray out = NDArray::empty(a.shape(), a.dtype(), a.device());
+    fused(a.view(), scale.view(), shift.view(), out.view());
+    return out;
+  }
+  const Shape layout = channel_layout(a.shape());
+  const Shape per_channel{1, layout[1], 1};
+  NDArray out = a.reshape(layout) * scale.reshape(per_channel).broadcast_to(layout) +
+                shift.reshape(per_channel).broadcast_to(layout);
+  return out.reshape(a.shape());
+}
+
+std::vector<Tensor> ChannelAffine::gradient(const Tensor& out_grad, const Tensor& node) const {
+  Tensor a = node.input(0), scale = node.input(1), shift = node.input(2);
+  Tensor grad_a, grad_scale, grad_shift;
+  if (a.requires_grad())
+    grad_a = channel_affine(out_grad, scale, zeros_vector(scale.shape()[0], a.dtype(), a.device()));
+  if (scale.requires_grad() || shift.requires_grad()) {
+    Tensor sums = channel_sums(out_grad, a);  // [sum g, sum g a]: one pass for both
+    grad_scale = row(sums, 1, scale.dtype());
+    grad_shift = row(sums, 0, shift.dtype());
+  }
+  return {grad_a, grad_scale, grad_shift};
+}
+
+Tensor channel_sums(const Tensor& a, const Tensor& b) {
+  static const OpPtr op = std::make_shared<ChannelSums>();
+  return apply_op(op, {a.node(), b.node()});
+}
+
+Tensor channel_affine(const Tensor& a, const Tensor& scale, const Tensor& shift) {
+  static const OpPtr op = std::make_shared<ChannelAffine>();
+  return apply_op(op, {a.node(), scale.node(), shift.node()});
+}
+
+std::tuple<Tensor, Tensor, Tensor> batch_norm(const Tensor& x, const Tensor& weight,
+                                              const Tensor& bias, double eps) {
+  check_channels("batch_norm", x.shape());
+  const int64_t c = x.shape()[1];
+  if (weight.shape() != Shape{c} || bias.shape() != Shape{c})
+    fail<ValueError>("[batch_norm] weight of shape ", shape_str(weight.shape()),
+                     " and bias of shape ", shape_str(bias.shape()), " must both be (", c,
+                     ",) for an input of shape ", shape_str(x.shape()));
+  if (x.size() == 0)
+    fail<ValueError>("[batch_norm] needs a non-empty input, got shape ", shape_str(x.shape()));
+  const double m = double(x.size() / c);
+  Tensor sums = channel_sums(x, x);
+  Tensor mean = getitem(sums, {Index::at(0), Index::all()}) / m;
+  Tensor var = getitem(sums, {Index::at(1), Index::all()}) / m - mean * mean;
+  Tensor scale = astype(power_scalar(var + eps, -0.5), x.dtype()) * weight;
+  Tensor shift = bias - astype(mean, x.dtype()) * scale;
+  return {channel_affine(x, scale, shift), astype(mean, x.dtype()).detach(),
+          astype(var, x.dtype()).detach()};
+}
+
+}  // namespace needle
