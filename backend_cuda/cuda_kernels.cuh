@@ -1,7 +1,8 @@
 // Host entry points of the CUDA kernels, one per Backend kernel method, grouped by the file
 // that defines them. CudaBackend (cuda_backend.cu) checks that a device is present and then
 // forwards here; each entry point trusts its views (NDArray validated them), picks the
-// dtype and launches.
+// dtype and launches. The fused kernels (conv.cu, pool.cu) are not listed here: they
+// register themselves in the kernel registry (needle/kernels.h) from their own files.
 #pragma once
 
 #include "needle/backend.h"

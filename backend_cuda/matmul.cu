@@ -3,13 +3,11 @@
 // unit inner stride and the batch steps by a uniform stride (0 for a broadcast batch), and
 // a hand-written tiled shared-memory kernel for everything else (the teaching version).
 // NEEDLE_CUDA_GEMM=tiled forces the tiled kernel, so tests can check both paths.
-#include <cublas_v2.h>
-
 #include <climits>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 
+#include "backend_cuda/cublas_util.cuh"
 #include "backend_cuda/cuda_common.cuh"
 #include "backend_cuda/cuda_kernels.cuh"
 #include "needle/kernel_math.h"
@@ -112,25 +110,6 @@ void launch_tiled(const T* a, const T* b, T* out, const MatmulDims& d, const Ind
 }
 
 // --- cuBLAS path ---
-#define NEEDLE_CUBLAS_CHECK(expr)                                                              \
-  do {                                                                                         \
-    cublasStatus_t needle_cublas_status_ = (expr);                                             \
-    if (needle_cublas_status_ != CUBLAS_STATUS_SUCCESS) {                                      \
-      fail<RuntimeError>("[cuda] matmul: cuBLAS ", cublasGetStatusName(needle_cublas_status_), \
-                         ": ", cublasGetStatusString(needle_cublas_status_));                  \
-    }                                                                                          \
-  } while (0)
-
-// Created on first use and kept for the life of the process (destroying it at exit could
-// run after the CUDA runtime has shut down).
-cublasHandle_t cublas_handle() {
-  static std::mutex mutex;
-  static cublasHandle_t handle = nullptr;
-  std::lock_guard<std::mutex> lock(mutex);
-  if (!handle) NEEDLE_CUBLAS_CHECK(cublasCreate(&handle));
-  return handle;
-}
-
 // True when NEEDLE_CUDA_GEMM asks for the tiled kernel ("tiled"); unset, "" or "cublas"
 // keep the default (cuBLAS where the layout allows).
 bool force_tiled() {
@@ -192,9 +171,10 @@ bool try_cublas(const T* a, const T* b, T* out, const MatmulDims& d, const Index
   const GemmOperand go = gemm_operand(d.m, d.n, d.o_row, d.o_col);
   if (!ga.ok || !gb.ok || !go.ok || go.op != CUBLAS_OP_N) return false;
   const T alpha = 1, beta = 0;
-  NEEDLE_CUBLAS_CHECK(gemm_strided_batched(cublas_handle(), gb.op, ga.op, int(d.n), int(d.m),
-                                           int(d.k), &alpha, b, int(gb.ld), sb, a, int(ga.ld), sa,
-                                           &beta, out, int(go.ld), so, int(count)));
+  NEEDLE_CUBLAS_CHECK(
+      "matmul", gemm_strided_batched(cublas_handle("matmul"), gb.op, ga.op, int(d.n), int(d.m),
+                                     int(d.k), &alpha, b, int(gb.ld), sb, a, int(ga.ld), sa, &beta,
+                                     out, int(go.ld), so, int(count)));
   return true;
 }
 

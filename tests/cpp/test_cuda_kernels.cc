@@ -1,0 +1,218 @@
+// The CUDA backend's fused kernels (backend_cuda/conv.cu, pool.cu) against the CPU: conv2d
+// and conv2d_weight_grad against the CPU's fused kernels, the four pooling kernels against
+// the CPU composites (max_pool2d / avg_pool2d and their gradients through autograd, with
+// any CPU pooling kernels turned off, so the oracle is the rule the contract cites). The
+// geometries cover odd and even kernels, strides 1-3, padding 0-2 (and beyond the kernel),
+// 1..64 channels, both float dtypes, ties for the max, and a conv large enough for the
+// column matrix to be built in chunks. Without a GPU the comparisons are skipped with a
+// WARN("skipping ..."); the registration and dtype checks need none and always run.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gradcheck.h"
+#include "test_util.h"
+
+using namespace needle;
+using namespace needle::testing;
+using Catch::Matchers::Contains;
+
+namespace {
+
+const char* const kPoolKernels[] = {kernel::kMaxPool2d, kernel::kAvgPool2d, kernel::kMaxPool2dGrad,
+                                    kernel::kAvgPool2dGrad};
+
+// A sum of n products of factors in [-1, 1], in `dtype`: relative ~eps*log2(n), absolute
+// ~eps*sqrt(n)*log2(n) when the terms cancel.
+Tolerance sum_tol(DType dtype, int64_t n) {
+  const double eps = dtype == DType::float64 ? 2.3e-16 : 1.2e-7;
+  const double log_n = std::log2(double(n) + 2);
+  return {16 * eps * log_n, 8 * eps * std::sqrt(double(n) + 2) * log_n};
+}
+
+NDArray random_array(const Shape& shape, DType dtype, Backend& device, bool ties = false) {
+  std::vector<double> v = random_vector(numel(shape));
+  if (ties)  // -2..2: many windows hold their max more than once
+    for (double& x : v) x = std::round(2 * x);
+  return NDArray::from_vector(v, shape).astype(dtype).to(device);
+}
+
+struct ConvCase {
+  Shape x;
+  int64_t kh, kw, cout, stride, padding;
+};
+
+// Runs the conv kernels registered for `kernels` on arrays on `device` and compares them
+// with the CPU's fused kernels on the same values.
+void check_conv(Backend& device, const std::string& kernels, const ConvCase& c, DType dt) {
+  INFO("conv x " << shape_str(c.x) << " kernel " << c.kh << "x" << c.kw << " cout " << c.cout
+                 << " stride " << c.stride << " padding " << c.padding << " " << dtype_name(dt));
+  auto* fwd = find_kernel<kernel::Conv2d>(kernel::kConv2d, kernels);
+  auto* wgrad = find_kernel<kernel::Conv2dWeightGrad>(kernel::kConv2dWeightGrad, kernels);
+  auto* cpu_fwd = find_kernel<kernel::Conv2d>(kernel::kConv2d, "cpu");
+  auto* cpu_wgrad = find_kernel<kernel::Conv2dWeightGrad>(kernel::kConv2dWeightGrad, "cpu");
+  REQUIRE(fwd);
+  REQUIRE(wgrad);
+  REQUIRE(cpu_fwd);
+  REQUIRE(cpu_wgrad);
+  Backend& cpu = default_backend();
+  const Shape ws{c.kh, c.kw, c.x[3], c.cout};
+  const Shape os{c.x[0], (c.x[1] + 2 * c.padding - c.kh) / c.stride + 1,
+                 (c.x[2] + 2 * c.padding - c.kw) / c.stride + 1, c.cout};
+  NDArray x = random_array(c.x, dt, cpu), w = random_array(ws, dt, cpu);
+  NDArray g = random_array(os, dt, cpu);
+
+  // Outputs start as NaN on both sides, so an entry a kernel fails to write shows.
+  NDArray want = NDArray::full(os, NAN, dt, cpu), got = NDArray::full(os, NAN, dt, device);
+  NDArray xd = x.to(device), wd = w.to(device), gd = g.to(device);
+  cpu_fwd(x.view(), w.view(), c.stride, c.padding, want.view());
+  fwd(xd.view(), wd.view(), c.stride, c.padding, got.view());
+  CHECK(compare(got.to_vector<double>(), want.to_vector<double>(),
+                sum_tol(dt, c.kh * c.kw * c.x[3])) == "");
+
+  NDArray want_w = NDArray::full(ws, NAN, dt, cpu), got_w = NDArray::full(ws, NAN, dt, device);
+  cpu_wgrad(x.view(), g.view(), c.stride, c.padding, want_w.view());
+  wgrad(xd.view(), gd.view(), c.stride, c.padding, got_w.view());
+  CHECK(compare(got_w.to_vector<double>(), want_w.to_vector<double>(),
+                sum_tol(dt, os[0] * os[1] * os[2])) == "");
+}
+
+std::vector<ConvCase> conv_cases() {
+  return {
+      {{2, 5, 6, 3}, 3, 3, 4, 1, 1},      // odd kernel, "same" padding
+      {{1, 7, 7, 2}, 2, 2, 3, 2, 0},      // even kernel, stride 2
+      {{2, 6, 5, 2}, 3, 2, 2, 3, 2},      // non-square kernel, stride 3 skipping input
+      {{1, 3, 4, 1}, 1, 1, 2, 1, 3},      // padding beyond the kernel
+      {{2, 4, 5, 7}, 1, 1, 5, 1, 0},      // 1x1 at stride 1: x is the column matrix
+      {{2, 4, 4, 5}, 1, 1, 3, 2, 1},      // 1x1 that still gathers
+      {{3, 9, 8, 16}, 5, 5, 8, 1, 2},     // 5x5
+      {{1, 8, 8, 33}, 4, 4, 17, 2, 2},    // even kernel with padding, odd channels
+      {{2, 12, 10, 64}, 3, 3, 64, 1, 1},  // 64 channels in and out
+      {{2, 1, 1, 4}, 1, 1, 6, 1, 0},      // a single pixel
+  };
+}
+
+struct PoolCase {
+  Shape x;
+  int64_t kernel, stride, padding;
+};
+
+// Runs the pooling kernels registered for `kernels` on arrays on `device` and compares them
+// with the CPU composite ops (forward, and the gradient autograd gives for a random output
+// gradient).
+void check_pool(Backend& device, const std::string& kernels, const PoolCase& c, bool is_max,
+                DType dt, bool ties) {
+  INFO((is_max ? "max" : "avg") << "_pool2d x " << shape_str(c.x) << " kernel " << c.kernel
+                                << " stride " << c.stride << " padding " << c.padding << " "
+                                << dtype_name(dt) << (ties ? " with ties" : ""));
+  auto* fwd =
+      find_kernel<kernel::Pool2d>(is_max ? kernel::kMaxPool2d : kernel::kAvgPool2d, kernels);
+  auto* bwd = find_kernel<kernel::Pool2dGrad>(
+      is_max ? kernel::kMaxPool2dGrad : kernel::kAvgPool2dGrad, kernels);
+  REQUIRE(fwd);
+  REQUIRE(bwd);
+  Backend& cpu = default_backend();
+  const Shape os{c.x[0], (c.x[1] + 2 * c.padding - c.kernel) / c.stride + 1,
+                 (c.x[2] + 2 * c.padding - c.kernel) / c.stride + 1, c.x[3]};
+  NDArray x = random_array(c.x, dt, cpu, ties), g = random_array(os, dt, cpu);
+
+  std::vector<double> want_out, want_grad;
+  {
+    std::vector<std::unique_ptr<KernelDisabled>> off;
+    for (const char* name : kPoolKernels)
+      off.push_back(std::make_unique<KernelDisabled>(name, "cpu"));
+    Tensor xt(x, true);
+    Tensor y = is_max ? max_pool2d(xt, c.kernel, c.stride, c.padding)
+                      : avg_pool2d(xt, c.kernel, c.stride, c.padding);
+    REQUIRE(y.shape() == os);
+    summation(y * Tensor(g)).backward();
+    want_out = y.to_vector<double>();
+    want_grad = xt.grad().to_vector<double>();
+  }
+
+  const kernel::PoolWindow window{c.kernel, c.stride, c.padding};
+  NDArray xd = x.to(device), gd = g.to(device);
+  NDArray out = NDArray::full(os, NAN, dt, device), in_grad = NDArray::full(c.x, NAN, dt, device);
+  fwd(xd.view(), window, out.view());
+  bwd(xd.view(), gd.view(), window, in_grad.view());
+  const int64_t windows_per_input =
+      ((c.kernel + c.stride - 1) / c.stride) * ((c.kernel + c.stride - 1) / c.stride);
+  CHECK(compare(out.to_vector<double>(), want_out, sum_tol(dt, c.kernel * c.kernel)) == "");
+  CHECK(compare(in_grad.to_vector<double>(), want_grad, sum_tol(dt, windows_per_input)) == "");
+}
+
+std::vector<PoolCase> pool_cases() {
+  return {
+      {{2, 4, 4, 3}, 2, 2, 0},   // the classic 2x2 / 2
+      {{1, 5, 7, 1}, 3, 1, 1},   // overlapping windows, one channel
+      {{2, 7, 6, 16}, 3, 2, 1},  // overlapping at stride 2, with padding
+      {{1, 9, 8, 5}, 2, 3, 0},   // stride beyond the kernel: some inputs in no window
+      {{2, 6, 6, 64}, 4, 2, 2},  // even kernel, padding 2, 64 channels
+      {{1, 3, 4, 2}, 2, 1, 2},   // padding = kernel: windows wholly in the padding
+      {{1, 5, 5, 3}, 5, 1, 2},   // 5x5 "same"
+      {{3, 1, 1, 7}, 1, 1, 0},   // 1x1: the identity
+  };
+}
+
+}  // namespace
+
+TEST_CASE("the cuda fused kernels are registered and reject non-float dtypes", "[cuda][kernels]") {
+#ifdef NEEDLE_WITH_CUDA
+  auto* conv = find_kernel<kernel::Conv2d>(kernel::kConv2d, "cuda");
+  auto* wgrad = find_kernel<kernel::Conv2dWeightGrad>(kernel::kConv2dWeightGrad, "cuda");
+  REQUIRE(conv);
+  REQUIRE(wgrad);
+  // The dtype is dispatched on the host before any device memory is touched, so this needs
+  // no GPU: the views below point nowhere.
+  auto view = [](const Shape& s, DType dt) {
+    View v;
+    v.dtype = dt;
+    v.shape = s;
+    v.strides.assign(s.size(), 1);
+    for (size_t d = s.size() - 1; d > 0; --d) v.strides[d - 1] = v.strides[d] * s[d];
+    return v;
+  };
+  const View x = view({1, 4, 4, 2}, DType::int32), w = view({3, 3, 2, 2}, DType::int32);
+  const View y = view({1, 4, 4, 2}, DType::int32);
+  CHECK_THROWS_AS(conv(x, w, 1, 1, y), TypeError);
+  CHECK_THROWS_WITH(conv(x, w, 1, 1, y), Contains("[conv2d]"));
+  CHECK_THROWS_WITH(wgrad(x, y, 1, 1, w), Contains("[conv2d_weight_grad]"));
+  const View p = view({1, 2, 2, 2}, DType::int64);
+  const kernel::PoolWindow window{2, 2, 0};
+  for (const char* name : {kernel::kMaxPool2d, kernel::kAvgPool2d}) {
+    auto* fwd = find_kernel<kernel::Pool2d>(name, "cuda");
+    REQUIRE(fwd);
+    CHECK_THROWS_AS(fwd(x, window, p), TypeError);
+    CHECK_THROWS_WITH(fwd(x, window, p), Contains(std::string("[") + name + "]"));
+  }
+  for (const char* name : {kernel::kMaxPool2dGrad, kernel::kAvgPool2dGrad}) {
+    auto* bwd = find_kernel<kernel::Pool2dGrad>(name, "cuda");
+    REQUIRE(bwd);
+    CHECK_THROWS_AS(bwd(x, p, window, x), TypeError);
+    CHECK_THROWS_WITH(bwd(x, p, window, x), Contains(std::string("[") + name + "]"));
+  }
+#else
+  // Built without nvcc: the stub backend registers no kernels.
+  CHECK(find_kernel<kernel::Conv2d>(kernel::kConv2d, "cuda") == nullptr);
+  for (const char* name : kPoolKernels) CHECK(find_kernel<kernel::Pool2d>(name, "cuda") == nullptr);
+#endif
+}
+
+TEST_CASE("the cuda conv and pooling kernels agree with the cpu", "[cuda][kernels]") {
+  Backend& cuda = find_backend("cuda");
+  if (!cuda.enabled()) {
+    WARN("skipping cuda: " << cuda.disabled_reason());
+    return;
+  }
+  for (DType dt : {DType::float32, DType::float64}) {
+    for (const ConvCase& c : conv_cases()) check_conv(cuda, "cuda", c, dt);
+    // 131072 pixel rows of 576 columns: more than 256 MiB of columns in either dtype, so
+    // the kernels run in chunks (float64: three) and the weight gradient accumulates them.
+    check_conv(cuda, "cuda", {{8, 128, 128, 64}, 3, 3, 8, 1, 1}, dt);
+    for (const PoolCase& c : pool_cases())
+      for (bool is_max : {true, false}) check_pool(cuda, "cuda", c, is_max, dt, false);
+    for (const PoolCase& c : pool_cases()) check_pool(cuda, "cuda", c, true, dt, true);
+  }
+}
