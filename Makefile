@@ -55,6 +55,7 @@ bench: build
 	$(PYTHON) bench/bench_ndarray.py
 	$(PYTHON) bench/bench_autograd.py
 	$(PYTHON) bench/bench_training.py
+	$(PYTHON) bench/bench_cnn.py
 
 format:
 	clang-format -i $$(git ls-files '*.h' '*.cc' '*.cu' '*.cuh')

@@ -23,29 +23,28 @@ ChannelLayout layout_of(const View& a) {
   return {a.shape[0], a.shape[1], inner};
 }
 
-// Adds the sum of a[0, n) to s and of a[i] * b[i] to d. Blocks of up to 1024 values are
-// summed in kLanes independent lanes of T (a loop the compiler vectorizes without
-// reordering any one lane's additions), and each block's lanes are added up in double.
+// Adds the sum of a[0, n) to s and of a[i] * b[i] to d, in kLanes independent double lanes
+// (a loop the compiler vectorizes without reordering any one lane's additions). Double,
+// not T: the variance is E[x^2] - E[x]^2, and float partial sums of x^2 lose the digits
+// that difference keeps when the mean is large against the spread.
 template <class T>
 void add_sum_and_dot(const T* a, const T* b, int64_t n, double& s, double& d) {
-  constexpr int64_t kLanes = 16, kBlock = 1024;
+  constexpr int64_t kLanes = 8;
+  double sum[kLanes] = {}, dot[kLanes] = {};
   int64_t i = 0;
-  while (n - i >= kLanes) {
-    T sum[kLanes] = {}, dot[kLanes] = {};
-    const int64_t end = i + std::min(kBlock, (n - i) / kLanes * kLanes);
-    for (; i < end; i += kLanes)
-      for (int64_t k = 0; k < kLanes; ++k) {
-        sum[k] += a[i + k];
-        dot[k] += a[i + k] * b[i + k];
-      }
+  for (; i + kLanes <= n; i += kLanes)
     for (int64_t k = 0; k < kLanes; ++k) {
-      s += double(sum[k]);
-      d += double(dot[k]);
+      const double x = double(a[i + k]);
+      sum[k] += x;
+      dot[k] += x * double(b[i + k]);
     }
-  }
   for (; i < n; ++i) {
     s += double(a[i]);
     d += double(a[i]) * double(b[i]);
+  }
+  for (int64_t k = 0; k < kLanes; ++k) {
+    s += sum[k];
+    d += dot[k];
   }
 }
 

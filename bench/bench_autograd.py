@@ -12,16 +12,14 @@ and OpenMP's runtime, which couples their timings in one process). The two sides
 for three rounds, each keeping its best. Prints milliseconds and needle / torch (lower is
 better; the goals are <= 1.0, 1.0 and 1.5).
 """
-import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
 import needle as ndl  # noqa: E402
-from timing import StealMeter, best_time, best_times  # noqa: E402
+from timing import compare  # noqa: E402
 
 NEEDLE_ONLY = "--needle-only" in sys.argv  # the child process: needle's side only, no torch
 torch = None
@@ -117,60 +115,5 @@ CASES = [
 ]
 
 
-def needle_times(kw):
-    """Seconds per call of each case's needle side (run in the child process)."""
-    return [best_time(make()[0], **kw) for _, make in CASES]
-
-
-def needle_times_in_child(quick):
-    """needle_times() in a fresh process that never imports PyTorch: the two frameworks share
-    OpenBLAS (and its worker threads, which spin after a product) and OpenMP's runtime, so
-    timing them in one process couples them."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--needle-only"] + (["--quick"] if quick else [])
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(f"needle benchmark failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def torch_times(kw):
-    """(seconds, threads) per case for PyTorch at its better thread count, 1 or 2."""
-    saved, results = torch.get_num_threads(), []
-    setups = [lambda: torch.set_num_threads(1), lambda: torch.set_num_threads(2)]
-    for _, make in CASES:
-        fn = make()[1]
-        t1, t2 = best_times([fn, fn], setups, **kw)
-        results.append(min((t1, 1), (t2, 2)))
-    torch.set_num_threads(saved)
-    return results
-
-
-def main():
-    quick = "--quick" in sys.argv
-    kw = dict(repeat=3, min_time=0.3) if quick else dict(repeat=5, min_time=1.5)
-    if NEEDLE_ONLY:
-        print(json.dumps(needle_times(kw)))
-        return
-    steal = StealMeter()
-    version = torch.__version__ if torch else "not installed"
-    print(f"needle vs torch {version} (CPU, best of 1 and 2 threads), float32, {os.cpu_count()} cores")
-    print(f"{'case':<44} {'needle ms':>10} {'torch ms':>10} {'thr':>4} {'ratio':>8}")
-    # Alternate the two sides, round after round, so a slow phase of the machine falls on
-    # both; each keeps its best round.
-    best_needle = [float("inf")] * len(CASES)
-    best_torch = [(float("inf"), 0)] * len(CASES)
-    for _ in range(1 if quick else 3):
-        best_needle = [min(a, b) for a, b in zip(best_needle, needle_times_in_child(quick))]
-        if torch is not None:
-            best_torch = [min(a, b) for a, b in zip(best_torch, torch_times(kw))]
-    for (name, _), t_needle, (t_torch, threads) in zip(CASES, best_needle, best_torch):
-        if torch is None:
-            print(f"{name:<44} {t_needle * 1e3:>10.2f} {'-':>10}")
-        else:
-            print(f"{name:<44} {t_needle * 1e3:>10.2f} {t_torch * 1e3:>10.2f} {threads:>4} "
-                  f"{t_needle / t_torch:>7.2f}x")
-    print(steal.report())
-
-
 if __name__ == "__main__":
-    main()
+    compare(__file__, CASES, torch)

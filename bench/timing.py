@@ -1,4 +1,9 @@
-"""Shared timing helper of the benchmarks: best mean time per call over interleaved rounds."""
+"""Shared timing helpers of the benchmarks: best mean time per call over interleaved rounds,
+and the side-by-side comparison of needle (in a child process) with PyTorch."""
+import json
+import os
+import subprocess
+import sys
 import time
 
 
@@ -57,3 +62,61 @@ class StealMeter:
             return "CPU steal: unknown"
         share = (end[0] - self.start[0]) / (end[1] - self.start[1])
         return f"CPU steal during the run: {share:.0%} (time the host gave to other VMs)"
+
+
+def needle_times_in_child(script, quick):
+    """Seconds per case of needle's side, from `script --needle-only` in a fresh process that
+    never imports PyTorch: the two frameworks share OpenBLAS (and its worker threads, which
+    spin after a product) and OpenMP's runtime, so timing them in one process couples them."""
+    cmd = [sys.executable, os.path.abspath(script), "--needle-only"] + (["--quick"] if quick else [])
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"needle benchmark failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def torch_times(torch, cases, kw):
+    """(seconds, threads) per case for PyTorch at its better thread count, 1 or 2."""
+    saved, results = torch.get_num_threads(), []
+    setups = [lambda: torch.set_num_threads(1), lambda: torch.set_num_threads(2)]
+    for _, make in cases:
+        fn = make()[1]
+        t1, t2 = best_times([fn, fn], setups, **kw)
+        results.append(min((t1, 1), (t2, 2)))
+    torch.set_num_threads(saved)
+    return results
+
+
+def compare(script, cases, torch, rates=None):
+    """The main of a side-by-side benchmark. `cases`: (name, make) with make() -> (needle_fn,
+    torch_fn). In the child (`--needle-only`) prints needle's times as JSON; otherwise
+    alternates needle (child) and PyTorch (1 and 2 threads, the better counts) for three
+    rounds, each keeping its best, and prints ms and needle / torch. `rates` maps a case
+    name to (work per call, unit) to print a rate such as GFLOP/s beside the times."""
+    quick = "--quick" in sys.argv
+    kw = dict(repeat=3, min_time=0.3) if quick else dict(repeat=5, min_time=1.5)
+    if "--needle-only" in sys.argv:
+        print(json.dumps([best_time(make()[0], **kw) for _, make in cases]))
+        return
+    rates = rates or {}
+    steal = StealMeter()
+    version = torch.__version__ if torch else "not installed"
+    print(f"needle vs torch {version} (CPU, best of 1 and 2 threads), float32, {os.cpu_count()} cores")
+    print(f"{'case':<50} {'needle ms':>10} {'torch ms':>10} {'thr':>4} {'ratio':>8}")
+    best_needle = [float("inf")] * len(cases)
+    best_torch = [(float("inf"), 0)] * len(cases)
+    for _ in range(1 if quick else 3):
+        best_needle = [min(a, b) for a, b in zip(best_needle, needle_times_in_child(script, quick))]
+        if torch is not None:
+            best_torch = [min(a, b) for a, b in zip(best_torch, torch_times(torch, cases, kw))]
+    for (name, _), t_needle, (t_torch, threads) in zip(cases, best_needle, best_torch):
+        if torch is None:
+            print(f"{name:<50} {t_needle * 1e3:>10.2f} {'-':>10}")
+            continue
+        print(f"{name:<50} {t_needle * 1e3:>10.2f} {t_torch * 1e3:>10.2f} {threads:>4} "
+              f"{t_needle / t_torch:>7.2f}x")
+        if name in rates:
+            work, unit = rates[name]
+            print(f"{'':<50} {work / t_needle:>10.1f} {work / t_torch:>10.1f}  {unit} "
+                  f"({t_torch / t_needle:.2f}x)")
+    print(steal.report())

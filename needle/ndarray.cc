@@ -139,6 +139,34 @@ NDArray NDArray::empty(const Shape& shape, DType dtype, Backend& device) {
   return NDArray(std::move(buffer), shape, compact_strides(shape), 0);
 }
 
+namespace {
+// Whether `strides` lay `shape` out densely: sorted by stride, every dimension (but those of
+// size 1) steps exactly over the ones inside it, the innermost by 1.
+bool is_dense_permutation(const Shape& shape, const Strides& strides) {
+  std::vector<size_t> dims;
+  for (size_t d = 0; d < shape.size(); ++d)
+    if (shape[d] != 1) dims.push_back(d);
+  std::sort(dims.begin(), dims.end(), [&](size_t x, size_t y) { return strides[x] > strides[y]; });
+  int64_t expected = 1;
+  for (auto it = dims.rbegin(); it != dims.rend(); ++it) {
+    if (strides[*it] != expected) return false;
+    expected *= shape[*it];
+  }
+  return true;
+}
+}  // namespace
+
+NDArray NDArray::empty_for_elementwise(const Shape& shape, DType dtype, Backend& device,
+                                       const NDArray& like, const NDArray* other) {
+  const bool keep = !like.is_compact_ && like.size_ > 1 && like.shape_ == shape &&
+                    (other == nullptr || other->shape_ != shape || other->strides_ == like.strides_) &&
+                    is_dense_permutation(like.shape_, like.strides_);
+  if (!keep) return empty(shape, dtype, device);
+  checked_numel("empty", shape, dtype_size(dtype));
+  auto buffer = std::make_shared<Buffer>(device, product(shape), dtype);
+  return NDArray(std::move(buffer), shape, like.strides_, 0);
+}
+
 NDArray NDArray::full(const Shape& shape, double value, DType dtype, Backend& device) {
   NDArray out = empty(shape, dtype, device);
   out.fill(value);
@@ -429,7 +457,7 @@ NDArray NDArray::unary(UnaryOp op) const {
       work = math_result_dtype(work);  // float math of integers computes in float
   }
   const NDArray& in = work == dtype() ? *this : astype(work);
-  NDArray out = empty(shape_, work, device());
+  NDArray out = empty_for_elementwise(shape_, work, device(), *this);
   if (size_) device().unary(op, in.view(), out.view());
   return out;
 }
@@ -459,7 +487,8 @@ NDArray NDArray::binary(BinaryOp op, const NDArray& a, const NDArray& b) {
   Shape shape = a.shape_ == b.shape_ ? a.shape_ : broadcast_shapes(op_name(op), a.shape_, b.shape_);
   const NDArray& ca = a.dtype() == dtype ? a : a.astype(dtype);
   const NDArray& cb = b.dtype() == dtype ? b : b.astype(dtype);
-  NDArray out = empty(shape, dtype, a.device());
+  const bool a_full = a.shape_ == shape;
+  NDArray out = empty_for_elementwise(shape, dtype, a.device(), a_full ? a : b, a_full ? &b : &a);
   if (out.size_) {
     View va = ca.shape_ == shape ? ca.view() : ca.broadcast_to(shape).view();
     View vb = cb.shape_ == shape ? cb.view() : cb.broadcast_to(shape).view();
@@ -478,7 +507,7 @@ NDArray NDArray::scalar(BinaryOp op, Scalar s, bool scalar_on_left) const {
     }
   }
   const NDArray& in = this->dtype() == dtype ? *this : astype(dtype);
-  NDArray out = empty(shape_, dtype, device());
+  NDArray out = empty_for_elementwise(shape_, dtype, device(), *this);
   if (size_) device().binary_scalar(op, in.view(), s.value, out.view(), scalar_on_left);
   // An integer array compared with any scalar gives bool (a float array keeps 1.0 / 0.0).
   return is_comparison(op) && is_integral(this->dtype()) ? out.astype(DType::bool_) : out;

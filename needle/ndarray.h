@@ -205,6 +205,13 @@ class NDArray {
   static Shape broadcast_shapes(const char* op, const Shape& a, const Shape& b);
 
  private:
+  // A fresh array of this shape for an element-wise result: laid out like `like` when
+  // `like` is a dense permutation of a row-major array (a transposed view, say), so the
+  // result of a permuted input is one contiguous pass and keeps its memory order; row-major
+  // otherwise. `other`, when it has the full shape too, must share like's strides.
+  static NDArray empty_for_elementwise(const Shape& shape, DType dtype, Backend& device,
+                                       const NDArray& like, const NDArray* other = nullptr);
+
   std::shared_ptr<Buffer> buffer_;
   Shape shape_;
   Strides strides_;

@@ -1,6 +1,8 @@
 // Per-channel sums and affine maps, and batch normalization built from them (ops_norm.h).
 #include "needle/ops/ops_norm.h"
 
+#include <optional>
+
 #include "needle/kernels.h"
 #include "needle/ops/ops_elementwise.h"
 #include "needle/ops/ops_shape.h"
@@ -36,6 +38,24 @@ Tensor row(const Tensor& sums, int64_t i, DType dtype) {
   return astype(getitem(sums, {Index::at(i), Index::all()}), dtype);
 }
 
+// The memory order of a when it is the (N, C, ...) view of a compact (N, ..., C) array
+// (channels last: what a convolution's NHWC output is as NCHW): a.permute(order) is then
+// that array, which the per-channel kernels read as (N * H * W, C) without a copy.
+std::optional<Axes> channels_last_order(const NDArray& a) {
+  const int64_t r = a.ndim();
+  if (r < 3 || a.is_compact()) return std::nullopt;
+  Axes order{0};
+  for (int64_t k = 2; k < r; ++k) order.push_back(k);
+  order.push_back(1);
+  if (!a.permute(order).is_compact()) return std::nullopt;
+  return order;
+}
+
+// a as the 2-D (rows, C) or 3-D (N, C, inner) compact array the kernels read.
+NDArray as_rows(const NDArray& a, const Axes& order) {
+  return a.permute(order).reshape({-1, a.shape()[1]});
+}
+
 Tensor zeros_vector(int64_t n, DType dtype, Backend& device) {
   return Tensor(NDArray::full({n}, 0.0, dtype, device));
 }
@@ -47,12 +67,15 @@ void ChannelSums::prepare(std::vector<NodePtr>& inputs) const {
 }
 
 NDArray ChannelSums::compute(const Args& args) const {
-  const NDArray a = args[0].compact(), b = args[1].compact();
-  check_channels("channel_sums", a.shape());
-  check_float("channel_sums", a.dtype());
-  if (a.shape() != b.shape())
-    fail<ValueError>("[channel_sums] inputs of shapes ", shape_str(a.shape()), " and ",
-                     shape_str(b.shape()), " differ");
+  check_channels("channel_sums", args[0].shape());
+  check_float("channel_sums", args[0].dtype());
+  if (args[0].shape() != args[1].shape())
+    fail<ValueError>("[channel_sums] inputs of shapes ", shape_str(args[0].shape()), " and ",
+                     shape_str(args[1].shape()), " differ");
+  auto order = channels_last_order(args[0]);
+  const bool rows = order && args[1].strides() == args[0].strides();
+  const NDArray a = rows ? as_rows(args[0], *order) : args[0].compact();
+  const NDArray b = rows ? as_rows(args[1], *order) : args[1].compact();
   const int64_t c = a.shape()[1];
   if (auto* fused = find_kernel<kernel::ChannelSums>(kernel::kChannelSums, a.device())) {
     NDArray out = NDArray::empty({2, c}, DType::float64, a.device());
@@ -83,24 +106,34 @@ void ChannelAffine::prepare(std::vector<NodePtr>& inputs) const {
 }
 
 NDArray ChannelAffine::compute(const Args& args) const {
-  const NDArray a = args[0].compact(), scale = args[1].compact(), shift = args[2].compact();
-  check_channels("channel_affine", a.shape());
-  check_float("channel_affine", a.dtype());
-  const Shape cvec{a.shape()[1]};
+  const NDArray scale = args[1].compact(), shift = args[2].compact();
+  const Shape& shape = args[0].shape();
+  check_channels("channel_affine", shape);
+  check_float("channel_affine", args[0].dtype());
+  const Shape cvec{shape[1]};
   if (scale.shape() != cvec || shift.shape() != cvec)
     fail<ValueError>("[channel_affine] scale of shape ", shape_str(scale.shape()),
                      " and shift of shape ", shape_str(shift.shape()), " must both be (",
-                     a.shape()[1], ",) for an input of shape ", shape_str(a.shape()));
+                     shape[1], ",) for an input of shape ", shape_str(shape));
+  // A channels-last input gives a channels-last result: the same memory order, no copy.
+  auto order = channels_last_order(args[0]);
+  const NDArray a = order ? as_rows(args[0], *order) : args[0].compact();
+  NDArray out;
   if (auto* fused = find_kernel<kernel::ChannelAffine>(kernel::kChannelAffine, a.device())) {
-    NDArray out = NDArray::empty(a.shape(), a.dtype(), a.device());
+    out = NDArray::empty(a.shape(), a.dtype(), a.device());
     fused(a.view(), scale.view(), shift.view(), out.view());
-    return out;
+  } else {
+    const Shape layout = channel_layout(a.shape());
+    const Shape per_channel{1, layout[1], 1};
+    out = (a.reshape(layout) * scale.reshape(per_channel).broadcast_to(layout) +
+           shift.reshape(per_channel).broadcast_to(layout)).compact();
   }
-  const Shape layout = channel_layout(a.shape());
-  const Shape per_channel{1, layout[1], 1};
-  NDArray out = a.reshape(layout) * scale.reshape(per_channel).broadcast_to(layout) +
-                shift.reshape(per_channel).broadcast_to(layout);
-  return out.reshape(a.shape());
+  if (!order) return out.reshape(shape);
+  Shape stored;  // the shape in memory order, then back to the input's axes
+  for (int64_t axis : *order) stored.push_back(shape[size_t(axis)]);
+  Axes inverse(order->size());
+  for (size_t i = 0; i < order->size(); ++i) inverse[size_t((*order)[i])] = int64_t(i);
+  return out.reshape(stored).permute(inverse);
 }
 
 std::vector<Tensor> ChannelAffine::gradient(const Tensor& out_grad, const Tensor& node) const {

@@ -6,6 +6,8 @@ backward on ``sum(f(x) * c)`` and compares each input's ``.grad`` with central d
 of the same scalar. ``gradient_check`` is the course's checker (same name and arguments),
 for tests written against the course framework.
 """
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -16,6 +18,19 @@ DEVICES = [
     nd.cpu(),
     pytest.param(nd.cuda(), marks=pytest.mark.skipif(not nd.cuda().enabled(), reason="no CUDA device")),
 ]
+
+
+@contextlib.contextmanager
+def kernels_off(*names):
+    """Fused kernels `names` off on every enabled device: ops run their composites (the code
+    the homework writes, which the fused kernels would otherwise bypass)."""
+    from needle import _needle
+
+    with contextlib.ExitStack() as stack:
+        for device in (nd.cpu(), nd.cuda()):
+            if device.enabled():
+                stack.enter_context(_needle.kernels.disabled(*names, device=device))
+        yield
 
 
 def tensor(array, device=None, dtype=None, requires_grad=True, noncontiguous=False):

@@ -101,9 +101,29 @@ def _IDX(like):
 
 POS = dict(low=0.5, high=2.0)  # inputs in a positive range (log, sqrt, divide, power)
 CONV = dict(fused=("conv2d", "conv2d_weight_grad"), tol32=1e-4)  # conv's kernels; sums of ~50
+MAX_POOL = dict(fused=("max_pool2d", "max_pool2d_grad"))
+AVG_POOL = dict(fused=("avg_pool2d", "avg_pool2d_grad"))
+CHANNEL = dict(fused=("channel_sums", "channel_affine"), tol32=1e-4)
+CHANNEL_SUMS = dict(CHANNEL, out_dtype="float64")  # sums are accumulated and returned in double
+
+
+def np_channel_sums(a, b):
+    axes = (0,) + tuple(range(2, a.ndim))
+    return np.stack([a.sum(axis=axes), (a * b).sum(axis=axes)]).astype(np.float64)
+
+
+def np_per_channel(v, ndim):
+    return v.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def np_batch_norm(x, w, b, eps=1e-5):
+    axes = (0,) + tuple(range(2, x.ndim))
+    mean, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * np_per_channel(w, x.ndim) + np_per_channel(b, x.ndim)
 
 # name, needle function, numpy function, input shapes, options: the value range (low, high),
-# the float32 forward tolerance (tol32) and the fused kernels the op may run (fused).
+# the float32 forward tolerance (tol32), the fused kernels the op may run (fused) and the
+# result's dtype when it is not the inputs' (out_dtype).
 CASES = [
     ("add", ndl.add, np.add, [(3, 4), (3, 4)], {}),
     ("add broadcast", ndl.add, np.add, [(3, 1), (1, 4)], {}),
@@ -232,15 +252,26 @@ CASES = [
     ("im2col", lambda a: ndl.ops.im2col(a, 2, 3, 2), lambda a: np_windows(a, 2, 3, 2),
      [(1, 5, 6, 2)], {}),
     ("max_pool2d", lambda a: ndl.ops.max_pool2d(a, 2),
-     lambda a: np_pool(a, 2, 2, 0, np.max, -np.inf), [(2, 4, 4, 2)], {}),
+     lambda a: np_pool(a, 2, 2, 0, np.max, -np.inf), [(2, 4, 4, 2)], MAX_POOL),
     ("max_pool2d overlapping", lambda a: ndl.ops.max_pool2d(a, 3, 1),
-     lambda a: np_pool(a, 3, 1, 0, np.max, -np.inf), [(1, 5, 5, 2)], {}),
+     lambda a: np_pool(a, 3, 1, 0, np.max, -np.inf), [(1, 5, 5, 2)], MAX_POOL),
     ("max_pool2d pad 1", lambda a: ndl.ops.max_pool2d(a, 2, 2, 1),
-     lambda a: np_pool(a, 2, 2, 1, np.max, -np.inf), [(1, 4, 4, 1)], {}),
+     lambda a: np_pool(a, 2, 2, 1, np.max, -np.inf), [(1, 4, 4, 1)], MAX_POOL),
     ("avg_pool2d", lambda a: ndl.ops.avg_pool2d(a, 2),
-     lambda a: np_pool(a, 2, 2, 0, np.mean, 0.0), [(2, 4, 4, 2)], {}),
+     lambda a: np_pool(a, 2, 2, 0, np.mean, 0.0), [(2, 4, 4, 2)], AVG_POOL),
     ("avg_pool2d stride 2 pad 1", lambda a: ndl.ops.avg_pool2d(a, 3, 2, 1),
-     lambda a: np_pool(a, 3, 2, 1, np.mean, 0.0), [(1, 5, 5, 1)], {}),
+     lambda a: np_pool(a, 3, 2, 1, np.mean, 0.0), [(1, 5, 5, 1)], AVG_POOL),
+    ("upsample_nearest", lambda a: ndl.ops.upsample_nearest(a, 2),
+     lambda a: a.repeat(2, axis=-2).repeat(2, axis=-1), [(2, 3, 2, 3)], {}),
+    ("channel_sums", ndl.ops.channel_sums, np_channel_sums, [(2, 3, 4, 5), (2, 3, 4, 5)], CHANNEL_SUMS),
+    ("channel_sums 2-D", ndl.ops.channel_sums, np_channel_sums, [(5, 3), (5, 3)], CHANNEL_SUMS),
+    ("channel_affine", ndl.ops.channel_affine,
+     lambda a, s, t: a * np_per_channel(s, 4) + np_per_channel(t, 4), [(2, 3, 4, 5), (3,), (3,)], CHANNEL),
+    ("channel_affine 2-D", ndl.ops.channel_affine, lambda a, s, t: a * s + t, [(5, 3), (3,), (3,)], CHANNEL),
+    ("batch_norm", lambda x, w, b: ndl.ops.batch_norm(x, w, b)[0], np_batch_norm,
+     [(3, 2, 3, 4), (2,), (2,)], CHANNEL),
+    ("batch_norm 2-D", lambda x, w, b: ndl.ops.batch_norm(x, w, b)[0], np_batch_norm,
+     [(6, 4), (4,), (4,)], CHANNEL),
 ]
 HW2 = {"logsumexp", "logsumexp axes", "logsumexp keepdims", "logsoftmax", "where", "take axis 0",
        "take axis 1", "getitem index tensor"}
@@ -248,7 +279,9 @@ HW4_PREFIXES = ("flip", "dilate", "undilate", "pad", "stack", "split", "conv", "
                 "max_pool", "avg_pool")
 FRAMEWORK_FORWARD = {"rdivide_scalar", "sigmoid", "sqrt", "abs", "erf", "gelu", "silu", "maximum",
                      "permute", "max", "max all", "softmax", "concat", "getitem", "getitem step",
-                     "setitem", "setitem broadcast", "fused_add_scalars"}
+                     "setitem", "setitem broadcast", "fused_add_scalars", "upsample_nearest",
+                     "channel_sums", "channel_sums 2-D", "channel_affine", "channel_affine 2-D",
+                     "batch_norm", "batch_norm 2-D"}
 
 
 def homework(case):
@@ -289,7 +322,7 @@ def test_forward(case, device, dtype):
         out = f(*tensors)
     want = ref(*arrays)
     assert out.shape == np.shape(want)
-    assert out.dtype == dtype
+    assert out.dtype == rng.get("out_dtype", dtype)
     tol = rng.get("tol32", 1e-5) if dtype == "float32" else 1e-12
     np.testing.assert_allclose(out.numpy(), want, rtol=tol, atol=tol)
 

@@ -2,31 +2,29 @@
 forward and backward against torch.nn.functional (NHWC here, NCHW in torch), on every
 device. Their numpy forward, float64 finite-difference gradients and fused-vs-composite
 checks are rows of the one op table, CASES in test_ops.py. Every test here runs conv's
-composite (the devices' fused conv kernels off), the code homework 4 writes; conv's
+composite (the devices' fused conv and pooling kernels off), the code homework 4 writes; conv's
 argument checks are framework code, without a homework mark."""
-import contextlib
-
 import numpy as np
 import pytest
 
 import needle as ndl
-from needle import _needle
 from needle import backend_ndarray as nd
 
-from gradcheck import DEVICES, gradient_check
+from gradcheck import DEVICES, gradient_check, kernels_off
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 hw4 = pytest.mark.hw4
 
 
+# The fused kernels of conv and pooling: off in every test here, which test the composites.
+COMPOSITE_KERNELS = ("conv2d", "conv2d_weight_grad", "max_pool2d", "max_pool2d_grad",
+                     "avg_pool2d", "avg_pool2d_grad")
+
+
 @pytest.fixture(autouse=True)
 def composite_conv():
-    with contextlib.ExitStack() as stack:
-        for device in (nd.cpu(), nd.cuda()):
-            if device.enabled():
-                stack.enter_context(
-                    _needle.kernels.disabled("conv2d", "conv2d_weight_grad", device=device))
+    with kernels_off(*COMPOSITE_KERNELS):
         yield
 
 CONV_CASES = [  # (N, H, W, Cin), K, Cout, stride, padding

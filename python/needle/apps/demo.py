@@ -1,8 +1,12 @@
-"""Needle's main demo: train an MLP ResNet on Fashion-MNIST and report test accuracy.
+"""Needle's main demo: train an MLP ResNet or a CNN on Fashion-MNIST and report test accuracy.
 
-    python -m needle.apps.demo [--epochs N] [--batch-size B] [--lr LR] [--hidden H]
-                               [--data-dir DIR] [--device cpu|cuda] [--out DIR]
+    python -m needle.apps.demo [--model mlp|cnn] [--epochs N] [--batch-size B] [--lr LR]
+                               [--hidden H] [--width W] [--data-dir DIR]
+                               [--device cpu|cuda] [--out DIR]
 
+--model mlp (the default) is MLPResNet on flattened images; --model cnn is FashionResNet
+(needle.apps.models: ResNet9's ConvBN blocks adapted to 28x28x1) trained on images
+augmented with RandomCrop and RandomFlipHorizontal.
 Reads the four idx files (gzip or plain) from --data-dir, trains with Adam and a
 cosine learning-rate schedule with linear warm-up, shows a progress bar per batch
 (running loss, images/s) and a summary per epoch (train and test loss and
@@ -27,6 +31,7 @@ FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
+MLP_EPOCHS, CNN_EPOCHS, CNN_WIDTH = 8, 4, 32
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
@@ -43,13 +48,17 @@ class _Parser(argparse.ArgumentParser):
 def parse_args(argv):
     p = _Parser(
         prog="python -m needle.apps.demo",
-        description="Train an MLP ResNet on Fashion-MNIST with needle.",
+        description="Train an MLP ResNet or a CNN on Fashion-MNIST with needle.",
     )
-    p.add_argument("--epochs", type=int, default=8, help="passes over the 60,000 training images (default 8)")
+    p.add_argument("--model", default="mlp", help="mlp (MLPResNet) or cnn (FashionResNet) (default mlp)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"passes over the 60,000 training images (default {MLP_EPOCHS} for mlp, {CNN_EPOCHS} for cnn)")
     p.add_argument("--batch-size", type=int, default=128, help="images per step (default 128)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of Adam (default 0.002)")
     p.add_argument("--hidden", type=int, default=256, help="width of the residual stream (default 256)")
-    p.add_argument("--blocks", type=int, default=3, help="residual blocks (default 3)")
+    p.add_argument("--blocks", type=int, default=3, help="residual blocks of the mlp (default 3)")
+    p.add_argument("--width", type=int, default=CNN_WIDTH,
+                   help=f"channels of the cnn's first stage, doubled in the second (default {CNN_WIDTH})")
     p.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay (default 0)")
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=f"folder of the idx files (default {DEFAULT_DATA_DIR})")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -58,9 +67,13 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads for needle's kernels (default 0: the library's choice)")
     args = p.parse_args(argv)
+    if args.model not in ("mlp", "cnn"):
+        raise UsageError(f"--model must be mlp or cnn, got {args.model!r}")
+    if args.epochs is None:
+        args.epochs = MLP_EPOCHS if args.model == "mlp" else CNN_EPOCHS
     if args.threads < 0:
         raise UsageError(f"--threads must be 0 (automatic) or more, got {args.threads}")
-    for name in ("epochs", "batch_size", "hidden", "blocks"):
+    for name in ("epochs", "batch_size", "hidden", "blocks", "width"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if not (args.lr > 0 and math.isfinite(args.lr)):
@@ -142,7 +155,18 @@ class Progress:
             self.stream.flush()
 
 
-def run_epoch(model, loader, loss_fn, opt=None, sched=None, progress=None, history=None):
+def as_vectors(X):
+    """(B, 28, 28, 1) images as (B, 784) rows, the MLP's input."""
+    return X.reshape((X.shape[0], int(np.prod(X.shape[1:]))))
+
+
+def as_nchw(X):
+    """(B, H, W, 1) images as (B, 1, H, W), the CNN's input (the same memory for one channel)."""
+    b, h, w, c = X.shape
+    return X.reshape((b, 1, h, w)) if c == 1 else X.transpose((2, 3)).transpose((1, 2))
+
+
+def run_epoch(model, loader, loss_fn, opt=None, sched=None, progress=None, history=None, prepare=as_vectors):
     """One pass; trains when opt is given. Returns (mean loss, accuracy, images/s)."""
     model.train() if opt is not None else model.eval()
     total_loss, correct, seen = 0.0, 0, 0
@@ -151,8 +175,7 @@ def run_epoch(model, loader, loss_fn, opt=None, sched=None, progress=None, histo
     with ctx:
         for step, (X, y) in enumerate(loader, 1):
             n = X.shape[0]
-            X = X.reshape((n, int(np.prod(X.shape[1:]))))
-            logits = model(X)
+            logits = model(prepare(X))
             loss = loss_fn(logits, y)
             if opt is not None:
                 opt.reset_grad()
@@ -166,6 +189,7 @@ def run_epoch(model, loader, loss_fn, opt=None, sched=None, progress=None, histo
             seen += n
             if history is not None:
                 history.append(batch_loss)
+            del logits, loss  # free this step's graph before the next one is built
             if progress is not None:
                 rate = seen / max(time.perf_counter() - start, 1e-9)
                 progress.update(step, f"loss {total_loss / seen:.4f}  {rate:,.0f} img/s")
@@ -173,7 +197,7 @@ def run_epoch(model, loader, loss_fn, opt=None, sched=None, progress=None, histo
     return total_loss / seen, correct / seen, seen / max(elapsed, 1e-9)
 
 
-def save_plot(path, batch_losses, steps_per_epoch, hist):
+def save_plot(path, batch_losses, steps_per_epoch, hist, title):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -200,7 +224,7 @@ def save_plot(path, batch_losses, steps_per_epoch, hist):
     ax2.set_title("Accuracy")
     ax2.legend()
     ax2.grid(alpha=0.3)
-    fig.suptitle("needle MLPResNet on Fashion-MNIST")
+    fig.suptitle(f"needle {title} on Fashion-MNIST")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -219,6 +243,7 @@ def main(argv=None):
     import needle.nn
     import needle.optim
     from needle.apps.mlp_resnet import MLPResNet
+    from needle.apps.models import FashionResNet
 
     device = get_device(args.device)
     if args.threads:
@@ -229,23 +254,30 @@ def main(argv=None):
             set_threads(args.threads)
     np.random.seed(args.seed)
 
+    cnn = args.model == "cnn"
+    augment = [ndl.data.RandomCrop(2), ndl.data.RandomFlipHorizontal()] if cnn else None
     t0 = time.perf_counter()
     try:
-        train_set = ndl.data.MNISTDataset(paths["train_images"], paths["train_labels"])
+        train_set = ndl.data.MNISTDataset(paths["train_images"], paths["train_labels"], transforms=augment)
         test_set = ndl.data.MNISTDataset(paths["test_images"], paths["test_labels"])
     except ValueError as e:
         raise UsageError(str(e)) from None
     print(f"data: {len(train_set):,} training and {len(test_set):,} test images from {args.data_dir} "
-          f"({time.perf_counter() - t0:.1f} s)")
+          f"({time.perf_counter() - t0:.1f} s)" + ("; training images augmented (RandomCrop(2), "
+                                                    "RandomFlipHorizontal)" if cnn else ""))
 
     train_loader = ndl.data.DataLoader(train_set, args.batch_size, shuffle=True, device=device)
     test_loader = ndl.data.DataLoader(test_set, 1000, device=device)
-    in_dim = int(np.prod(train_set.images.shape[1:]))
-    model = MLPResNet(in_dim, args.hidden, num_blocks=args.blocks, num_classes=10, drop_prob=0.1)
+    if cnn:
+        model = FashionResNet(args.width, num_classes=10)
+        title, prepare = f"FashionResNet(width {args.width})", as_nchw
+    else:
+        in_dim = int(np.prod(train_set.images.shape[1:]))
+        model = MLPResNet(in_dim, args.hidden, num_blocks=args.blocks, num_classes=10, drop_prob=0.1)
+        title, prepare = f"MLPResNet({in_dim}, hidden {args.hidden}, {args.blocks} blocks)", as_vectors
     model.to(device)  # modules are built on the default device
     n_params = sum(int(np.prod(p.shape)) for p in model.parameters())
-    print(f"model: MLPResNet({in_dim}, hidden {args.hidden}, {args.blocks} blocks), {n_params:,} parameters, "
-          f"device {args.device}")
+    print(f"model: {title}, {n_params:,} parameters, device {args.device}")
 
     steps_per_epoch = len(train_loader)
     total_steps = steps_per_epoch * args.epochs
@@ -262,9 +294,9 @@ def main(argv=None):
     for ep in range(1, args.epochs + 1):
         t_ep = time.perf_counter()
         bar = Progress(steps_per_epoch, f"epoch {ep}/{args.epochs}")
-        tr_loss, tr_acc, rate = run_epoch(model, train_loader, loss_fn, opt, sched, bar, batch_losses)
+        tr_loss, tr_acc, rate = run_epoch(model, train_loader, loss_fn, opt, sched, bar, batch_losses, prepare)
         bar.close()
-        te_loss, te_acc, _ = run_epoch(model, test_loader, loss_fn)
+        te_loss, te_acc, _ = run_epoch(model, test_loader, loss_fn, prepare=prepare)
         for k, v in zip(hist, (tr_loss, tr_acc, te_loss, te_acc)):
             hist[k].append(v)
         print(f"epoch {ep}/{args.epochs}  train loss {tr_loss:.4f} acc {tr_acc:.4f} | "
@@ -272,10 +304,10 @@ def main(argv=None):
               f"{rate:,.0f} img/s", flush=True)
     train_time = time.perf_counter() - t_train
 
-    ckpt = os.path.join(args.out, "mlp_resnet_fashion_mnist.safetensors")
+    ckpt = os.path.join(args.out, f"{'fashion_resnet' if cnn else 'mlp_resnet'}_fashion_mnist.safetensors")
     ndl.save(model.state_dict(), ckpt)
-    plot = os.path.join(args.out, "training_curves.png")
-    save_plot(plot, batch_losses, steps_per_epoch, hist)
+    plot = os.path.join(args.out, "training_curves_cnn.png" if cnn else "training_curves.png")
+    save_plot(plot, batch_losses, steps_per_epoch, hist, title)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"trained in {train_time:.1f} s; peak memory (RSS) {peak_mb:.0f} MiB")
     print(f"checkpoint: {ckpt}  (load: model.load_state_dict(ndl.load(path)))")
