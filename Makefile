@@ -36,6 +36,7 @@ test-asan: build-asan
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $(ASAN_BUILD)/needle_tests
 
 test-python: build
+	@.ci/install-deps dataset-fashion-mnist
 	$(PYTHON) -m pytest -q tests/python
 
 # The homework machinery on both sides: the tools' own tests, then every assignment at full marks

@@ -95,6 +95,8 @@ std::vector<Tensor> ChannelSums::gradient(const Tensor& out_grad, const Tensor& 
   // d/da (sum a + sum a b) = g0 + g1 b, d/db = g1 a (when a is b, autograd adds the two).
   Tensor a = node.input(0), b = node.input(1);
   Tensor g0 = row(out_grad, 0, a.dtype()), g1 = row(out_grad, 1, a.dtype());
+  if (a.node() == b.node())  // channel_sums(x, x), batch norm's statistics: one pass
+    return {channel_affine(a, g1 * 2.0, g0), Tensor()};
   Tensor grad_a, grad_b;
   if (a.requires_grad()) grad_a = channel_affine(b, g1, g0);
   if (b.requires_grad()) grad_b = channel_affine(a, g1, zeros_vector(g1.shape()[0], a.dtype(), a.device()));
