@@ -107,6 +107,77 @@ TEST_CASE("fused conv kernels agree with the im2col composite", "[kernels][hw4]"
   }
 }
 
+TEST_CASE("fused pooling kernels agree with the windows composite", "[kernels][hw4]") {
+  // Forward and input gradient of max and average pooling, fused and composite (the
+  // kernels disabled), over overlapping windows, padding and a batch split over threads.
+  struct Geometry {
+    Shape x;
+    int64_t kernel, stride, padding;
+  };
+  for (auto [xs, k, stride, pad] : std::vector<Geometry>{{{2, 6, 7, 3}, 2, 0, 0},
+                                                         {{1, 5, 5, 2}, 3, 1, 0},
+                                                         {{2, 7, 6, 2}, 3, 2, 1},
+                                                         {{8, 16, 16, 8}, 2, 2, 1}}) {
+    INFO("x " << shape_str(xs) << " kernel " << k << " stride " << stride << " pad " << pad);
+    std::vector<double> xv = random_vector(numel(xs));
+    for (bool max : {true, false}) {
+      for (DType dt : {DType::float64, DType::float32}) {
+        auto run = [&]() {
+          Tensor x(NDArray::from_vector(xv, xs).astype(dt), true);
+          Tensor y = max ? max_pool2d(x, k, stride, pad) : avg_pool2d(x, k, stride, pad);
+          rng().seed(7);
+          summation(y * Tensor(NDArray::from_vector(random_vector(y.size()), y.shape()).astype(dt)))
+              .backward();
+          return std::vector<std::vector<double>>{y.to_vector<double>(), x.grad().to_vector<double>()};
+        };
+        auto fused = run();
+        std::vector<std::vector<double>> composite;
+        {
+          KernelDisabled a(max ? kernel::kMaxPool2d : kernel::kAvgPool2d, "cpu");
+          composite = run();
+        }
+        const double tol = dt == DType::float64 ? 1e-12 : 1e-5;
+        for (size_t i = 0; i < fused.size(); ++i) NEEDLE_CHECK_CLOSE(fused[i], composite[i], tol);
+      }
+    }
+  }
+}
+
+TEST_CASE("fused per-channel kernels agree with their composites", "[kernels]") {
+  // batch_norm (channel_sums and channel_affine) forward and gradients, on NCHW arrays, on
+  // channels-last views (the NCHW view of an NHWC array, read without a copy) and on (B, C).
+  for (const Shape& stored : std::vector<Shape>{{4, 3, 5, 6}, {4, 5, 6, 3}, {33, 7}}) {
+    const bool channels_last = stored.size() == 4 && stored[3] == 3;
+    INFO("stored " << shape_str(stored) << (channels_last ? " (viewed as NCHW)" : ""));
+    std::vector<double> xv = random_vector(numel(stored));
+    const int64_t c = channels_last ? stored[3] : stored[1];
+    std::vector<double> wv = random_vector(c), bv = random_vector(c);
+    for (DType dt : {DType::float64, DType::float32}) {
+      auto run = [&]() {
+        Tensor x0(NDArray::from_vector(xv, stored).astype(dt), true);
+        Tensor x = channels_last ? permute(x0, Axes{0, 3, 1, 2}) : x0;
+        Tensor w(NDArray::from_vector(wv, {c}).astype(dt), true);
+        Tensor b(NDArray::from_vector(bv, {c}).astype(dt), true);
+        auto [y, mean, var] = batch_norm(x, w, b, 1e-5);
+        rng().seed(3);
+        summation(y * y * Tensor(NDArray::from_vector(random_vector(y.size()), y.shape()).astype(dt)))
+            .backward();
+        return std::vector<std::vector<double>>{y.to_vector<double>(), mean.to_vector<double>(),
+                                                var.to_vector<double>(), x0.grad().to_vector<double>(),
+                                                w.grad().to_vector<double>(), b.grad().to_vector<double>()};
+      };
+      auto fused = run();
+      std::vector<std::vector<double>> composite;
+      {
+        KernelDisabled a(kernel::kChannelSums, "cpu"), b(kernel::kChannelAffine, "cpu");
+        composite = run();
+      }
+      const double tol = dt == DType::float64 ? 1e-10 : 1e-4;
+      for (size_t i = 0; i < fused.size(); ++i) NEEDLE_CHECK_CLOSE(fused[i], composite[i], tol);
+    }
+  }
+}
+
 TEST_CASE("the fused Adam kernel agrees with the composite NDArray update", "[kernels][hw2]") {
   // Step after step, on 70,000 elements so the kernel also splits the work over threads.
   const Shape shape{70, 1000};
