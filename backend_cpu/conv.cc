@@ -3,7 +3,9 @@
 // into a per-thread buffer that stays in cache and is consumed by the GEMM right away, so
 // the full (N*Ho*Wo, kh*kw*Cin) column matrix (75 MiB for a 32x32x32x64 batch) is never
 // written to memory, and padding is read as zeros instead of being copied in first.
-// Registered as the "cpu" kernels kernel::Conv2d and kernel::Conv2dWeightGrad (see
+// The input gradient runs the other way: grad @ w^T per block, added back over each
+// pixel's window (col2im), images split over threads.
+// Registered as the "cpu" kernels kernel::Conv2d, Conv2dInputGrad and Conv2dWeightGrad (see
 // needle/kernels.h for their contracts; the conv ops check the operands before calling).
 #include <algorithm>
 #include <atomic>
@@ -137,6 +139,58 @@ void conv2d_weight_grad_typed(const View& x, const View& grad, int64_t stride, i
     for (int64_t i = 0; i < size; ++i) po[i] += partial[size_t(t * size + i)];
 }
 
+// Adds rows [row0, row0 + rows) of a column matrix back into the input gradient dx: the
+// adjoint of gather_columns (the parts of windows over the padding are dropped).
+template <class T>
+void scatter_columns(const T* cols, const ConvGeometry& g, int64_t row0, int64_t rows, T* dx) {
+  const int64_t c = g.cin;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t p = row0 + r;
+    const int64_t img = p / (g.ho * g.wo), oy = p / g.wo % g.ho, ox = p % g.wo;
+    const T* src = cols + r * g.patch();
+    for (int64_t i = 0; i < g.kh; ++i, src += g.kw * c) {
+      const int64_t y = oy * g.stride - g.padding + i;
+      if (y < 0 || y >= g.h) continue;
+      T* row = dx + (img * g.h + y) * g.w * c;
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const int64_t xx = ox * g.stride - g.padding + j;
+        if (xx < 0 || xx >= g.w) continue;
+        T* d = row + xx * c;
+        const T* s = src + j * c;
+        for (int64_t k = 0; k < c; ++k) d[k] += s[k];
+      }
+    }
+  }
+}
+
+// The input gradient, image by image: windows overlap inside an image but never across
+// images, so threads that own whole images add into dx without races.
+template <class T>
+void conv2d_input_grad_typed(const View& grad, const View& w, int64_t stride, int64_t padding,
+                             const View& out) {
+  ConvGeometry g = geometry(out, w.shape[0], w.shape[1], w.shape[3], stride, padding);
+  const T* pg = grad.ptr<T>();
+  const T* pw = w.ptr<T>();
+  T* dx = out.ptr<T>();
+  const int64_t per_image = g.ho * g.wo;
+  const int64_t block = std::min(g.block_rows(sizeof(T)), std::max<int64_t>(per_image, 1));
+  const int64_t work = g.pixels() * g.patch() * g.cout;
+  const ScopedBlasThreads single_threaded_blas(1);
+  parallel(int(std::min<int64_t>(threads_for(work, kConvGrain), g.n)), [&](int64_t t, int64_t team) {
+    const int64_t i0 = part_begin(g.n, t, team), i1 = part_begin(g.n, t + 1, team);
+    std::fill(dx + i0 * g.h * g.w * g.cin, dx + i1 * g.h * g.w * g.cin, T(0));
+    std::vector<T> cols(size_t(block * g.patch()));
+    for (int64_t img = i0; img < i1; ++img)
+      for (int64_t r0 = 0; r0 < per_image; r0 += block) {
+        const int64_t row0 = img * per_image + r0, rows = std::min(block, per_image - r0);
+        // cols (rows x patch) = grad[block] (rows x Cout) @ w^T (Cout x patch)
+        gemm<T>(rows, g.patch(), g.cout, pg + row0 * g.cout, g.cout, 1, pw, 1, g.cout,
+                cols.data(), g.patch(), 1);
+        scatter_columns(cols.data(), g, row0, rows, dx);
+      }
+  });
+}
+
 void conv2d(const View& x, const View& w, int64_t stride, int64_t padding, const View& out) {
   dispatch_floating(out.dtype, "conv2d", [&](auto t) {
     using T = decltype(t);
@@ -152,7 +206,16 @@ void conv2d_weight_grad(const View& x, const View& grad, int64_t stride, int64_t
   });
 }
 
+void conv2d_input_grad(const View& grad, const View& w, int64_t stride, int64_t padding,
+                       const View& out) {
+  dispatch_floating(out.dtype, "conv2d_input_grad", [&](auto t) {
+    using T = decltype(t);
+    conv2d_input_grad_typed<T>(grad, w, stride, padding, out);
+  });
+}
+
 NEEDLE_REGISTER_KERNEL(kernel::kConv2d, "cpu", conv2d);
+NEEDLE_REGISTER_KERNEL(kernel::kConv2dInputGrad, "cpu", conv2d_input_grad);
 NEEDLE_REGISTER_KERNEL(kernel::kConv2dWeightGrad, "cpu", conv2d_weight_grad);
 
 }  // namespace

@@ -35,6 +35,14 @@ using Conv2dWeightGrad = void(const View& x, const View& grad, int64_t stride, i
                               const View& out);
 inline constexpr const char* kConv2dWeightGrad = "conv2d_weight_grad";
 
+// Its input gradient: grad (N, Ho, Wo, Cout), w (kh, kw, Cin, Cout) -> out (N, H, W, Cin),
+// the sum over every output pixel of its gradient times w^T spread back over the pixel's
+// (unpadded part of its) input window: col2im(grad @ w^T), exactly the multiply-adds of the
+// forward at any stride (no dilated gradient full of zeros).
+using Conv2dInputGrad = void(const View& grad, const View& w, int64_t stride, int64_t padding,
+                             const View& out);
+inline constexpr const char* kConv2dInputGrad = "conv2d_input_grad";
+
 // 2-D pooling over NHWC windows of kernel x kernel at `stride`, the input zero-padded by
 // `padding` on every side for averaging (the padding counts toward the mean, as PyTorch's
 // default) and -inf-padded for the max (so padding never wins).

@@ -81,6 +81,10 @@ Tensor conv_input_grad(const Tensor& out_grad, const Tensor& w, int64_t h, int64
   const Shape x_shape{out_grad.ndim() ? out_grad.shape()[0] : 0, h, wd,
                       w.ndim() == 4 ? w.shape()[2] : 0};
   check_out_grad("conv_input_grad", out_grad.shape(), x_shape, w.shape(), stride, padding);
+  if (is_floating(promote_types(out_grad.dtype(), w.dtype())) &&
+      find_kernel<kernel::Conv2dInputGrad>(kernel::kConv2dInputGrad, out_grad.device()))
+    return apply_op(std::make_shared<ConvInputGrad>(h, wd, stride, padding),
+                    {out_grad.node(), w.node()});
   // BEGIN SOLUTION hw4
   int64_t kh = w.shape()[0], kw = w.shape()[1];
   // Undo the stride: dilate, then drop trailing zeros beyond the stride-1 output size.
@@ -95,6 +99,30 @@ Tensor conv_input_grad(const Tensor& out_grad, const Tensor& w, int64_t h, int64
   return getitem(full, {Index::all(), Index::slice(padding, padding + h),
                         Index::slice(padding, padding + wd), Index::all()});
   // END SOLUTION
+}
+
+void ConvInputGrad::prepare(std::vector<NodePtr>& inputs) const {
+  promote_dtypes("conv_input_grad", inputs);
+}
+
+NDArray ConvInputGrad::compute(const Args& args) const {
+  const NDArray g = args[0].compact(), w = args[1].compact();
+  auto* fused = find_kernel<kernel::Conv2dInputGrad>(kernel::kConv2dInputGrad, g.device());
+  if (fused == nullptr)
+    fail<RuntimeError>("[conv_input_grad] the ", g.device().name(),
+                       " device has no fused kernel conv2d_input_grad any more (it was disabled "
+                       "after the graph was built)");
+  NDArray out = NDArray::empty({g.shape()[0], height, width, w.shape()[2]}, g.dtype(), g.device());
+  fused(g.view(), w.view(), stride, padding, out.view());
+  return out;
+}
+
+std::vector<Tensor> ConvInputGrad::gradient(const Tensor& out_grad, const Tensor& node) const {
+  // Linear in each input: <conv_input_grad(g, w), G> = <g, conv(G, w)>, so the adjoint in g
+  // is conv(G, w), and in w the weight gradient of that conv.
+  Tensor g = node.input(0), w = node.input(1);
+  return {conv(out_grad, w, stride, padding),
+          conv_weight_grad(out_grad, g, w.shape()[0], w.shape()[1], stride, padding)};
 }
 
 Tensor conv_weight_grad(const Tensor& x, const Tensor& out_grad, int64_t kh, int64_t kw,

@@ -36,6 +36,19 @@ class ConvWeightGrad final : public TensorOp {
   const int64_t kh, kw, stride, padding;
 };
 
+// The input gradient of Conv by the device's fused kernel (kernel::Conv2dInputGrad): (out_grad,
+// w) -> (N, height, width, Cin). Built by conv_input_grad only on a device that has the
+// kernel; elsewhere conv_input_grad composes the same result from dilate, flip and conv.
+class ConvInputGrad final : public TensorOp {
+ public:
+  ConvInputGrad(int64_t height, int64_t width, int64_t stride, int64_t padding)
+      : height(height), width(width), stride(stride), padding(padding) {}
+  int arity() const override { return 2; }
+  void prepare(std::vector<NodePtr>& inputs) const override;
+  NEEDLE_DECLARE_OP_BODY("conv_input_grad")
+  const int64_t height, width, stride, padding;
+};
+
 // (N, H, W, C) -> (N, Ho, Wo, kh, kw, C): every kh x kw window at the given stride.
 class Im2Col final : public TensorOp {
  public:

@@ -233,6 +233,8 @@ void init_ops(py::module_& parent) {
       .def(py::init<>());
   op_class<ChannelAffine>(m, "ChannelAffine", "a * scale[c] + shift[c] over axis 1's channels")
       .def(py::init<>());
+  // Built by conv_input_grad on devices with its fused kernel (no constructor).
+  op_class<ConvInputGrad>(m, "ConvInputGrad", "conv's input gradient from (out_grad, w)");
   // Built by max_pool2d / avg_pool2d on devices with fused pooling kernels (no constructor).
   op_class<Pool2d>(m, "Pool2d", "fused 2-D max or average pooling, NHWC");
   op_class<Pool2dGrad>(m, "Pool2dGrad", "fused pooling's input gradient from (x, out_grad)");

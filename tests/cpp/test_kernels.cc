@@ -94,7 +94,8 @@ TEST_CASE("fused conv kernels agree with the im2col composite", "[kernels][hw4]"
       auto fused = run(default_backend());
       std::vector<std::vector<double>> composite;
       {
-        KernelDisabled a(kernel::kConv2d, "cpu"), b(kernel::kConv2dWeightGrad, "cpu");
+        KernelDisabled a(kernel::kConv2d, "cpu"), b(kernel::kConv2dWeightGrad, "cpu"),
+            c(kernel::kConv2dInputGrad, "cpu");
         composite = run(default_backend());
       }
       auto reference = run(reference_backend());

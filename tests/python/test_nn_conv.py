@@ -27,7 +27,7 @@ F = torch.nn.functional
 hw2, hw4 = pytest.mark.hw2, pytest.mark.hw4
 IDS = ["cpu", "cuda"]
 
-CONV_KERNELS = ("conv2d", "conv2d_weight_grad")
+CONV_KERNELS = ("conv2d", "conv2d_weight_grad", "conv2d_input_grad")
 POOL_KERNELS = ("max_pool2d", "max_pool2d_grad", "avg_pool2d", "avg_pool2d_grad")
 BN_KERNELS = ("channel_sums", "channel_affine")
 # The conv and batch-norm composites: the code ConvBN / ResNet9 run in homework 4.

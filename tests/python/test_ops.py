@@ -100,7 +100,7 @@ def _IDX(like):
 
 
 POS = dict(low=0.5, high=2.0)  # inputs in a positive range (log, sqrt, divide, power)
-CONV = dict(fused=("conv2d", "conv2d_weight_grad"), tol32=1e-4)  # conv's kernels; sums of ~50
+CONV = dict(fused=("conv2d", "conv2d_weight_grad", "conv2d_input_grad"), tol32=1e-4)  # conv's kernels; sums of ~50
 MAX_POOL = dict(fused=("max_pool2d", "max_pool2d_grad"))
 AVG_POOL = dict(fused=("avg_pool2d", "avg_pool2d_grad"))
 CHANNEL = dict(fused=("channel_sums", "channel_affine"), tol32=1e-4)

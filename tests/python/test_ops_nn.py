@@ -18,7 +18,7 @@ hw4 = pytest.mark.hw4
 
 
 # The fused kernels of conv and pooling: off in every test here, which test the composites.
-COMPOSITE_KERNELS = ("conv2d", "conv2d_weight_grad", "max_pool2d", "max_pool2d_grad",
+COMPOSITE_KERNELS = ("conv2d", "conv2d_weight_grad", "conv2d_input_grad", "max_pool2d", "max_pool2d_grad",
                      "avg_pool2d", "avg_pool2d_grad")
 
 
