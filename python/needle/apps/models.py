@@ -1,7 +1,8 @@
 """Models built from ``needle.nn`` (the course's ``apps/models.py``): ResNet9 for CIFAR-10,
-and FashionResNet, its adaptation to 28x28 grayscale images (the main demo's CNN).
+FashionResNet, its adaptation to 28x28 grayscale images (the main demo's CNN), and
+LanguageModel, an embedding, a recurrent stack and a linear decoder over a vocabulary.
 
-Both are stacks of ConvBN blocks (Conv, BatchNorm2d, ReLU) with residual pairs, NCHW in.
+The CNNs are stacks of ConvBN blocks (Conv, BatchNorm2d, ReLU) with residual pairs, NCHW in.
 """
 import needle as ndl
 from needle import nn
@@ -84,3 +85,39 @@ class FashionResNet(nn.Module):
 
     def forward(self, x):
         return self.head(self.features(x))
+
+
+class LanguageModel(nn.Module):
+    """Next-token logits for (seq_len, batch) token ids: Embedding(output_size,
+    embedding_size), then an RNN or LSTM (``seq_model``) of ``num_layers`` layers of
+    ``hidden_size``, then Linear(hidden_size, output_size).
+
+    ``forward(x, h=None)`` -> (logits (seq_len·batch, output_size), h): h is the recurrent
+    state to pass to the next call (h_n for an RNN, (h_n, c_n) for an LSTM). ``seq_len``
+    is the sequence length the model expects (kept for the transformer variant).
+    """
+
+    def __init__(self, embedding_size, output_size, hidden_size, num_layers=1, seq_model="rnn",
+                 seq_len=40, device=None, dtype="float32"):
+        super().__init__()
+        if seq_model not in ("rnn", "lstm"):
+            raise ValueError(f"[LanguageModel] seq_model must be 'rnn' or 'lstm', got {seq_model!r}")
+        self.embedding_size = embedding_size
+        self.output_size = output_size
+        self.hidden_size = hidden_size
+        self.seq_len = seq_len
+        # BEGIN SOLUTION hw5
+        self.embedding = nn.Embedding(output_size, embedding_size, device=device, dtype=dtype)
+        seq_class = nn.RNN if seq_model == "rnn" else nn.LSTM
+        self.seq_model = seq_class(embedding_size, hidden_size, num_layers, device=device, dtype=dtype)
+        self.linear = nn.Linear(hidden_size, output_size, device=device, dtype=dtype)
+        # END SOLUTION
+
+    def forward(self, x, h=None):
+        if len(x.shape) != 2:
+            raise ValueError(f"[LanguageModel] expects token ids of shape (seq_len, batch), got {tuple(x.shape)}")
+        # BEGIN SOLUTION hw5
+        seq_len, bs = x.shape
+        out, h = self.seq_model(self.embedding(x), h)
+        return self.linear(out.reshape((seq_len * bs, self.hidden_size))), h
+        # END SOLUTION

@@ -1,15 +1,17 @@
 """The course's simple_ml helpers: MNIST parsing, softmax loss and a two-layer
 network epoch written directly with needle tensors (no nn, no optim); and the CIFAR-10
-training loop on nn modules and optimizers (one epoch, training, evaluation)."""
+and Penn Treebank training loops on nn modules and optimizers (one epoch, training,
+evaluation)."""
 import numpy as np
 
 import needle as ndl
 import needle.nn as nn
 import needle.optim  # noqa: F401  (ndl.optim, the default optimizer)
 from needle.data.datasets.mnist_dataset import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, read_idx
+from needle.data.datasets.ptb_dataset import get_batch
 
 __all__ = ["parse_mnist", "softmax_loss", "nn_epoch", "epoch_general_cifar10", "train_cifar10",
-           "evaluate_cifar10"]
+           "evaluate_cifar10", "epoch_general_ptb", "train_ptb", "evaluate_ptb"]
 
 
 def parse_mnist(image_filename, label_filename):
@@ -125,6 +127,77 @@ def evaluate_cifar10(model, dataloader, loss_fn=nn.SoftmaxLoss):
     np.random.seed(4)
     # BEGIN SOLUTION hw4
     return epoch_general_cifar10(dataloader, model, loss_fn())
+    # END SOLUTION
+
+
+def _detach_state(h):
+    """The recurrent state h (a Tensor, or a tuple of them for an LSTM) cut from its graph."""
+    if h is None:
+        return None
+    return tuple(t.detach() for t in h) if isinstance(h, tuple) else h.detach()
+
+
+def epoch_general_ptb(data, model, seq_len=40, loss_fn=nn.SoftmaxLoss(), opt=None, clip=None,
+                      device=None, dtype="float32"):
+    """One pass over batchified token ids ``data`` (nbatch, batch_size) in windows of
+    ``seq_len`` rows (``get_batch``): trains when ``opt`` is given (clipping the gradient
+    norm to ``clip`` when given), else evaluates. The recurrent state carries from one
+    window to the next, detached (truncated backpropagation through time).
+
+    Returns (average accuracy, average loss) over every predicted token.
+    """
+    np.random.seed(4)
+    # BEGIN SOLUTION hw5
+    if opt is None:
+        model.eval()
+    else:
+        model.train()
+    correct, total_loss, count = 0, 0.0, 0
+    h = None
+    for i in range(0, data.shape[0] - 1, seq_len):
+        X, y = get_batch(data, i, seq_len, device=device, dtype=dtype)
+        logits, h = model(X, h)
+        h = _detach_state(h)
+        loss = loss_fn(logits, y)
+        if opt is not None:
+            opt.reset_grad()
+            loss.backward()
+            if clip is not None:
+                opt.clip_grad_norm(clip)
+            opt.step()
+        n = y.shape[0]
+        correct += int((logits.numpy().argmax(axis=1) == y.numpy()).sum())
+        total_loss += float(loss.numpy()) * n
+        count += n
+    return correct / count, total_loss / count
+    # END SOLUTION
+
+
+def train_ptb(model, data, seq_len=40, n_epochs=1, optimizer=ndl.optim.SGD, lr=4.0,
+              weight_decay=0.0, loss_fn=nn.SoftmaxLoss, clip=None, device=None, dtype="float32"):
+    """Trains the language model ``model`` on batchified ``data`` for ``n_epochs`` with
+    ``optimizer(model.parameters(), lr=lr, weight_decay=weight_decay)`` and the loss
+    ``loss_fn()`` (a loss module class). Returns (average accuracy, average loss) of the
+    last epoch."""
+    np.random.seed(4)
+    # BEGIN SOLUTION hw5
+    opt = optimizer(model.parameters(), lr=lr, weight_decay=weight_decay)
+    loss_module = loss_fn()
+    avg_acc, avg_loss = 0.0, 0.0
+    for _ in range(n_epochs):
+        avg_acc, avg_loss = epoch_general_ptb(data, model, seq_len, loss_module, opt, clip,
+                                              device, dtype)
+    return avg_acc, avg_loss
+    # END SOLUTION
+
+
+def evaluate_ptb(model, data, seq_len=40, loss_fn=nn.SoftmaxLoss, device=None, dtype="float32"):
+    """One pass of ``model`` in eval mode over batchified ``data`` with the loss
+    ``loss_fn()`` (a loss module class), without updates. Returns (average accuracy,
+    average loss)."""
+    np.random.seed(4)
+    # BEGIN SOLUTION hw5
+    return epoch_general_ptb(data, model, seq_len, loss_fn(), device=device, dtype=dtype)
     # END SOLUTION
 
 

@@ -99,7 +99,10 @@ def _rand(self, *shape, dtype="float32"):
 
 
 def _one_hot(self, n, i, dtype="float32"):
-    return NDArray(np.eye(n, dtype=dtype)[np.asarray(i, dtype=np.int64)], device=self, dtype=dtype)
+    idx = np.asarray(i, dtype=np.int64)
+    rows = np.zeros((idx.size, n), dtype=dtype)  # not np.eye(n)[i]: that is n x n
+    rows[np.arange(idx.size), idx.reshape(-1)] = 1
+    return NDArray(rows.reshape(idx.shape + (n,)), device=self, dtype=dtype)
 
 
 def _empty(self, shape, dtype="float32"):
