@@ -9,7 +9,7 @@ export PYTHONPATH := $(CURDIR)/python$(if $(PYTHONPATH),:$(PYTHONPATH))
 # build/homework/ reuse the reference build's objects for every file they do not change.
 export CCACHE_BASEDIR := $(CURDIR)
 
-.PHONY: all deps build build-asan test test-cpp test-asan test-python test-homework demo bench format clean
+.PHONY: all deps build build-asan test test-cpp test-asan test-python test-homework demo lm bench format clean
 
 all: build
 
@@ -36,13 +36,13 @@ test-asan: build-asan
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $(ASAN_BUILD)/needle_tests
 
 test-python: build
-	@.ci/install-deps dataset-fashion-mnist
+	@.ci/install-deps dataset-fashion-mnist bible-kjv
 	$(PYTHON) -m pytest -q tests/python
 
 # The homework machinery on both sides: the tools' own tests, then every assignment at full marks
 # on the reference and failing with NotImplemented on its student version (homework/tools/selftest).
 test-homework: build
-	@.ci/install-deps dataset-fashion-mnist python3-nbclient python3-nbconvert python3-ipykernel
+	@.ci/install-deps dataset-fashion-mnist bible-kjv python3-nbclient python3-nbconvert python3-ipykernel
 	$(PYTHON) -m pytest -q tests/homework
 	homework/tools/selftest $(HOMEWORK)
 
@@ -52,11 +52,17 @@ demo: build
 	@.ci/install-deps dataset-fashion-mnist
 	$(PYTHON) -m needle.apps.demo $(DEMO_ARGS)
 
+# The language-model job: an LSTM on the King James Bible (Debian's bible-kjv), <= 5 minutes.
+lm: build
+	@.ci/install-deps bible-kjv
+	$(PYTHON) -m needle.apps.lm_demo $(LM_ARGS)
+
 bench: build
 	$(PYTHON) bench/bench_ndarray.py
 	$(PYTHON) bench/bench_autograd.py
 	$(PYTHON) bench/bench_training.py
 	$(PYTHON) bench/bench_cnn.py
+	$(PYTHON) bench/bench_lstm.py
 
 format:
 	clang-format -i $$(git ls-files '*.h' '*.cc' '*.cu' '*.cuh')

@@ -247,3 +247,38 @@ def test_cnn_learns_fashion_mnist_subset():
     logits = model(ndl.Tensor(x_test)).numpy()
     accuracy = float((logits.argmax(axis=1) == y_test).mean())
     assert accuracy >= 0.7, accuracy
+
+
+def _lm_demo(*args):
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(ndl.__path__[0]))
+    return subprocess.run([sys.executable, "-m", "needle.apps.lm_demo", *args], capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+@pytest.mark.hw5
+@pytest.mark.skipif(not os.path.exists("/usr/bin/bible"), reason="Debian's bible-kjv is not installed")
+def test_lm_demo_tiny_run(tmp_path):
+    """make lm's job end to end with a tiny model: corpus, training, perplexity, checkpoint, sample."""
+    out = tmp_path / "out"
+    r = _lm_demo("--steps", "4", "--eval-every", "2", "--embedding", "8", "--hidden", "8",
+                 "--batch-size", "64", "--sample-words", "6", "--data-dir", str(tmp_path / "kjv"),
+                 "--out", str(out))
+    check_ran(r)
+    lines = r.stdout.strip().splitlines()
+    assert re.fullmatch(r"validation perplexity: \d+\.\d", lines[-1]), lines[-1]
+    assert any(line.startswith("step 2: validation perplexity") for line in lines)
+    sample = next(line for line in lines if line.startswith("sample: "))
+    assert sample.startswith("sample: and god said")
+    vocab = int(re.search(r"vocabulary ([\d,]+)", r.stdout).group(1).replace(",", ""))
+    model = models.LanguageModel(8, vocab, 8, seq_model="lstm")
+    model.load_state_dict(ndl.load(str(out / "lstm_lm_kjv.safetensors")))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--steps", "0"], "--steps must be positive"),
+    (["--lr", "0"], "--lr, --clip and --minutes must be positive"),
+    (["--device", "tpu"], "invalid choice"),
+])
+def test_lm_demo_rejects_bad_options(args, message):
+    r = _lm_demo(*args)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
