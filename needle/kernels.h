@@ -74,6 +74,25 @@ inline constexpr const char* kChannelSums = "channel_sums";
 using ChannelAffine = void(const View& a, const View& scale, const View& shift, const View& out);
 inline constexpr const char* kChannelAffine = "channel_affine";
 
+// One LSTM cell step, element-wise over (B, H), for the lstm_cell op (needle/ops/ops_rnn.h).
+// gates (B, 4H) holds the pre-activations in the course's order i, f, g, o: columns [0, H)
+// are i, [H, 2H) f, [2H, 3H) g and [3H, 4H) o; c_prev is (B, H). With i, f, o the sigmoids
+// and g the tanh of their columns: c_new = f * c_prev + i * g and h_new = o * tanh(c_new),
+// both (B, H). Every view is contiguous (row-major) and of one float dtype, computed in it.
+using LstmCell = void(const View& gates, const View& c_prev, const View& h_new, const View& c_new);
+inline constexpr const char* kLstmCell = "lstm_cell";
+// Its backward, recomputing the activations (and c_new) from gates and c_prev: dh and dc
+// (B, H), the adjoints of h_new and c_new (an output the consumer did not use arrives as
+// zeros) -> dgates (B, 4H), the adjoints of the pre-activations in the same column order,
+// and dc_prev (B, H). With t = tanh(c_new) and s = dc + dh * o * (1 - t^2):
+//   dgates[i] = s * g * i(1 - i)        dgates[f] = s * c_prev * f(1 - f)
+//   dgates[g] = s * i * (1 - g^2)       dgates[o] = dh * t * o(1 - o)
+//   dc_prev = s * f
+// Every view is contiguous and of one float dtype.
+using LstmCellGrad = void(const View& gates, const View& c_prev, const View& dh, const View& dc,
+                          const View& dgates, const View& dc_prev);
+inline constexpr const char* kLstmCellGrad = "lstm_cell_grad";
+
 // The scalars of one Adam step: bias_correction1 = 1 - beta1^t, bias_correction2 = 1 - beta2^t.
 struct AdamScalars {
   double lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2;

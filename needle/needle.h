@@ -18,6 +18,7 @@
 #include "needle/ops/ops_norm.h"
 #include "needle/ops/ops_optim.h"
 #include "needle/ops/ops_reduce.h"
+#include "needle/ops/ops_rnn.h"
 #include "needle/ops/ops_shape.h"
 #include "needle/ops/ops_tuple.h"
 #include "needle/tensor.h"

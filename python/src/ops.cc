@@ -239,6 +239,12 @@ void init_ops(py::module_& parent) {
   op_class<Pool2d>(m, "Pool2d", "fused 2-D max or average pooling, NHWC");
   op_class<Pool2dGrad>(m, "Pool2dGrad", "fused pooling's input gradient from (x, out_grad)");
 
+  op_class<LSTMCell>(m, "LSTMCell",
+                     "(gates (B, 4H) in order i, f, g, o; c_prev (B, H)) -> (h_new, c_new)")
+      .def(py::init<>());
+  op_class<LSTMCellGrad>(m, "LSTMCellGrad",
+                         "LSTMCell's adjoint: (gates, c_prev, dh, dc) -> (dgates, dc_prev)")
+      .def(py::init<>());
   op_class<MakeTensorTuple>(m, "MakeTensorTuple", "(a, b, ...) as one TensorTuple")
       .def(py::init<>());
   op_class<TupleGetItem>(m, "TupleGetItem", "element `index` of a TensorTuple")
@@ -417,6 +423,15 @@ calls it; it is no autograd op (it builds no graph).)doc");
   m.def("tuple_get_item", &tuple_get_item, py::arg("value"), py::arg("index"));
   m.def("fused_add_scalars", &fused_add_scalars, py::arg("x"), py::arg("c0"), py::arg("c1"));
   m.def("split", &split, py::arg("a"), py::arg("axis"));
+  m.def("lstm_cell", &lstm_cell, py::arg("gates"), py::arg("c_prev"),
+        R"doc(One LSTM step on precomputed gate pre-activations: gates (B, 4H) in the course's
+order i, f, g, o (columns [0, H) i, [H, 2H) f, [2H, 3H) g, [3H, 4H) o) and c_prev (B, H)
+give the TensorTuple (h_new, c_new), c_new = f * c_prev + i * g, h_new = o * tanh(c_new),
+with i, f, o sigmoids and g a tanh. One fused kernel each way where the device has it
+(needle._needle.kernels.has("lstm_cell", device)), the same result composed elsewhere.)doc");
+  m.def("lstm_cell_grad", &lstm_cell_grad, py::arg("gates"), py::arg("c_prev"), py::arg("dh"),
+        py::arg("dc"),
+        "lstm_cell's adjoint for the adjoints dh, dc of (h_new, c_new): (dgates, dc_prev)");
   m.def(
       "stack",
       [](py::handle args, int64_t axis) -> Tensor {

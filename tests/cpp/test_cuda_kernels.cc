@@ -1,7 +1,8 @@
-// The CUDA backend's fused kernels (backend_cuda/conv.cu, pool.cu) against the CPU: conv2d
-// and conv2d_weight_grad against the CPU's fused kernels, the four pooling kernels against
-// the CPU composites (max_pool2d / avg_pool2d and their gradients through autograd, with
-// any CPU pooling kernels turned off, so the oracle is the rule the contract cites). The
+// The CUDA backend's fused kernels (backend_cuda/conv.cu, pool.cu, rnn.cu) against the CPU:
+// conv2d, conv2d_weight_grad and the LSTM cell kernels against the CPU's fused kernels, the
+// four pooling kernels against the CPU composites (max_pool2d / avg_pool2d and their
+// gradients through autograd, with any CPU pooling kernels turned off, so the oracle is the
+// rule the contract cites). The
 // geometries cover odd and even kernels, strides 1-3, padding 0-2 (and beyond the kernel),
 // 1..64 channels, both float dtypes, ties for the max, and a conv large enough for the
 // column matrix to be built in chunks. Without a GPU the comparisons are skipped with a
@@ -156,6 +157,44 @@ std::vector<PoolCase> pool_cases() {
   };
 }
 
+// Runs the LSTM cell kernels registered for `kernels` on arrays on `device` and compares
+// them with the CPU's fused kernels (themselves checked against the composite in
+// test_kernels.cc) on the same values. Element-wise, so the tolerance is a few ulps of the
+// transcendental functions.
+void check_lstm(Backend& device, const std::string& kernels, int64_t b, int64_t h, DType dt) {
+  INFO("lstm_cell B " << b << " H " << h << " " << dtype_name(dt));
+  auto* fwd = find_kernel<kernel::LstmCell>(kernel::kLstmCell, kernels);
+  auto* bwd = find_kernel<kernel::LstmCellGrad>(kernel::kLstmCellGrad, kernels);
+  auto* cpu_fwd = find_kernel<kernel::LstmCell>(kernel::kLstmCell, "cpu");
+  auto* cpu_bwd = find_kernel<kernel::LstmCellGrad>(kernel::kLstmCellGrad, "cpu");
+  REQUIRE(fwd);
+  REQUIRE(bwd);
+  REQUIRE(cpu_fwd);
+  REQUIRE(cpu_bwd);
+  Backend& cpu = default_backend();
+  const Shape gs{b, 4 * h}, cs{b, h};
+  NDArray gates = NDArray::from_vector(random_vector(numel(gs), -4, 4), gs).astype(dt);
+  NDArray c_prev = random_array(cs, dt, cpu), dh = random_array(cs, dt, cpu);
+  NDArray dc = random_array(cs, dt, cpu);
+  NDArray gd = gates.to(device), cd = c_prev.to(device), dhd = dh.to(device), dcd = dc.to(device);
+  const Tolerance tol = dt == DType::float64 ? Tolerance{1e-12, 1e-13} : Tolerance{1e-5, 1e-6};
+  auto nan = [](const Shape& s, DType d, Backend& dev) { return NDArray::full(s, NAN, d, dev); };
+
+  NDArray want_h = nan(cs, dt, cpu), want_c = nan(cs, dt, cpu);
+  NDArray got_h = nan(cs, dt, device), got_c = nan(cs, dt, device);
+  cpu_fwd(gates.view(), c_prev.view(), want_h.view(), want_c.view());
+  fwd(gd.view(), cd.view(), got_h.view(), got_c.view());
+  CHECK(compare(got_h.to_vector<double>(), want_h.to_vector<double>(), tol) == "");
+  CHECK(compare(got_c.to_vector<double>(), want_c.to_vector<double>(), tol) == "");
+
+  NDArray want_dg = nan(gs, dt, cpu), want_dc = nan(cs, dt, cpu);
+  NDArray got_dg = nan(gs, dt, device), got_dc = nan(cs, dt, device);
+  cpu_bwd(gates.view(), c_prev.view(), dh.view(), dc.view(), want_dg.view(), want_dc.view());
+  bwd(gd.view(), cd.view(), dhd.view(), dcd.view(), got_dg.view(), got_dc.view());
+  CHECK(compare(got_dg.to_vector<double>(), want_dg.to_vector<double>(), tol) == "");
+  CHECK(compare(got_dc.to_vector<double>(), want_dc.to_vector<double>(), tol) == "");
+}
+
 }  // namespace
 
 TEST_CASE("the cuda fused kernels are registered and reject non-float dtypes", "[cuda][kernels]") {
@@ -193,10 +232,20 @@ TEST_CASE("the cuda fused kernels are registered and reject non-float dtypes", "
     CHECK_THROWS_AS(bwd(x, p, window, x), TypeError);
     CHECK_THROWS_WITH(bwd(x, p, window, x), Contains(std::string("[") + name + "]"));
   }
+  auto* lstm = find_kernel<kernel::LstmCell>(kernel::kLstmCell, "cuda");
+  auto* lstm_grad = find_kernel<kernel::LstmCellGrad>(kernel::kLstmCellGrad, "cuda");
+  REQUIRE(lstm);
+  REQUIRE(lstm_grad);
+  const View gates = view({2, 8}, DType::int32), cell = view({2, 2}, DType::int32);
+  CHECK_THROWS_AS(lstm(gates, cell, cell, cell), TypeError);
+  CHECK_THROWS_WITH(lstm(gates, cell, cell, cell), Contains("[lstm_cell]"));
+  CHECK_THROWS_WITH(lstm_grad(gates, cell, cell, cell, gates, cell), Contains("[lstm_cell_grad]"));
 #else
   // Built without nvcc: the stub backend registers no kernels.
   CHECK(find_kernel<kernel::Conv2d>(kernel::kConv2d, "cuda") == nullptr);
   for (const char* name : kPoolKernels) CHECK(find_kernel<kernel::Pool2d>(name, "cuda") == nullptr);
+  CHECK(find_kernel<kernel::LstmCell>(kernel::kLstmCell, "cuda") == nullptr);
+  CHECK(find_kernel<kernel::LstmCellGrad>(kernel::kLstmCellGrad, "cuda") == nullptr);
 #endif
 }
 
@@ -215,4 +264,17 @@ TEST_CASE("the cuda conv and pooling kernels agree with the cpu", "[cuda][kernel
       for (bool is_max : {true, false}) check_pool(cuda, "cuda", c, is_max, dt, false);
     for (const PoolCase& c : pool_cases()) check_pool(cuda, "cuda", c, true, dt, true);
   }
+}
+
+TEST_CASE("the cuda LSTM cell kernels agree with the cpu", "[cuda][kernels]") {
+  Backend& cuda = find_backend("cuda");
+  if (!cuda.enabled()) {
+    WARN("skipping cuda: " << cuda.disabled_reason());
+    return;
+  }
+  // B = 1, H not a multiple of 8 or of a warp, many rows, and many blocks.
+  for (DType dt : {DType::float32, DType::float64})
+    for (auto [b, h] : std::vector<std::pair<int64_t, int64_t>>{
+             {1, 7}, {3, 5}, {4, 8}, {2, 300}, {600, 33}, {1, 1}, {130, 1000}})
+      check_lstm(cuda, "cuda", b, h, dt);
 }

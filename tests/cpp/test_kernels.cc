@@ -1,10 +1,12 @@
 // The fused-kernel registry (needle/kernels.h) and every fused kernel against its composite
 // path: lookups by (kernel, device), the typed lookup's check, KernelDisabled, the thread
-// setting reached through the registry, and the conv and Adam kernels against the
-// composites their ops run when a device has none (the reference backend has none; on the
-// CPU, KernelDisabled turns one off).
+// setting reached through the registry, and the conv, pooling, per-channel, LSTM cell and
+// Adam kernels against the composites their ops run when a device has none (the reference
+// backend has none; on the CPU, KernelDisabled turns one off); the LSTM cell's operand
+// checks and second order too.
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <memory>
 
 #include "gradcheck.h"
 #include "reference_backend.h"
@@ -233,4 +235,139 @@ TEST_CASE("adam_update checks its operands", "[kernels]") {
                   ValueError);
   NDArray bad_m = NDArray::full({2}, 0.0), bad_v = NDArray::full({2}, 0.0);
   CHECK_THROWS_AS(adam_update(q, q, bad_m, bad_v, 0.1, 0.9, 0.999, 1e-8, 0, 1), ValueError);
+}
+
+TEST_CASE("fused LSTM cell kernels agree with the composite", "[kernels]") {
+  // lstm_cell forward and gradients (of both outputs, and of h or c alone, whose adjoint
+  // then arrives as zeros), and lstm_cell_grad's forward and its composite second order:
+  // fused, with both kernels disabled, and on the reference backend (no fused kernels).
+  // B = 1, H not a multiple of 8, H beyond one 256-column chunk, rows over threads, and
+  // non-contiguous inputs (which the op compacts).
+  for (auto [b, h] :
+       std::vector<std::pair<int64_t, int64_t>>{{1, 7}, {3, 5}, {4, 8}, {2, 300}, {600, 33}}) {
+    const Shape gs{b, 4 * h}, cs{b, h};
+    std::vector<double> gv = random_vector(numel(gs), -3, 3), cv = random_vector(numel(cs), -2, 2);
+    std::vector<double> w1 = random_vector(numel(cs)), w2 = random_vector(numel(cs));
+    std::vector<double> w3 = random_vector(numel(gs));
+    for (bool strided : {false, true}) {
+      for (DType dt : {DType::float64, DType::float32}) {
+        INFO("B " << b << " H " << h << " " << dtype_name(dt) << (strided ? " strided" : ""));
+        auto run = [&](Backend& dev) {
+          auto leaf = [&](const std::vector<double>& v, const Shape& s) {
+            NDArray a = NDArray::from_vector(v, s, dev).astype(dt);
+            return Tensor(strided ? as_noncontiguous(a) : a, true);
+          };
+          auto constant = [&](const std::vector<double>& v, const Shape& s) {
+            return Tensor(NDArray::from_vector(v, s, dev).astype(dt));
+          };
+          std::vector<std::vector<double>> out;
+          for (int used : {0, 1, 2}) {  // both outputs, h only, c only
+            Tensor gates = leaf(gv, gs), c_prev = leaf(cv, cs);
+            TensorTuple hc = lstm_cell(gates, c_prev);
+            Tensor loss = used == 2 ? summation(hc[1] * constant(w2, cs))
+                                    : summation(hc[0] * constant(w1, cs));
+            if (used == 0) loss = loss + summation(hc[1] * constant(w2, cs));
+            loss.backward();
+            if (used == 0) {
+              out.push_back(hc[0].to_vector<double>());
+              out.push_back(hc[1].to_vector<double>());
+            }
+            out.push_back(gates.grad().to_vector<double>());
+            out.push_back(c_prev.grad().to_vector<double>());
+          }
+          Tensor gates = leaf(gv, gs), c_prev = leaf(cv, cs), dh = leaf(w1, cs), dc = leaf(w2, cs);
+          TensorTuple d = lstm_cell_grad(gates, c_prev, dh, dc);
+          out.push_back(d[0].to_vector<double>());
+          out.push_back(d[1].to_vector<double>());
+          (summation(d[0] * constant(w3, gs)) + summation(d[1] * constant(w1, cs))).backward();
+          for (const Tensor& x : {gates, c_prev, dh, dc})
+            out.push_back(x.grad().to_vector<double>());
+          return out;
+        };
+        auto fused = run(default_backend());
+        std::vector<std::vector<double>> composite;
+        {
+          KernelDisabled a(kernel::kLstmCell, "cpu"), g(kernel::kLstmCellGrad, "cpu");
+          composite = run(default_backend());
+        }
+        auto reference = run(reference_backend());
+        const double tol = dt == DType::float64 ? 1e-12 : 1e-5;
+        for (size_t i = 0; i < fused.size(); ++i) {
+          INFO("result " << i);
+          NEEDLE_CHECK_CLOSE(fused[i], composite[i], tol);
+          NEEDLE_CHECK_CLOSE(fused[i], reference[i], tol);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("lstm_cell's second order matches finite differences", "[kernels]") {
+  // The gradient of lstm_cell_grad is a Tensor composite: check it, and through it the
+  // gradient of a gradient of lstm_cell, against central differences (float64).
+  for (bool fused : {true, false}) {
+    INFO((fused ? "fused" : "composite"));
+    std::unique_ptr<KernelDisabled> a, g;
+    if (!fused) {
+      a = std::make_unique<KernelDisabled>(kernel::kLstmCell, "cpu");
+      g = std::make_unique<KernelDisabled>(kernel::kLstmCellGrad, "cpu");
+    }
+    check_gradients(
+        [](const std::vector<Tensor>& x) {
+          TensorTuple d = lstm_cell_grad(x[0], x[1], x[2], x[3]);
+          return concat({d[0], d[1]}, 1);
+        },
+        {random_tensor({2, 12}, default_backend(), DType::float64, true, -2, 2),
+         random_tensor({2, 3}), random_tensor({2, 3}), random_tensor({2, 3})});
+  }
+}
+
+TEST_CASE("lstm_cell checks its operands", "[kernels]") {
+  auto t = [](const Shape& s, DType dt = DType::float32) {
+    return Tensor(NDArray::full(s, 0.5, dt));
+  };
+  CHECK_THROWS_AS(lstm_cell(t({2, 6}), t({2, 1})), ValueError);
+  CHECK_THROWS_WITH(lstm_cell(t({2, 6}), t({2, 1})),
+                    Contains("[lstm_cell] expects gates of shape (B, 4H), the pre-activations i, "
+                             "f, g, o side by side, got shape (2, 6)"));
+  CHECK_THROWS_WITH(lstm_cell(t({2, 2, 8}), t({2, 2})), Contains("got shape (2, 2, 8)"));
+  CHECK_THROWS_WITH(lstm_cell(t({8}), t({2})), Contains("[lstm_cell] expects gates"));
+  CHECK_THROWS_AS(lstm_cell(t({2, 8}), t({2, 3})), ValueError);
+  CHECK_THROWS_WITH(lstm_cell(t({2, 8}), t({2, 3})),
+                    Contains("[lstm_cell] gates of shape (2, 8) need c_prev of shape (2, 2), got "
+                             "shape (2, 3)"));
+  CHECK_THROWS_WITH(lstm_cell(t({2, 8}), t({2})), Contains("got shape (2,)"));
+  CHECK_THROWS_AS(lstm_cell(t({2, 8}), t({2, 2}, DType::float64)), TypeError);
+  CHECK_THROWS_WITH(
+      lstm_cell(t({2, 8}), t({2, 2}, DType::float64)),
+      Contains("[lstm_cell] gates of dtype float32 and c_prev of dtype float64 differ"));
+  CHECK_THROWS_AS(lstm_cell(t({2, 8}, DType::int32), t({2, 2}, DType::int32)), TypeError);
+  CHECK_THROWS_WITH(
+      lstm_cell(t({2, 8}, DType::int32), t({2, 2}, DType::int32)),
+      Contains("[lstm_cell] needs float32 or float64 inputs, got gates of dtype int32"));
+  CHECK_THROWS_WITH(
+      lstm_cell_grad(t({2, 8}), t({2, 2}), t({2, 3}), t({2, 2})),
+      Contains("[lstm_cell_grad] dh of shape (2, 3) does not match c_prev of shape (2, 2)"));
+  CHECK_THROWS_WITH(
+      lstm_cell_grad(t({2, 8}), t({2, 2}), t({2, 2}), t({2, 2}, DType::float64)),
+      Contains("[lstm_cell_grad] dc of dtype float64 and c_prev of dtype float32 differ"));
+  CHECK_THROWS_WITH(lstm_cell_grad(t({2, 7}), t({2, 2}), t({2, 2}), t({2, 2})),
+                    Contains("[lstm_cell_grad] expects gates of shape (B, 4H)"));
+  // Empty batches and zero hidden units are fine, fused or composed.
+  for (bool fused : {true, false}) {
+    std::unique_ptr<KernelDisabled> a, g;
+    if (!fused) {
+      a = std::make_unique<KernelDisabled>(kernel::kLstmCell, "cpu");
+      g = std::make_unique<KernelDisabled>(kernel::kLstmCellGrad, "cpu");
+    }
+    for (auto [b, h] : std::vector<std::pair<int64_t, int64_t>>{{0, 3}, {2, 0}}) {
+      Tensor gates(NDArray::full({b, 4 * h}, 0.5), true), c_prev(NDArray::full({b, h}, 0.5), true);
+      TensorTuple hc = lstm_cell(gates, c_prev);
+      CHECK(hc[0].shape() == Shape{b, h});
+      CHECK(hc[1].shape() == Shape{b, h});
+      summation(hc[0] + hc[1]).backward();
+      CHECK(gates.grad().shape() == Shape{b, 4 * h});
+      CHECK(c_prev.grad().shape() == Shape{b, h});
+    }
+  }
 }

@@ -282,6 +282,20 @@ VALIDATION = [
     ("ndl.set_num_threads(10**6)", "ValueError", r"\[set_num_threads\]"),
     ("ops.EWiseAdd()(ndl.Tensor([1.0]), 5)", "TypeError", r"\[EWiseAdd\] input 1 must be a Tensor.*int"),
     ("ops.transpose(ndl.Tensor(np.ones((2, 3))), (0, 5))", "IndexError", r"\[transpose\] axis 5"),
+    ("ops.lstm_cell(ndl.Tensor(np.ones((2, 6))), ndl.Tensor(np.ones((2, 2))))", "ValueError",
+     r"\[lstm_cell\] expects gates of shape \(B, 4H\).*got shape \(2, 6\)"),
+    ("ops.lstm_cell(ndl.Tensor(np.ones(8)), ndl.Tensor(np.ones(2)))", "ValueError",
+     r"\[lstm_cell\] expects gates of shape \(B, 4H\).*\(8,\)"),
+    ("ops.lstm_cell(ndl.Tensor(np.ones((2, 8))), ndl.Tensor(np.ones((2, 3))))", "ValueError",
+     r"\[lstm_cell\] gates of shape \(2, 8\) need c_prev of shape \(2, 2\), got shape \(2, 3\)"),
+    ("ops.lstm_cell(ndl.Tensor(np.ones((2, 8))), ndl.Tensor(np.ones((1, 2))))", "ValueError",
+     r"\[lstm_cell\] .*need c_prev of shape \(2, 2\)"),
+    ("ops.lstm_cell(ndl.Tensor(np.ones((2, 8), dtype=np.float32)), ndl.Tensor(np.ones((2, 2))))",
+     "TypeError", r"\[lstm_cell\] gates of dtype float32 and c_prev of dtype float64 differ"),
+    ("ops.lstm_cell(ndl.Tensor(np.ones((2, 8), dtype=np.int64)), ndl.Tensor(np.ones((2, 2), dtype=np.int64)))",
+     "TypeError", r"\[lstm_cell\] needs float32 or float64"),
+    ("ops.lstm_cell_grad(*[ndl.Tensor(np.ones(s)) for s in [(2, 8), (2, 2), (2, 2), (2, 3)]])",
+     "ValueError", r"\[lstm_cell_grad\] dc of shape \(2, 3\) does not match c_prev of shape \(2, 2\)"),
 ]
 
 

@@ -5,6 +5,7 @@ with a fused kernel, the fused kernel against the op's composite. (The C++ tests
 what C++ alone can check: the C++ API, errors, kernels; test_ops_nn.py adds PyTorch as a
 second oracle for conv and pooling.) Also here: the op classes' compute / gradient /
 __call__; stack, split and logsumexp against torch; and the course's forward cases."""
+import contextlib
 import math
 
 import numpy as np
@@ -120,6 +121,41 @@ def np_batch_norm(x, w, b, eps=1e-5):
     axes = (0,) + tuple(range(2, x.ndim))
     mean, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
     return (x - mean) / np.sqrt(var + eps) * np_per_channel(w, x.ndim) + np_per_channel(b, x.ndim)
+
+LSTM = dict(fused=("lstm_cell", "lstm_cell_grad"))
+
+
+def np_sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def np_lstm_cell(gates, c_prev):
+    """(h_new, c_new) of one LSTM step; gates (B, 4H) in the course's order i, f, g, o."""
+    a_i, a_f, a_g, a_o = np.split(gates, 4, axis=1)
+    i, f, g, o = np_sigmoid(a_i), np_sigmoid(a_f), np.tanh(a_g), np_sigmoid(a_o)
+    c = f * c_prev + i * g
+    return o * np.tanh(c), c
+
+
+def np_lstm_cell_grad(gates, c_prev, dh, dc):
+    """(dgates, dc_prev): the adjoint of np_lstm_cell for the adjoints dh, dc of (h, c)."""
+    a_i, a_f, a_g, a_o = np.split(gates, 4, axis=1)
+    i, f, g, o = np_sigmoid(a_i), np_sigmoid(a_f), np.tanh(a_g), np_sigmoid(a_o)
+    t = np.tanh(f * c_prev + i * g)
+    s = dc + dh * o * (1 - t ** 2)
+    dgates = np.concatenate([s * g * i * (1 - i), s * c_prev * f * (1 - f), s * i * (1 - g ** 2),
+                             dh * t * o * (1 - o)], axis=1)
+    return dgates, s * f
+
+
+def lstm_both(gates, c_prev):
+    out = ndl.ops.lstm_cell(gates, c_prev)
+    return ndl.concat([out[0], out[1]], 1)
+
+
+def lstm_grad_both(gates, c_prev, dh, dc):
+    out = ndl.ops.lstm_cell_grad(gates, c_prev, dh, dc)
+    return ndl.concat([out[0], out[1]], 1)
 
 # name, needle function, numpy function, input shapes, options: the value range (low, high),
 # the float32 forward tolerance (tol32), the fused kernels the op may run (fused) and the
@@ -272,6 +308,16 @@ CASES = [
      [(3, 2, 3, 4), (2,), (2,)], CHANNEL),
     ("batch_norm 2-D", lambda x, w, b: ndl.ops.batch_norm(x, w, b)[0], np_batch_norm,
      [(6, 4), (4,), (4,)], CHANNEL),
+    # Both outputs side by side, then each alone (the other's adjoint is zero), B = 1 and
+    # H = 7 (no multiple of 8); lstm_cell_grad's gradient rows check the second order.
+    ("lstm_cell", lstm_both, lambda g, c: np.concatenate(np_lstm_cell(g, c), 1),
+     [(3, 20), (3, 5)], LSTM),
+    ("lstm_cell h only", lambda g, c: ndl.ops.lstm_cell(g, c)[0], lambda g, c: np_lstm_cell(g, c)[0],
+     [(2, 12), (2, 3)], LSTM),
+    ("lstm_cell c only", lambda g, c: ndl.ops.lstm_cell(g, c)[1], lambda g, c: np_lstm_cell(g, c)[1],
+     [(1, 28), (1, 7)], LSTM),
+    ("lstm_cell_grad", lstm_grad_both, lambda *a: np.concatenate(np_lstm_cell_grad(*a), 1),
+     [(2, 12), (2, 3), (2, 3), (2, 3)], LSTM),
 ]
 HW2 = {"logsumexp", "logsumexp axes", "logsumexp keepdims", "logsoftmax", "where", "take axis 0",
        "take axis 1", "getitem index tensor"}
@@ -281,7 +327,8 @@ FRAMEWORK_FORWARD = {"rdivide_scalar", "sigmoid", "sqrt", "abs", "erf", "gelu", 
                      "permute", "max", "max all", "softmax", "concat", "getitem", "getitem step",
                      "setitem", "setitem broadcast", "fused_add_scalars", "upsample_nearest",
                      "channel_sums", "channel_sums 2-D", "channel_affine", "channel_affine 2-D",
-                     "batch_norm", "batch_norm 2-D"}
+                     "batch_norm", "batch_norm 2-D", "lstm_cell", "lstm_cell h only",
+                     "lstm_cell c only", "lstm_cell_grad"}
 
 
 def homework(case):
@@ -422,6 +469,29 @@ def test_op_classes(device):
     t = ndl.make_tuple(a, b) + ndl.make_tuple(b, a)
     np.testing.assert_allclose(t[0].numpy(), a.numpy() + b.numpy())
     assert "needle.TensorTuple(" in repr(t)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_lstm_cell_api(device):
+    """ops.lstm_cell returns the TensorTuple (h, c); LSTMCell is a TensorTupleOp, callable and
+    with compute, fused or not; the CPU registers both kernels. Framework code: no mark."""
+    g, c = np.random.randn(2, 8), np.random.randn(2, 2)
+    gates, c_prev = tensor(g, device=device), tensor(c, device=device)
+    want = np_lstm_cell(g, c)
+    op = ndl.ops.LSTMCell()
+    assert isinstance(op, ndl.autograd.TensorTupleOp) and op.returns_tuple
+    assert isinstance(ndl.ops.LSTMCellGrad(), ndl.autograd.TensorTupleOp)
+    assert not hasattr(ndl, "LSTMCell")  # the module is nn.LSTMCell; the op is ops.LSTMCell
+    for fused in (True, False):
+        with contextlib.nullcontext() if fused else composite(LSTM, device):
+            out = ndl.ops.lstm_cell(gates, c_prev)
+            assert isinstance(out, ndl.TensorTuple) and len(out) == 2
+            assert isinstance(op(gates, c_prev), ndl.TensorTuple)
+            arrays = op.compute(gates.cached_data, c_prev.cached_data)
+            for k in range(2):
+                np.testing.assert_allclose(out[k].numpy(), want[k], rtol=1e-12, atol=1e-12)
+                np.testing.assert_allclose(arrays[k].numpy(), want[k], rtol=1e-12, atol=1e-12)
+    assert _needle.kernels.has("lstm_cell", "cpu") and _needle.kernels.has("lstm_cell_grad", "cpu")
 
 
 @pytest.mark.hw4

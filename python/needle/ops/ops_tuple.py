@@ -1,8 +1,12 @@
-"""Ops on TensorTuples: MakeTensorTuple, TupleGetItem, Split, Stack, FusedAddScalars."""
+"""Ops on TensorTuples: MakeTensorTuple, TupleGetItem, Split, Stack, FusedAddScalars, and
+lstm_cell / lstm_cell_grad (one LSTM step, returning (h, c); needle/ops/ops_rnn.h)."""
 from .._needle import ops as _ops
 
 __all__ = [
     "MakeTensorTuple", "TupleGetItem", "FusedAddScalars", "Split", "Stack", "make_tuple",
-    "tuple_get_item", "fused_add_scalars", "split", "stack",
+    "tuple_get_item", "fused_add_scalars", "split", "stack", "lstm_cell", "lstm_cell_grad",
 ]
-globals().update({name: getattr(_ops, name) for name in __all__})
+# The LSTM op classes are needle.ops.LSTMCell / LSTMCellGrad only: not starred into
+# `needle`, where ndl.LSTMCell would be easy to mistake for the module nn.LSTMCell.
+_NOT_STARRED = ["LSTMCell", "LSTMCellGrad"]
+globals().update({name: getattr(_ops, name) for name in __all__ + _NOT_STARRED})
