@@ -5,7 +5,8 @@
 // encoded, such as one holding a lone surrogate, raises UnicodeEncodeError, a ValueError);
 // decode returns str with undecodable bytes replaced by U+FFFD (errors="replace"), and
 // decode_bytes returns the exact bytes. Arguments of the wrong kind raise TypeError naming
-// the method; training and encoding run without the GIL.
+// the method. A bound tokenizer never changes (training makes a new one), so training and
+// encoding run without the GIL, and threads may encode with one tokenizer at once.
 #include <algorithm>
 #include <limits>
 #include <string>
@@ -152,9 +153,9 @@ void init_text(py::module_& parent) {
                            "Byte-level BPE: ids 0..255 are the bytes, then one id per learned "
                            "merge, then the special tokens.")
       .def(py::init<>(), "The untrained tokenizer: 256 byte tokens, no merges.")
-      .def(
-          "train",
-          [](BPETokenizer& tok, const py::object& text, const py::object& vocab_size,
+      .def_static(
+          "trained",
+          [](const py::object& text, const py::object& vocab_size,
              const py::object& special_tokens) {
             const std::string_view data = text_arg(text, "train", true, true);
             const int64_t size = int_arg(vocab_size, "train", "vocab_size");
@@ -166,12 +167,16 @@ void init_text(py::module_& parent) {
             for (const py::handle s : special_tokens)
               specials.emplace_back(text_arg(s, "train", true, true));
             py::gil_scoped_release release;
+            BPETokenizer tok;
             tok.train(data, size, specials);
+            return tok;
           },
           py::arg("text"), py::arg("vocab_size"), py::arg("special_tokens") = py::tuple(),
-          "Learn merges from `text` (str, as UTF-8, or bytes) until the vocabulary has "
-          "`vocab_size` tokens (fewer when no adjacent pair is left), replacing earlier training. "
-          "Special tokens (str) are cut out of the text before counting.")
+          "A new tokenizer with merges learned from `text` (str, as UTF-8, or bytes) until the "
+          "vocabulary has `vocab_size` tokens (fewer when no adjacent pair is left). Special "
+          "tokens (str) are cut out of the text before counting. (A new object rather than a "
+          "method that changes one: bound tokenizers never change, so encode can run without "
+          "the GIL.)")
       .def(
           "encode",
           [](const BPETokenizer& tok, const py::object& text) {

@@ -33,7 +33,7 @@ class BPETokenizer:
         merges the most frequent adjacent pair (ties: the smallest pair of ids); training
         stops early, with a smaller vocabulary, when no pair is left. Replaces any earlier
         training. ValueError when ``vocab_size < 256 + len(special_tokens)``."""
-        self._impl.train(text, vocab_size, special_tokens)
+        self._impl = _needle.text.BPETokenizer.trained(text, vocab_size, special_tokens)
 
     def encode(self, text):
         """Token ids (list of int) of ``text`` (str); special tokens become their ids."""
