@@ -63,6 +63,8 @@ bench: build
 	$(PYTHON) bench/bench_training.py
 	$(PYTHON) bench/bench_cnn.py
 	$(PYTHON) bench/bench_lstm.py
+	@.ci/install-deps bible-kjv python3-sentencepiece
+	$(PYTHON) bench/bench_tokenizer.py
 
 format:
 	clang-format -i $$(git ls-files '*.h' '*.cc' '*.cu' '*.cuh')

@@ -1,4 +1,5 @@
-"""Datasets, the DataLoader and image transforms (``needle.data``)."""
+"""Datasets, the DataLoader, image transforms and the BPE tokenizer (``needle.data``)."""
 from .data_basic import *  # noqa: F401,F403
 from .data_transforms import *  # noqa: F401,F403
 from .datasets import *  # noqa: F401,F403
+from .tokenizer import *  # noqa: F401,F403
