@@ -35,8 +35,8 @@ class _Parser(argparse.ArgumentParser):
 def parse_args(argv):
     p = _Parser(prog="python -m needle.apps.lm_demo",
                 description="Train an LSTM language model on the King James Bible with needle.")
-    p.add_argument("--steps", type=int, default=1200, help="training windows (default 1200)")
-    p.add_argument("--minutes", type=float, default=4.0, help="stop training after this long (default 4)")
+    p.add_argument("--steps", type=int, default=700, help="training windows (default 700)")
+    p.add_argument("--minutes", type=float, default=4.5, help="stop training after this long (default 4.5)")
     p.add_argument("--batch-size", type=int, default=32, help="parallel streams (default 32)")
     p.add_argument("--bptt", type=int, default=35, help="tokens per window (default 35)")
     p.add_argument("--embedding", type=int, default=200, help="embedding size (default 200)")
@@ -44,7 +44,7 @@ def parse_args(argv):
     p.add_argument("--layers", type=int, default=1, help="LSTM layers (default 1)")
     p.add_argument("--lr", type=float, default=20.0, help="initial SGD learning rate (default 20)")
     p.add_argument("--clip", type=float, default=0.25, help="gradient-norm clip (default 0.25)")
-    p.add_argument("--eval-every", type=int, default=400, help="steps between validation runs (default 400)")
+    p.add_argument("--eval-every", type=int, default=350, help="steps between validation runs (default 350)")
     p.add_argument("--sample-words", type=int, default=40, help="words to sample at the end (default 40)")
     p.add_argument("--seed", type=int, default=0, help="numpy seed for init and sampling (default 0)")
     p.add_argument("--data-dir", default=os.path.join("data", "kjv"), help="corpus folder (default data/kjv)")
