@@ -320,7 +320,8 @@ def main(argv=None):
     return 0
 
 
-if __name__ == "__main__":
+def run_cli(main):
+    """Runs a job's main(): a UsageError is one ``error: ...`` line and exit code 2."""
     try:
         sys.exit(main())
     except UsageError as e:
@@ -329,3 +330,7 @@ if __name__ == "__main__":
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -14,7 +14,6 @@ validation perplexity every --eval-every steps and at the end, saves the weights
 (safetensors) into --out, and prints a passage sampled from the model after a prompt.
 The last line is ``validation perplexity: N``.
 """
-import argparse
 import math
 import os
 import sys
@@ -22,14 +21,9 @@ import time
 
 import numpy as np
 
-from needle.apps.demo import Progress, UsageError, get_device, no_grad
+from needle.apps.demo import Progress, UsageError, _Parser, get_device, no_grad, run_cli
 
 PROMPT = "and god said"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
 
 
 def parse_args(argv):
@@ -203,11 +197,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        sys.exit(130)
+    run_cli(main)
