@@ -89,28 +89,36 @@ class FashionResNet(nn.Module):
 
 class LanguageModel(nn.Module):
     """Next-token logits for (seq_len, batch) token ids: Embedding(output_size,
-    embedding_size), then an RNN or LSTM (``seq_model``) of ``num_layers`` layers of
-    ``hidden_size``, then Linear(hidden_size, output_size).
+    embedding_size), then ``seq_model`` -- an RNN or LSTM of ``num_layers`` layers of
+    ``hidden_size``, or a causal Transformer of ``num_layers`` layers (MLP width
+    ``hidden_size``, positions up to ``seq_len``) -- then a Linear decoder to output_size.
 
     ``forward(x, h=None)`` -> (logits (seq_len·batch, output_size), h): h is the recurrent
-    state to pass to the next call (h_n for an RNN, (h_n, c_n) for an LSTM). ``seq_len``
-    is the sequence length the model expects (kept for the transformer variant).
+    state to pass to the next call (h_n for an RNN, (h_n, c_n) for an LSTM; zeros for the
+    transformer, which keeps no state between calls).
     """
 
     def __init__(self, embedding_size, output_size, hidden_size, num_layers=1, seq_model="rnn",
                  seq_len=40, device=None, dtype="float32"):
         super().__init__()
-        if seq_model not in ("rnn", "lstm"):
-            raise ValueError(f"[LanguageModel] seq_model must be 'rnn' or 'lstm', got {seq_model!r}")
+        if seq_model not in ("rnn", "lstm", "transformer"):
+            raise ValueError("[LanguageModel] seq_model must be 'rnn', 'lstm' or 'transformer', "
+                             f"got {seq_model!r}")
         self.embedding_size = embedding_size
         self.output_size = output_size
         self.hidden_size = hidden_size
         self.seq_len = seq_len
         # BEGIN SOLUTION hw5
         self.embedding = nn.Embedding(output_size, embedding_size, device=device, dtype=dtype)
-        seq_class = nn.RNN if seq_model == "rnn" else nn.LSTM
-        self.seq_model = seq_class(embedding_size, hidden_size, num_layers, device=device, dtype=dtype)
-        self.linear = nn.Linear(hidden_size, output_size, device=device, dtype=dtype)
+        if seq_model == "transformer":
+            self.seq_model = nn.Transformer(embedding_size, hidden_size, num_layers, device=device,
+                                            dtype=dtype, sequence_len=seq_len)
+            out_features = embedding_size
+        else:
+            seq_class = nn.RNN if seq_model == "rnn" else nn.LSTM
+            self.seq_model = seq_class(embedding_size, hidden_size, num_layers, device=device, dtype=dtype)
+            out_features = hidden_size
+        self.linear = nn.Linear(out_features, output_size, device=device, dtype=dtype)
         # END SOLUTION
 
     def forward(self, x, h=None):
@@ -119,5 +127,5 @@ class LanguageModel(nn.Module):
         # BEGIN SOLUTION hw5
         seq_len, bs = x.shape
         out, h = self.seq_model(self.embedding(x), h)
-        return self.linear(out.reshape((seq_len * bs, self.hidden_size))), h
+        return self.linear(out.reshape((seq_len * bs, out.shape[-1]))), h
         # END SOLUTION
