@@ -213,7 +213,7 @@ def test_demo_cnn_tiny_run(mnist_dir, tmp_path):
 
 def test_demo_rejects_unknown_model():
     r = _demo("--model", "rnn")
-    assert r.returncode == 2 and "--model must be mlp or cnn" in r.stderr
+    assert r.returncode == 2 and "--model must be mlp, cnn or vit" in r.stderr
 
 
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"

@@ -1,12 +1,13 @@
 """Needle's main demo: train an MLP ResNet or a CNN on Fashion-MNIST and report test accuracy.
 
-    python -m needle.apps.demo [--model mlp|cnn] [--epochs N] [--batch-size B] [--lr LR]
+    python -m needle.apps.demo [--model mlp|cnn|vit] [--epochs N] [--batch-size B] [--lr LR]
                                [--hidden H] [--width W] [--data-dir DIR]
                                [--device cpu|cuda] [--out DIR]
 
 --model mlp (the default) is MLPResNet on flattened images; --model cnn is FashionResNet
-(needle.apps.models: ResNet9's ConvBN blocks adapted to 28x28x1) trained on images
-augmented with RandomCrop and RandomFlipHorizontal.
+(needle.apps.models: ResNet9's ConvBN blocks adapted to 28x28x1) and --model vit is ViT
+(7x7 patches, 4 pre-norm blocks of width 64 on the fused attention op), both trained on
+images augmented with RandomCrop and RandomFlipHorizontal.
 Reads the four idx files (gzip or plain) from --data-dir, trains with Adam and a
 cosine learning-rate schedule with linear warm-up, shows a progress bar per batch
 (running loss, images/s) and a summary per epoch (train and test loss and
@@ -31,8 +32,9 @@ FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
-MLP_EPOCHS, CNN_EPOCHS, CNN_WIDTH = 8, 6, 32
-MLP_LR, CNN_LR = 2e-3, 4e-3
+CNN_WIDTH = 32
+EPOCHS = {"mlp": 8, "cnn": 6, "vit": 12}
+LR = {"mlp": 2e-3, "cnn": 4e-3, "vit": 2e-3}
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
@@ -51,12 +53,15 @@ def parse_args(argv):
         prog="python -m needle.apps.demo",
         description="Train an MLP ResNet or a CNN on Fashion-MNIST with needle.",
     )
-    p.add_argument("--model", default="mlp", help="mlp (MLPResNet) or cnn (FashionResNet) (default mlp)")
+    p.add_argument("--model", default="mlp",
+                   help="mlp (MLPResNet), cnn (FashionResNet) or vit (ViT) (default mlp)")
     p.add_argument("--epochs", type=int, default=None,
-                   help=f"passes over the 60,000 training images (default {MLP_EPOCHS} for mlp, {CNN_EPOCHS} for cnn)")
+                   help="passes over the 60,000 training images (default "
+                        + ", ".join(f"{n} for {m}" for m, n in EPOCHS.items()) + ")")
     p.add_argument("--batch-size", type=int, default=128, help="images per step (default 128)")
     p.add_argument("--lr", type=float, default=None,
-                   help=f"peak learning rate of Adam (default {MLP_LR:g} for mlp, {CNN_LR:g} for cnn)")
+                   help="peak learning rate of Adam (default "
+                        + ", ".join(f"{lr:g} for {m}" for m, lr in LR.items()) + ")")
     p.add_argument("--hidden", type=int, default=256, help="width of the residual stream (default 256)")
     p.add_argument("--blocks", type=int, default=3, help="residual blocks of the mlp (default 3)")
     p.add_argument("--width", type=int, default=CNN_WIDTH,
@@ -69,12 +74,12 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads for needle's kernels (default 0: the library's choice)")
     args = p.parse_args(argv)
-    if args.model not in ("mlp", "cnn"):
-        raise UsageError(f"--model must be mlp or cnn, got {args.model!r}")
+    if args.model not in EPOCHS:
+        raise UsageError(f"--model must be mlp, cnn or vit, got {args.model!r}")
     if args.epochs is None:
-        args.epochs = MLP_EPOCHS if args.model == "mlp" else CNN_EPOCHS
+        args.epochs = EPOCHS[args.model]
     if args.lr is None:
-        args.lr = MLP_LR if args.model == "mlp" else CNN_LR
+        args.lr = LR[args.model]
     if args.threads < 0:
         raise UsageError(f"--threads must be 0 (automatic) or more, got {args.threads}")
     for name in ("epochs", "batch_size", "hidden", "blocks", "width"):
@@ -247,7 +252,7 @@ def main(argv=None):
     import needle.nn
     import needle.optim
     from needle.apps.mlp_resnet import MLPResNet
-    from needle.apps.models import FashionResNet
+    from needle.apps.models import ViT, FashionResNet
 
     device = get_device(args.device)
     if args.threads:
@@ -258,8 +263,8 @@ def main(argv=None):
             set_threads(args.threads)
     np.random.seed(args.seed)
 
-    cnn = args.model == "cnn"
-    augment = [ndl.data.RandomCrop(1), ndl.data.RandomFlipHorizontal()] if cnn else None
+    images = args.model != "mlp"  # the models that see 2-D images, augmented
+    augment = [ndl.data.RandomCrop(1), ndl.data.RandomFlipHorizontal()] if images else None
     t0 = time.perf_counter()
     try:
         train_set = ndl.data.MNISTDataset(paths["train_images"], paths["train_labels"], transforms=augment)
@@ -268,17 +273,21 @@ def main(argv=None):
         raise UsageError(str(e)) from None
     print(f"data: {len(train_set):,} training and {len(test_set):,} test images from {args.data_dir} "
           f"({time.perf_counter() - t0:.1f} s)" + ("; training images augmented (RandomCrop(1), "
-                                                    "RandomFlipHorizontal)" if cnn else ""))
+                                                    "RandomFlipHorizontal)" if images else ""))
 
     train_loader = ndl.data.DataLoader(train_set, args.batch_size, shuffle=True, device=device)
     test_loader = ndl.data.DataLoader(test_set, 1000, device=device)
-    if cnn:
+    if args.model == "cnn":
         model = FashionResNet(args.width, num_classes=10)
-        title, prepare = f"FashionResNet(width {args.width})", as_nchw
+        title, prepare, name = f"FashionResNet(width {args.width})", as_nchw, "fashion_resnet"
+    elif args.model == "vit":
+        model = ViT(image_size=28, patch_size=7, in_channels=1, num_classes=10)
+        title, prepare, name = "ViT(7x7 patches, dim 64, depth 4, 4 heads)", as_nchw, "vit"
     else:
         in_dim = int(np.prod(train_set.images.shape[1:]))
         model = MLPResNet(in_dim, args.hidden, num_blocks=args.blocks, num_classes=10, drop_prob=0.1)
         title, prepare = f"MLPResNet({in_dim}, hidden {args.hidden}, {args.blocks} blocks)", as_vectors
+        name = "mlp_resnet"
     model.to(device)  # modules are built on the default device
     n_params = sum(int(np.prod(p.shape)) for p in model.parameters())
     print(f"model: {title}, {n_params:,} parameters, device {args.device}")
@@ -308,9 +317,10 @@ def main(argv=None):
               f"{rate:,.0f} img/s", flush=True)
     train_time = time.perf_counter() - t_train
 
-    ckpt = os.path.join(args.out, f"{'fashion_resnet' if cnn else 'mlp_resnet'}_fashion_mnist.safetensors")
+    ckpt = os.path.join(args.out, f"{name}_fashion_mnist.safetensors")
     ndl.save(model.state_dict(), ckpt)
-    plot = os.path.join(args.out, "training_curves_cnn.png" if cnn else "training_curves.png")
+    plot = os.path.join(args.out, "training_curves.png" if args.model == "mlp"
+                        else f"training_curves_{args.model}.png")
     save_plot(plot, batch_losses, steps_per_epoch, hist, title)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"trained in {train_time:.1f} s; peak memory (RSS) {peak_mb:.0f} MiB")

@@ -4,8 +4,15 @@ LanguageModel, an embedding, a recurrent stack and a linear decoder over a vocab
 
 The CNNs are stacks of ConvBN blocks (Conv, BatchNorm2d, ReLU) with residual pairs, NCHW in.
 """
+import math
+
+import numpy as np
+
 import needle as ndl
-from needle import nn
+import needle.init as init
+from needle import backend_ndarray as nd
+from needle import nn, ops
+from needle.autograd import Tensor
 
 
 class ConvBN(nn.Module):
@@ -128,4 +135,225 @@ class LanguageModel(nn.Module):
         seq_len, bs = x.shape
         out, h = self.seq_model(self.embedding(x), h)
         return self.linear(out.reshape((seq_len * bs, out.shape[-1]))), h
+        # END SOLUTION
+
+
+# --- Transformers on the fused attention op: GPT and ViT ---
+
+def _normal_linear(in_features, out_features, std, device, dtype, bias=True):
+    """nn.Linear with N(0, std) weights and zero bias (GPT-2's initialisation)."""
+    layer = nn.Linear(in_features, out_features, bias=bias, device=device, dtype=dtype)
+    layer.weight = nn.Parameter(init.randn(in_features, out_features, std=std, device=device, dtype=dtype))
+    if bias:
+        layer.bias = nn.Parameter(init.zeros(1, out_features, device=device, dtype=dtype))
+    return layer
+
+
+class KVCache:
+    """One attention layer's keys and values for generation: two (B, H, max_len, D) arrays
+    allocated once; ``append`` writes the new steps at the current length (no copy of what
+    is cached) and returns the filled prefix as constant tensors."""
+
+    def __init__(self, batch, heads, max_len, dim_head, device=None, dtype="float32"):
+        shape = (batch, heads, max_len, dim_head)
+        self.keys = nd.full(shape, 0.0, dtype, device)
+        self.values = nd.full(shape, 0.0, dtype, device)
+        self.max_len = max_len
+        self.length = 0
+
+    def append(self, k, v):
+        end = self.length + k.shape[2]
+        if end > self.max_len:
+            raise ValueError(f"[KVCache] {end} steps do not fit a cache of {self.max_len}")
+        # BEGIN SOLUTION hw5
+        self.keys[:, :, self.length:end, :] = k.realize_cached_data()
+        self.values[:, :, self.length:end, :] = v.realize_cached_data()
+        self.length = end
+        return (Tensor.make_const(self.keys[:, :, :end, :]),
+                Tensor.make_const(self.values[:, :, :end, :]))
+        # END SOLUTION
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention on (B, T, dim) with one fused qkv projection and
+    ``ops.scaled_dot_product_attention``; ``forward(x, cache=None)`` attends over the
+    cached keys and values too when given a KVCache (causal stays bottom-right aligned,
+    so each new query sees every earlier position)."""
+
+    def __init__(self, dim, num_heads, dropout=0.0, causal=True, std=0.02, proj_std=0.02,
+                 device=None, dtype="float32"):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"[SelfAttention] dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads, self.dim_head = num_heads, dim // num_heads
+        self.causal, self.dropout_p = causal, dropout
+        self.qkv = _normal_linear(dim, 3 * dim, std, device, dtype)
+        self.proj = _normal_linear(dim, dim, proj_std, device, dtype)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x, cache=None):
+        batch, steps, dim = x.shape
+        # BEGIN SOLUTION hw5
+        qkv = self.qkv(x).reshape((batch, steps, 3, self.num_heads, self.dim_head))
+        q, k, v = ops.split(ops.permute(qkv, (2, 0, 3, 1, 4)), 0)  # each (B, H, T, D)
+        if cache is not None:
+            k, v = cache.append(k, v)
+        y = ops.scaled_dot_product_attention(q, k, v, causal=self.causal,
+                                             dropout=self.dropout_p if self.training else 0.0)
+        y = ops.permute(y, (0, 2, 1, 3)).reshape((batch, steps, dim))
+        return self.dropout(self.proj(y))
+        # END SOLUTION
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: x + attn(LayerNorm(x)), then x + MLP(LayerNorm(x)) with a GELU MLP."""
+
+    def __init__(self, dim, num_heads, mlp_dim, dropout=0.0, causal=True, proj_std=0.02,
+                 device=None, dtype="float32"):
+        super().__init__()
+        kw = dict(device=device, dtype=dtype)
+        self.ln1 = nn.LayerNorm(dim, **kw)
+        self.attn = SelfAttention(dim, num_heads, dropout, causal, proj_std=proj_std, **kw)
+        self.ln2 = nn.LayerNorm(dim, **kw)
+        self.fc1 = _normal_linear(dim, mlp_dim, 0.02, **kw)
+        self.act = nn.GELU()
+        self.fc2 = _normal_linear(mlp_dim, dim, proj_std, **kw)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x, cache=None):
+        # BEGIN SOLUTION hw5
+        x = x + self.attn(self.ln1(x), cache)
+        return x + self.dropout(self.fc2(self.act(self.fc1(self.ln2(x)))))
+        # END SOLUTION
+
+
+class GPT(nn.Module):
+    """A decoder-only transformer (GPT-2's layout): token and learned position embeddings,
+    ``n_layer`` pre-norm causal blocks, a final LayerNorm and an output head tied to the
+    token embedding. ``forward(idx)`` with idx (B, T) int64 -> logits (B, T, vocab_size).
+    Weights are N(0, 0.02), the residual projections N(0, 0.02 / sqrt(2 n_layer)), so the
+    loss at initialisation is about ln(vocab_size)."""
+
+    def __init__(self, vocab_size, block_size, n_layer=4, n_head=4, n_embd=128, dropout=0.0,
+                 device=None, dtype="float32"):
+        super().__init__()
+        kw = dict(device=device, dtype=dtype)
+        self.vocab_size, self.block_size = vocab_size, block_size
+        self.n_layer, self.n_head, self.n_embd = n_layer, n_head, n_embd
+        self.device, self.dtype = device, dtype
+        self.wte = nn.Embedding(vocab_size, n_embd, **kw)
+        self.wte.weight = nn.Parameter(init.randn(vocab_size, n_embd, std=0.02, **kw))
+        self.wpe = nn.Embedding(block_size, n_embd, **kw)
+        self.wpe.weight = nn.Parameter(init.randn(block_size, n_embd, std=0.02, **kw))
+        self.drop = nn.Dropout(dropout)
+        proj_std = 0.02 / math.sqrt(2 * n_layer)
+        self.blocks = [TransformerBlock(n_embd, n_head, 4 * n_embd, dropout, True, proj_std, **kw)
+                       for _ in range(n_layer)]
+        self.ln_f = nn.LayerNorm(n_embd, **kw)
+
+    def forward(self, idx, caches=None):
+        if len(idx.shape) != 2:
+            raise ValueError(f"[GPT] expects token ids of shape (batch, time), got {tuple(idx.shape)}")
+        batch, steps = idx.shape
+        start = caches[0].length if caches else 0
+        if start + steps > self.block_size:
+            raise ValueError(f"[GPT] {start + steps} positions exceed block_size={self.block_size}")
+        # BEGIN SOLUTION hw5
+        positions = Tensor(np.arange(start, start + steps, dtype=np.int64), device=idx.device)
+        x = self.drop(self.wte(idx) + ops.broadcast_to(self.wpe(positions), (batch, steps, self.n_embd)))
+        for i, block in enumerate(self.blocks):
+            x = block(x, caches[i] if caches else None)
+        return ops.matmul(self.ln_f(x), ops.transpose(self.wte.weight))
+        # END SOLUTION
+
+    def _sample(self, logits, temperature, top_k):
+        """Next ids (B,) from the last position's logits (B, vocab) as float64 numpy."""
+        if temperature == 0:
+            return logits.argmax(axis=1)
+        logits = logits / temperature
+        if top_k is not None:
+            kth = np.sort(logits, axis=1)[:, -min(top_k, logits.shape[1])][:, None]
+            logits = np.where(logits < kth, -np.inf, logits)
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        cdf = np.cumsum(probs / probs.sum(axis=1, keepdims=True), axis=1)
+        draws = np.random.rand(logits.shape[0], 1)
+        return np.minimum((cdf < draws).sum(axis=1), logits.shape[1] - 1)
+
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, use_cache=True):
+        """Appends ``max_new_tokens`` sampled ids to idx (B, T) -> int64 Tensor (B, T + new).
+
+        ``temperature=0`` is greedy; ``top_k`` keeps the k most likely ids. With the cache
+        each new token runs through the network alone, attending over per-layer KVCaches;
+        once the context fills ``block_size`` (or without the cache) every step reruns the
+        last ``block_size`` tokens. Draws come from numpy's RNG."""
+        tokens = np.asarray(idx.numpy() if hasattr(idx, "numpy") else idx).astype(np.int64)
+        if tokens.ndim != 2 or tokens.shape[1] == 0:
+            raise ValueError(f"[GPT.generate] expects ids of shape (batch, time >= 1), got {tokens.shape}")
+        if temperature < 0 or (top_k is not None and top_k < 1):
+            raise ValueError(f"[GPT.generate] needs temperature >= 0 and top_k >= 1, got "
+                             f"{temperature} and {top_k}")
+        was_training = self.training
+        self.eval()
+        caches, fed = None, 0  # fed: how many of `tokens` the caches hold
+        try:
+            with ndl.autograd.no_grad():
+                for _ in range(max_new_tokens):
+                    if use_cache and tokens.shape[1] <= self.block_size:
+                        if caches is None:
+                            caches = [KVCache(tokens.shape[0], self.n_head, self.block_size,
+                                              self.n_embd // self.n_head, self.device, self.dtype)
+                                      for _ in self.blocks]
+                        step = tokens[:, fed:]
+                        logits = self(Tensor(step, device=self.device), caches)
+                        fed = tokens.shape[1]
+                    else:
+                        logits = self(Tensor(tokens[:, -self.block_size:], device=self.device))
+                    last = logits.numpy()[:, -1, :].astype(np.float64)
+                    nxt = self._sample(last, temperature, top_k)
+                    tokens = np.concatenate([tokens, nxt[:, None].astype(np.int64)], axis=1)
+        finally:
+            self.train(was_training)
+        return Tensor(tokens, device=self.device, dtype="int64")
+
+
+class ViT(nn.Module):
+    """A vision transformer: non-overlapping patch_size² patches, linearly embedded, a class
+    token and learned positions, ``depth`` pre-norm (non-causal) blocks, then LayerNorm
+    and a linear head on the class token. ``forward(x)`` (B, C, H, W) -> (B, num_classes)."""
+
+    def __init__(self, image_size=28, patch_size=7, in_channels=1, num_classes=10, dim=64, depth=4,
+                 num_heads=4, mlp_dim=128, dropout=0.0, device=None, dtype="float32"):
+        super().__init__()
+        if image_size % patch_size:
+            raise ValueError(f"[ViT] image_size {image_size} is not a multiple of patch_size {patch_size}")
+        kw = dict(device=device, dtype=dtype)
+        self.image_size, self.patch_size, self.in_channels = image_size, patch_size, in_channels
+        self.num_patches = (image_size // patch_size) ** 2
+        self.dim = dim
+        self.patch_embed = _normal_linear(in_channels * patch_size * patch_size, dim, 0.02, **kw)
+        self.cls_token = nn.Parameter(init.randn(1, 1, dim, std=0.02, **kw))
+        self.pos_embedding = nn.Parameter(init.randn(1, self.num_patches + 1, dim, std=0.02, **kw))
+        self.drop = nn.Dropout(dropout)
+        self.blocks = [TransformerBlock(dim, num_heads, mlp_dim, dropout, False, **kw)
+                       for _ in range(depth)]
+        self.norm = nn.LayerNorm(dim, **kw)
+        self.head = _normal_linear(dim, num_classes, 0.02, **kw)
+
+    def forward(self, x):
+        want = (self.in_channels, self.image_size, self.image_size)
+        if len(x.shape) != 4 or tuple(x.shape[1:]) != want:
+            raise ValueError(f"[ViT] expects images of shape (batch, {', '.join(map(str, want))}), "
+                             f"got {tuple(x.shape)}")
+        batch, p, side = x.shape[0], self.patch_size, self.image_size // self.patch_size
+        # BEGIN SOLUTION hw5
+        patches = x.reshape((batch, self.in_channels, side, p, side, p))
+        patches = ops.permute(patches, (0, 2, 4, 1, 3, 5)).reshape(
+            (batch, self.num_patches, self.in_channels * p * p))
+        cls = ops.broadcast_to(self.cls_token, (batch, 1, self.dim))
+        tokens = ops.concat([cls, self.patch_embed(patches)], 1)
+        tokens = self.drop(tokens + ops.broadcast_to(self.pos_embedding, tokens.shape))
+        for block in self.blocks:
+            tokens = block(tokens)
+        first = ops.getitem(self.norm(tokens), (slice(None), 0))
+        return self.head(first)
         # END SOLUTION

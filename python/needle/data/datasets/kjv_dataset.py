@@ -16,7 +16,7 @@ import shutil
 import subprocess
 from collections import Counter
 
-__all__ = ["kjv_verses", "kjv_corpus"]
+__all__ = ["kjv_verses", "kjv_splits", "kjv_corpus"]
 
 _BIBLE = "bible"
 _ALL_VERSES = "Gen1:1-Rev22:21"
