@@ -9,7 +9,7 @@ export PYTHONPATH := $(CURDIR)/python$(if $(PYTHONPATH),:$(PYTHONPATH))
 # build/homework/ reuse the reference build's objects for every file they do not change.
 export CCACHE_BASEDIR := $(CURDIR)
 
-.PHONY: all deps build build-asan test test-cpp test-asan test-python test-homework demo lm bench format clean
+.PHONY: all deps build build-asan test test-cpp test-asan test-python test-homework demo lm gpt bench format clean
 
 all: build
 
@@ -56,6 +56,11 @@ demo: build
 lm: build
 	@.ci/install-deps bible-kjv
 	$(PYTHON) -m needle.apps.lm_demo $(LM_ARGS)
+
+# The GPT job: a small GPT with a BPE tokenizer on the King James Bible, <= 10 minutes.
+gpt: build
+	@.ci/install-deps bible-kjv
+	$(PYTHON) -m needle.apps.gpt_demo $(GPT_ARGS)
 
 bench: build
 	$(PYTHON) bench/bench_ndarray.py

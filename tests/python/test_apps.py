@@ -211,6 +211,20 @@ def test_demo_cnn_tiny_run(mnist_dir, tmp_path):
     assert (out / "training_curves_cnn.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.hw5
+def test_demo_vit_tiny_run(mnist_dir, tmp_path):
+    """--model vit end to end on the synthetic idx files."""
+    out = tmp_path / "out"
+    r = _demo("--model", "vit", "--data-dir", mnist_dir, "--epochs", "1", "--batch-size", "50",
+              "--out", str(out))
+    check_ran(r)
+    assert "model: ViT(7x7 patches" in r.stdout
+    assert r.stdout.strip().splitlines()[-1].startswith("test accuracy: ")
+    model = models.ViT()
+    model.load_state_dict(ndl.load(str(out / "vit_fashion_mnist.safetensors")))
+    assert (out / "training_curves_vit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_demo_rejects_unknown_model():
     r = _demo("--model", "rnn")
     assert r.returncode == 2 and "--model must be mlp, cnn or vit" in r.stderr
