@@ -21,7 +21,7 @@ import needle as ndl  # noqa: E402
 import needle.nn as nn  # noqa: E402
 import needle.optim  # noqa: E402,F401
 from needle.apps.models import FashionResNet, ResNet9  # noqa: E402
-from timing import compare  # noqa: E402
+from timing import compare, training_step  # noqa: E402
 
 torch = None
 if "--needle-only" not in sys.argv:
@@ -70,34 +70,10 @@ def torch_fashion_resnet(w):
 
 
 # ------------------------------------------------------------------ cases
-def training_step(make_needle, make_torch, shape, batch=128):
+def classifier_step(make_needle, make_torch, shape, batch=128):
     rng = np.random.default_rng(0)
     x = rng.random((batch,) + shape, dtype=np.float32)
-    y = rng.integers(0, 10, batch)
-    model = make_needle()
-    opt = ndl.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = nn.SoftmaxLoss()
-    X, Y = ndl.Tensor(x, requires_grad=False), ndl.Tensor(y, dtype="int64", requires_grad=False)
-
-    def needle_fn():
-        loss = loss_fn(model(X), Y)
-        opt.reset_grad()
-        loss.backward()
-        opt.step()
-
-    if torch is None:
-        return needle_fn, None
-    tmodel = make_torch()
-    topt = torch.optim.Adam(tmodel.parameters(), lr=1e-3)
-    tx, ty = torch.tensor(x), torch.tensor(y)
-
-    def torch_fn():
-        loss = torch.nn.functional.cross_entropy(tmodel(tx), ty)
-        topt.zero_grad()
-        loss.backward()
-        topt.step()
-
-    return needle_fn, torch_fn
+    return training_step(torch, make_needle, make_torch, x, rng.integers(0, 10, batch))
 
 
 def conv_layer(batch=64, c=64, hw=28, k=3):
@@ -127,10 +103,10 @@ CONV_NAME = "conv 64->64 3x3 28x28 batch 64, fwd + bwd"
 CONV_FLOP = 3 * 2 * 64 * 28 * 28 * 64 * 64 * 9  # forward, input and weight gradients
 CASES = [
     ("ResNet9 training step, batch 128 of 3x32x32, Adam",
-     lambda: training_step(ResNet9, torch_resnet9, (3, 32, 32))),
+     lambda: classifier_step(ResNet9, torch_resnet9, (3, 32, 32))),
     (CONV_NAME, conv_layer),
     ("FashionResNet(32) training step, batch 128 (x469 = epoch)",
-     lambda: training_step(lambda: FashionResNet(32), lambda: torch_fashion_resnet(32), (1, 28, 28))),
+     lambda: classifier_step(lambda: FashionResNet(32), lambda: torch_fashion_resnet(32), (1, 28, 28))),
 ]
 
 if __name__ == "__main__":

@@ -19,11 +19,9 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
-import needle as ndl  # noqa: E402
-import needle.nn as nn  # noqa: E402
 import needle.optim  # noqa: E402,F401
 from needle.apps.models import LanguageModel, ViT  # noqa: E402
-from timing import compare  # noqa: E402
+from timing import compare, training_step  # noqa: E402
 
 torch = None
 if "--needle-only" not in sys.argv:
@@ -125,62 +123,15 @@ class TorchViT(torch.nn.Module if torch else object):
 def lm_step():
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, VOCAB, (SEQ, BATCH)), rng.integers(0, VOCAB, SEQ * BATCH)
-    model = LanguageModel(EMB, VOCAB, HIDDEN, LAYERS, seq_model="transformer", seq_len=SEQ)
-    opt = ndl.optim.SGD(model.parameters(), lr=0.1)
-    loss_fn = nn.SoftmaxLoss()
-    X, Y = ndl.Tensor(x, dtype="int64"), ndl.Tensor(y, dtype="int64")
-
-    def needle_fn():
-        logits, _ = model(X)
-        loss = loss_fn(logits, Y)
-        opt.reset_grad()
-        loss.backward()
-        opt.step()
-
-    if torch is None:
-        return needle_fn, None
-    tmodel = TorchTransformerLM()
-    topt = torch.optim.SGD(tmodel.parameters(), lr=0.1)
-    tx, ty = torch.tensor(x), torch.tensor(y)
-
-    def torch_fn():
-        loss = torch.nn.functional.cross_entropy(tmodel(tx), ty)
-        topt.zero_grad()
-        loss.backward()
-        topt.step()
-
-    return needle_fn, torch_fn
+    return training_step(torch, lambda: LanguageModel(EMB, VOCAB, HIDDEN, LAYERS, seq_model="transformer",
+                                                      seq_len=SEQ),
+                         TorchTransformerLM, x, y, optimizer="sgd", lr=0.1)
 
 
 def vit_step():
     rng = np.random.default_rng(1)
     x = rng.random((IMAGES, 1, 28, 28), dtype=np.float32)
-    y = rng.integers(0, 10, IMAGES)
-    np.random.seed(0)
-    model = ViT()
-    opt = ndl.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = nn.SoftmaxLoss()
-    X, Y = ndl.Tensor(x), ndl.Tensor(y, dtype="int64")
-
-    def needle_fn():
-        loss = loss_fn(model(X), Y)
-        opt.reset_grad()
-        loss.backward()
-        opt.step()
-
-    if torch is None:
-        return needle_fn, None
-    tmodel = TorchViT()
-    topt = torch.optim.Adam(tmodel.parameters(), lr=1e-3)
-    tx, ty = torch.tensor(x), torch.tensor(y)
-
-    def torch_fn():
-        loss = torch.nn.functional.cross_entropy(tmodel(tx), ty)
-        topt.zero_grad()
-        loss.backward()
-        topt.step()
-
-    return needle_fn, torch_fn
+    return training_step(torch, ViT, TorchViT, x, rng.integers(0, 10, IMAGES))
 
 
 CASES = [

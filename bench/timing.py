@@ -120,3 +120,38 @@ def compare(script, cases, torch, rates=None):
             print(f"{'':<50} {work / t_needle:>10.1f} {work / t_torch:>10.1f}  {unit} "
                   f"({t_torch / t_needle:.2f}x)")
     print(steal.report())
+
+
+def training_step(torch, make_needle, make_torch, x, y, optimizer="adam", lr=1e-3):
+    """(needle_fn, torch_fn): one classifier training step each — forward on x, cross-entropy
+    against the integer labels y, backward, an Adam (or "sgd") update — of the models that
+    make_needle() and make_torch() build. A forward that returns a tuple (the course's
+    LanguageModel: logits and a state) contributes its first item. torch_fn is None
+    without PyTorch."""
+    import needle as ndl
+
+    model = make_needle()
+    opt = (ndl.optim.Adam if optimizer == "adam" else ndl.optim.SGD)(model.parameters(), lr=lr)
+    loss_fn = ndl.nn.SoftmaxLoss()
+    X, Y = ndl.Tensor(x, requires_grad=False), ndl.Tensor(y, dtype="int64", requires_grad=False)
+
+    def needle_fn():
+        out = model(X)
+        loss = loss_fn(out[0] if isinstance(out, tuple) else out, Y)
+        opt.reset_grad()
+        loss.backward()
+        opt.step()
+
+    if torch is None:
+        return needle_fn, None
+    tmodel = make_torch()
+    topt = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)(tmodel.parameters(), lr=lr)
+    tx, ty = torch.tensor(x), torch.tensor(y)
+
+    def torch_fn():
+        loss = torch.nn.functional.cross_entropy(tmodel(tx), ty)
+        topt.zero_grad()
+        loss.backward()
+        topt.step()
+
+    return needle_fn, torch_fn
