@@ -21,14 +21,9 @@ import needle as ndl  # noqa: E402
 import needle.nn as nn  # noqa: E402
 import needle.optim  # noqa: E402,F401
 from needle.apps.models import FashionResNet, ResNet9  # noqa: E402
-from timing import compare, training_step  # noqa: E402
+from timing import compare, training_step, torch_unless_child  # noqa: E402
 
-torch = None
-if "--needle-only" not in sys.argv:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover
-        pass
+torch = torch_unless_child()
 
 
 # ------------------------------------------------------------------ PyTorch twins

@@ -21,14 +21,9 @@ import needle as ndl  # noqa: E402
 import needle.nn as nn  # noqa: E402
 import needle.optim  # noqa: E402,F401
 from needle.apps.models import LanguageModel  # noqa: E402
-from timing import compare  # noqa: E402
+from timing import compare, torch_unless_child  # noqa: E402
 
-torch = None
-if "--needle-only" not in sys.argv:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover
-        pass
+torch = torch_unless_child()
 
 VOCAB, EMB, HIDDEN, LAYERS, BPTT, BATCH = 10000, 256, 256, 2, 35, 20
 

@@ -21,14 +21,9 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
 import needle.optim  # noqa: E402,F401
 from needle.apps.models import LanguageModel, ViT  # noqa: E402
-from timing import compare, training_step  # noqa: E402
+from timing import compare, training_step, torch_unless_child  # noqa: E402
 
-torch = None
-if "--needle-only" not in sys.argv:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover
-        pass
+torch = torch_unless_child()
 
 VOCAB, EMB, HIDDEN, LAYERS, SEQ, BATCH, HEADS, DIM_HEAD = 10000, 128, 256, 2, 64, 16, 8, 32
 IMAGES = 128

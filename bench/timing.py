@@ -155,3 +155,15 @@ def training_step(torch, make_needle, make_torch, x, y, optimizer="adam", lr=1e-
         topt.step()
 
     return needle_fn, torch_fn
+
+
+def torch_unless_child():
+    """PyTorch, or None in needle's child process (--needle-only) and where it is missing:
+    the child must never import it (see needle_times_in_child)."""
+    if "--needle-only" in sys.argv:
+        return None
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return None
+    return torch
