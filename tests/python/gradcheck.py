@@ -4,7 +4,8 @@ and a finite-difference gradient checker in float64.
 ``check_gradients(f, *tensors)`` contracts ``f``'s output with a random array ``c``, runs
 backward on ``sum(f(x) * c)`` and compares each input's ``.grad`` with central differences
 of the same scalar. ``gradient_check`` is the course's checker (same name and arguments),
-for tests written against the course framework.
+for tests written against the course framework. ``close`` compares a needle result with a
+numpy or PyTorch one.
 """
 import contextlib
 
@@ -118,3 +119,14 @@ def gradient_check(f, *args, tol=1e-6, backward=False, **kwargs):
     error = sum(np.linalg.norm(computed_grads[i] - numerical_grads[i]) for i in range(len(args)))
     assert error < tol, f"gradient error {error}"
     return computed_grads
+
+
+def close(got, want, rtol=1e-4, err_msg=""):
+    """assert_allclose of a needle Tensor / NDArray / array against a numpy array or a
+    PyTorch tensor, with an absolute floor scaled to the reference's magnitude (float32
+    sums of many terms lose digits in absolute, not relative, terms near zero)."""
+    got = got.numpy() if hasattr(got, "numpy") else np.asarray(got)
+    want = want.detach().numpy() if hasattr(want, "detach") else np.asarray(want)
+    assert got.shape == want.shape, f"{err_msg}: shape {got.shape} != {want.shape}"
+    scale = max(1.0, float(np.abs(want).max())) if want.size else 1.0
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale, err_msg=err_msg)

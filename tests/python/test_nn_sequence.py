@@ -20,7 +20,7 @@ from needle.apps.simple_ml import evaluate_ptb, train_ptb
 from needle.data import Corpus, Dictionary, batchify, get_batch
 from needle.data.datasets.kjv_dataset import kjv_corpus, kjv_splits
 
-from gradcheck import DEVICES, check_gradients, kernels_off
+from gradcheck import DEVICES, check_gradients, kernels_off, close
 
 torch = pytest.importorskip("torch")
 hw5 = pytest.mark.hw5
@@ -36,14 +36,6 @@ def composite_lstm():
 
 def T(x, device, requires_grad=True, dtype="float32"):
     return ndl.Tensor(np.asarray(x), device=device, dtype=dtype, requires_grad=requires_grad)
-
-
-def close(got, want, rtol=1e-4, err_msg=""):
-    got = got.numpy() if hasattr(got, "numpy") else np.asarray(got)
-    want = want.detach().numpy() if isinstance(want, torch.Tensor) else np.asarray(want)
-    assert got.shape == want.shape, f"{err_msg}: shape {got.shape} != {want.shape}"
-    scale = max(1.0, float(np.abs(want).max())) if want.size else 1.0
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale, err_msg=err_msg)
 
 
 # --- copying weights between needle cells and torch modules ---

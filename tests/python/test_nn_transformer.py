@@ -12,7 +12,7 @@ import needle as ndl
 import needle.nn as nn
 from needle.apps.models import LanguageModel
 
-from gradcheck import DEVICES, check_gradients
+from gradcheck import DEVICES, check_gradients, close
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -27,14 +27,6 @@ def T(x, device, requires_grad=False, dtype="float32"):
 def tt(x, requires_grad=False):
     t = torch.tensor(x.numpy() if hasattr(x, "numpy") else np.asarray(x))
     return t.requires_grad_(requires_grad)
-
-
-def close(got, want, rtol=1e-4, err_msg=""):
-    got = got.numpy() if hasattr(got, "numpy") else np.asarray(got)
-    want = want.detach().numpy() if isinstance(want, torch.Tensor) else np.asarray(want)
-    assert got.shape == want.shape, f"{err_msg}: shape {got.shape} != {want.shape}"
-    scale = max(1.0, float(np.abs(want).max()))
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale, err_msg=err_msg)
 
 
 # --- PyTorch twins, reading needle's weights ---
