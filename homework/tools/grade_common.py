@@ -26,9 +26,11 @@ class TestResult:
     hidden: bool = False
     not_implemented: bool = False
     duration: float = 0.0
+    fraction: float = 1.0  # of the points a passed test earns: a speed-graded test may earn less
 
     def __post_init__(self):
         assert self.outcome in OUTCOMES, self.outcome
+        assert 0.0 <= self.fraction <= 1.0, self.fraction
 
     @property
     def max_score(self):
@@ -36,7 +38,7 @@ class TestResult:
 
     @property
     def score(self):
-        return self.points if self.outcome == "passed" else 0
+        return self.points * self.fraction if self.outcome == "passed" else 0
 
 
 def trim(text, limit=OUTPUT_LIMIT):

@@ -144,7 +144,7 @@ class PytestGrading:
         return TestResult(name=event["nodeid"], kind="python", points=info["points"],
                           outcome=outcome, message=event["message"], output=trim(output),
                           hidden=info["hidden"], not_implemented=not_implemented,
-                          duration=event["duration"])
+                          duration=event["duration"], fraction=event.get("fraction", 1.0))
 
     def unfinished_result(self, nodeid, returncode, hung, output):
         """The test that started and never reported: stuck past its limit, or a crash. Its

@@ -36,14 +36,14 @@ def print_table(hw, results):
         hidden = "  (hidden)" if result.hidden else ""
         print(f"{LABELS[result.outcome]:<{width}}  {pts:>{points_width}}  "
               f"{result.name}{hidden}")
-        if result.outcome != "passed" and result.message:
+        if result.message and (result.outcome != "passed" or result.fraction < 1):
             print(f"{'':<{width}}  {'':>{points_width}}    {result.message}")
     print(summary(hw, results))
 
 
 def gradescope_test(result):
     if result.outcome == "passed":
-        output = ""
+        output = result.message if result.fraction < 1 else ""
     elif result.outcome == "skipped":
         output = f"Test skipped (not graded): {result.message}"
     else:

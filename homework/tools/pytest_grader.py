@@ -10,12 +10,15 @@ finish, and which ones are done:
   {"event": "collect_error", "nodeid", "output"}
   {"event": "start", "nodeid"}
   {"event": "timeout", "nodeid"}              the time limit fired inside this test
-  {"event": "result", "nodeid", "outcome", "duration", "message", "output", "not_implemented"}
+  {"event": "result", "nodeid", "outcome", "duration", "message", "output", "not_implemented",
+   "fraction"}
   {"event": "finish", "exitstatus"}
 
 outcome is passed, failed, skipped or timeout. Points come from the homework marker's kwargs,
 `@pytest.mark.hw1(points=2)` (default 1); `@pytest.mark.hidden` marks a test whose result
-students see only after the due date.
+students see only after the due date. A test graded by speed earns part of its points by
+recording `record_property("score_fraction", f)` (0 <= f <= 1) before it passes; the message
+then says so.
 """
 import contextlib
 import json
@@ -180,15 +183,31 @@ class Recorder:
         if self.timed_out:
             outcome = "timeout"
             message = f"Timeout: the test took longer than its {self.timeout:g} s limit"
+        fraction = score_fraction(self.reports)
+        if outcome == "passed" and fraction < 1.0 and not message:
+            message = f"partial credit: {fraction:.0%} of the points (graded by speed)"
         self.write(event="result", nodeid=nodeid, outcome=outcome,
                    duration=round(time.monotonic() - self.started, 3), message=message,
                    output=output[-OUTPUT_LIMIT:],
-                   not_implemented=self.not_implemented and outcome == "failed")
+                   not_implemented=self.not_implemented and outcome == "failed",
+                   fraction=fraction)
         self.current = None
 
     def pytest_sessionfinish(self, session, exitstatus):
         self.write(event="finish", exitstatus=int(exitstatus))
         self.log.close()
+
+
+def score_fraction(reports):
+    """The test's recorded ``score_fraction`` clipped to [0, 1]; 1 when it recorded none."""
+    for report in reports:
+        for key, value in getattr(report, "user_properties", ()):
+            if key == "score_fraction":
+                try:
+                    return min(max(float(value), 0.0), 1.0)
+                except (TypeError, ValueError):
+                    return 0.0
+    return 1.0
 
 
 def summarize(reports):

@@ -65,7 +65,7 @@ def python_graded(tmp_path_factory):
 def test_python_results_have_gradescope_shape(python_graded):
     stdout, results = python_graded
     check_gradescope_shape(results)
-    assert results["output"] == "hw9: 6/11 points (4 passed, 6 failed, 1 skipped)"
+    assert results["output"] == "hw9: 6.5/13 points (5 passed, 6 failed, 1 skipped)"
     assert stdout.splitlines()[-2] == results["output"]
 
 
@@ -75,6 +75,14 @@ def test_python_points_come_from_the_marker(python_graded):
     assert tests["test_graded.py::test_three_points"]["score"] == 3
     assert tests["test_graded.py::test_passes"]["max_score"] == 1
     assert "test_graded.py::test_of_another_assignment" not in tests
+
+
+def test_python_speed_graded_test_earns_its_recorded_fraction(python_graded):
+    stdout, results = python_graded
+    test = by_name(results)["test_graded.py::test_graded_by_speed"]
+    assert (test["score"], test["max_score"], test["status"]) == (0.5, 2, "passed")
+    assert "partial credit: 25% of the points (graded by speed)" in test["output"]
+    assert "partial credit: 25%" in stdout
 
 
 def test_python_failures_name_the_exception(python_graded):
