@@ -68,6 +68,7 @@ bench: build
 	$(PYTHON) bench/bench_training.py
 	$(PYTHON) bench/bench_cnn.py
 	$(PYTHON) bench/bench_lstm.py
+	$(PYTHON) bench/bench_attention.py
 	@.ci/install-deps bible-kjv python3-sentencepiece
 	$(PYTHON) bench/bench_tokenizer.py
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "needle/backend.h"
+#include "needle/kernel_math.h"
 
 namespace needle {
 
@@ -92,6 +93,53 @@ inline constexpr const char* kLstmCell = "lstm_cell";
 using LstmCellGrad = void(const View& gates, const View& c_prev, const View& dh, const View& dc,
                           const View& dgates, const View& dc_prev);
 inline constexpr const char* kLstmCellGrad = "lstm_cell_grad";
+
+// Fused scaled dot-product attention (FlashAttention-2), for the scaled_dot_product_attention
+// op (needle/ops/ops_attention.h). Per (batch b, head h): logits
+//   s[i, j] = scale * q[i] . k[j] + mask[b, h, i, j], and -inf where causal and j > i + Tk - Tq,
+// P = softmax over j (row i's -inf logits get weight 0; a row whose logits reach +inf splits
+// its weight evenly over those), out = dropout(P) @ v, lse[i] = log sum_j exp(s[i, j]) (-inf
+// for a row with no visible key, whose out row is 0; +inf for a row with a +inf logit).
+// Neither the (Tq, Tk) logits nor P is ever materialized: tiles of queries and keys, an
+// online softmax, O(Tq) extra memory. q (B, H, Tq, D), k and v (B, H, Tk, D), out
+// (B, H, Tq, D) and lse (B, H, Tq) are contiguous, of one float dtype; mask is an additive
+// mask of that dtype seen as (B, H, Tq, Tk) with any strides (0 where it broadcasts), or has
+// data == nullptr for none.
+struct AttentionParams {
+  double scale = 1.0;
+  bool causal = false;
+  double dropout = 0.0;  // in [0, 1): P's entries are dropped with this probability
+  uint64_t seed = 0;     // and kept entries scaled by 1 / (1 - dropout); see attention_keep
+};
+using Attention = void(const View& q, const View& k, const View& v, const View& mask,
+                       const AttentionParams& p, const View& out, const View& lse);
+inline constexpr const char* kAttention = "attention";
+// Its backward, recomputing P tile by tile from lse: dout (B, H, Tq, D) and dlse (B, H, Tq)
+// (the adjoints of out and lse) -> dq, dk, dv of q's, k's and v's shapes. With
+// dP = dropout(dout @ v^T) and delta[i] = sum_d dout[i, d] * out[i, d] - dlse[i]:
+//   dS = P * (dP - delta),  dq = scale * dS @ k,  dk = scale * dS^T @ q,  dv = dropout(P)^T @ dout,
+// the same dropout mask as the forward (recomputed from the seed); rows with lse = +-inf give
+// no gradient. Every view is contiguous but mask (as in the forward).
+using AttentionGrad = void(const View& q, const View& k, const View& v, const View& mask,
+                           const View& out, const View& lse, const View& dout, const View& dlse,
+                           const AttentionParams& p, const View& dq, const View& dk,
+                           const View& dv);
+inline constexpr const char* kAttentionGrad = "attention_grad";
+
+// The dropout decision for P[b, h, i, j] at flat index ((b * H + h) * Tq + i) * Tk + j: a
+// counter-based hash (splitmix64's finalizer) of (seed, index), so the forward, the backward
+// and every device draw the same mask without storing it. Keeps the entry when the hash's
+// top 24 bits, a uniform integer in [0, 2^24), reach threshold = round(dropout * 2^24).
+NEEDLE_HD inline bool attention_keep(uint64_t seed, uint64_t index, uint32_t threshold) {
+  uint64_t z = seed + (index + 1) * 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return uint32_t(z >> 40) >= threshold;
+}
+inline uint32_t attention_dropout_threshold(double dropout) {
+  return uint32_t(dropout * double(1 << 24) + 0.5);
+}
 
 // The scalars of one Adam step: bias_correction1 = 1 - beta1^t, bias_correction2 = 1 - beta2^t.
 struct AdamScalars {

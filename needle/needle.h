@@ -11,6 +11,7 @@
 #include "needle/kernels.h"
 #include "needle/ndarray.h"
 #include "needle/ops/op.h"
+#include "needle/ops/ops_attention.h"
 #include "needle/ops/ops_elementwise.h"
 #include "needle/ops/ops_index.h"
 #include "needle/ops/ops_linalg.h"

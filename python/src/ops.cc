@@ -239,6 +239,20 @@ void init_ops(py::module_& parent) {
   op_class<Pool2d>(m, "Pool2d", "fused 2-D max or average pooling, NHWC");
   op_class<Pool2dGrad>(m, "Pool2dGrad", "fused pooling's input gradient from (x, out_grad)");
 
+  op_class<ScaledDotProductAttention>(
+      m, "ScaledDotProductAttention",
+      "(q, k, v[, mask]) -> (out, lse): scaled_dot_product_attention and each row's logsumexp")
+      .def(py::init<bool, std::optional<double>, double, uint64_t>(), py::arg("causal") = false,
+           py::arg("scale") = py::none(), py::arg("dropout") = 0.0, py::arg("seed") = 0)
+      .def_readonly("causal", &ScaledDotProductAttention::causal_)
+      .def_readonly("scale", &ScaledDotProductAttention::scale_)
+      .def_readonly("dropout", &ScaledDotProductAttention::dropout_)
+      .def_readonly("seed", &ScaledDotProductAttention::seed_);
+  op_class<ScaledDotProductAttentionGrad>(
+      m, "ScaledDotProductAttentionGrad",
+      "(q, k, v[, mask], out, lse, dout, dlse) -> (dq, dk, dv): ScaledDotProductAttention's adjoint")
+      .def(py::init<bool, std::optional<double>, double, uint64_t>(), py::arg("causal") = false,
+           py::arg("scale") = py::none(), py::arg("dropout") = 0.0, py::arg("seed") = 0);
   op_class<LSTMCell>(m, "LSTMCell",
                      "(gates (B, 4H) in order i, f, g, o; c_prev (B, H)) -> (h_new, c_new)")
       .def(py::init<>());
@@ -423,6 +437,43 @@ calls it; it is no autograd op (it builds no graph).)doc");
   m.def("tuple_get_item", &tuple_get_item, py::arg("value"), py::arg("index"));
   m.def("fused_add_scalars", &fused_add_scalars, py::arg("x"), py::arg("c0"), py::arg("c1"));
   m.def("split", &split, py::arg("a"), py::arg("axis"));
+  m.def(
+      "scaled_dot_product_attention",
+      [](const Tensor& q, const Tensor& k, const Tensor& v, py::object mask, bool causal,
+         std::optional<double> scale, double dropout, std::optional<uint64_t> seed) {
+        std::optional<Tensor> m;
+        if (!mask.is_none()) {
+          m = py::isinstance<Node>(mask)
+                  ? mask.cast<Tensor>()
+                  : py::module_::import("needle")
+                        .attr("Tensor")(mask, py::arg("device") = py::cast(q).attr("device"),
+                                        py::arg("requires_grad") = false)
+                        .cast<Tensor>();
+        }
+        // The dropout mask's seed comes from numpy's global RNG, as every Python draw does
+        // (np.random.seed reproduces it); no draw without dropout.
+        uint64_t s = 0;
+        if (seed) {
+          s = *seed;
+        } else if (dropout > 0) {
+          s = py::module_::import("numpy.random")
+                  .attr("randint")(0, int64_t(1) << 62, py::arg("dtype") = "int64")
+                  .cast<uint64_t>();
+        }
+        return scaled_dot_product_attention(q, k, v, m, causal, scale, dropout, s);
+      },
+      py::arg("q"), py::arg("k"), py::arg("v"), py::arg("mask") = py::none(),
+      py::arg("causal") = false, py::arg("scale") = py::none(), py::arg("dropout") = 0.0,
+      py::arg("seed") = py::none(),
+      R"doc(softmax(scale * q @ k^T + mask) @ v per (batch, head): q (B, H, Tq, D), k and v
+(B, H, Tk, D) -> (B, H, Tq, D). scale defaults to 1 / sqrt(D); causal hides key j from
+query i when j > i + Tk - Tq (bottom-right aligned, as for a KV cache); mask is bool
+(True = attend) or additive float, broadcastable to (B, H, Tq, Tk), and gets no gradient.
+A row with no visible key gives zeros. dropout (in [0, 1)) drops softmax entries with a
+mask hashed from seed (drawn from numpy's global RNG when None) and scales the kept ones
+by 1 / (1 - dropout). One fused FlashAttention kernel each way where the device has it
+(needle._needle.kernels.has("attention", device)), O(T) extra memory; the same result
+composed from matmuls and a masked softmax elsewhere.)doc");
   m.def("lstm_cell", &lstm_cell, py::arg("gates"), py::arg("c_prev"),
         R"doc(One LSTM step on precomputed gate pre-activations: gates (B, 4H) in the course's
 order i, f, g, o (columns [0, H) i, [H, 2H) f, [2H, 3H) g, [3H, 4H) o) and c_prev (B, H)

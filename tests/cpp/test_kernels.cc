@@ -1,7 +1,7 @@
 // The fused-kernel registry (needle/kernels.h) and every fused kernel against its composite
 // path: lookups by (kernel, device), the typed lookup's check, KernelDisabled, the thread
-// setting reached through the registry, and the conv, pooling, per-channel, LSTM cell and
-// Adam kernels against the composites their ops run when a device has none (the reference
+// setting reached through the registry, and the conv, pooling, per-channel, LSTM cell,
+// attention and Adam kernels against the composites their ops run when a device has none (the reference
 // backend has none; on the CPU, KernelDisabled turns one off); the LSTM cell's operand
 // checks and second order too.
 #include <algorithm>
@@ -370,4 +370,90 @@ TEST_CASE("lstm_cell checks its operands", "[kernels]") {
       CHECK(c_prev.grad().shape() == Shape{b, h});
     }
   }
+}
+
+TEST_CASE("fused attention kernels agree with the composite", "[kernels]") {
+  // scaled_dot_product_attention's output and its q, k, v gradients: fused, with both
+  // kernels disabled, and on the reference backend (no fused kernels); strided inputs (the
+  // op compacts them), a broadcast float mask (strides 0 in the kernel's view), dropout, and
+  // both backward schedules (whole heads per thread; key blocks of a few heads split).
+  struct Case {
+    Shape q;
+    int64_t tk;
+    bool causal, mask;
+    double dropout;
+  };
+  for (const Case& c : std::vector<Case>{{{1, 1, 70, 16}, 130, true, false, 0.0},
+                                         {{3, 2, 65, 8}, 64, false, true, 0.0},
+                                         {{2, 1, 130, 4}, 70, true, true, 0.3},
+                                         {{4, 2, 5, 3}, 9, false, false, 0.5}}) {
+    const Shape ks{c.q[0], c.q[1], c.tk, c.q[3]}, ms{c.q[1], 1, c.tk};
+    const std::vector<double> qv = random_vector(numel(c.q)), kv = random_vector(numel(ks)),
+                              vv = random_vector(numel(ks)), mv = random_vector(numel(ms), -2, 2),
+                              w = random_vector(numel(c.q));
+    for (bool strided : {false, true}) {
+      for (DType dt : {DType::float64, DType::float32}) {
+        INFO("q " << shape_str(c.q) << " Tk " << c.tk << " " << dtype_name(dt)
+                  << (strided ? " strided" : ""));
+        auto run = [&](Backend& dev) {
+          auto leaf = [&](const std::vector<double>& v, const Shape& s) {
+            NDArray a = NDArray::from_vector(v, s, dev).astype(dt);
+            return Tensor(strided ? as_noncontiguous(a) : a, true);
+          };
+          Tensor q = leaf(qv, c.q), k = leaf(kv, ks), v = leaf(vv, ks);
+          std::optional<Tensor> mask;
+          if (c.mask) mask = Tensor(NDArray::from_vector(mv, ms, dev).astype(dt));
+          Tensor out = scaled_dot_product_attention(q, k, v, mask, c.causal, std::nullopt,
+                                                    c.dropout, 42);
+          summation(out * Tensor(NDArray::from_vector(w, c.q, dev).astype(dt))).backward();
+          return std::vector<std::vector<double>>{out.to_vector<double>(), q.grad().to_vector<double>(),
+                                                  k.grad().to_vector<double>(),
+                                                  v.grad().to_vector<double>()};
+        };
+        auto fused = run(default_backend());
+        std::vector<std::vector<double>> composite;
+        {
+          KernelDisabled a(kernel::kAttention, "cpu"), g(kernel::kAttentionGrad, "cpu");
+          composite = run(default_backend());
+        }
+        auto reference = run(reference_backend());
+        const double tol = dt == DType::float64 ? 1e-11 : 1e-4;
+        for (size_t i = 0; i < fused.size(); ++i) {
+          INFO("result " << i);
+          NEEDLE_CHECK_CLOSE(fused[i], composite[i], tol);
+          NEEDLE_CHECK_CLOSE(fused[i], reference[i], tol);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("attention's adjoint op checks its operands", "[kernels]") {
+  // What Python's function cannot reach: the grad op called directly, and op construction.
+  auto t = [](const Shape& s) { return Tensor(NDArray::full(s, 0.5)); };
+  auto grad = [](std::vector<Value> inputs) {
+    return TensorTuple::make_from_op(
+        std::make_shared<ScaledDotProductAttentionGrad>(false, std::nullopt, 0.0, 0), inputs);
+  };
+  const Shape qs{1, 2, 3, 4};
+  CHECK(grad({t(qs), t(qs), t(qs), t(qs), t({1, 2, 3}), t(qs), t({1, 2, 3})})[0].shape() == qs);
+  CHECK_THROWS_WITH(grad({t(qs), t(qs), t(qs), t(qs), t({1, 2, 3})}),
+                    Contains("[scaled_dot_product_attention_grad] takes q, k, v, an optional "
+                             "mask, out, lse, dout and dlse, got 5 arrays"));
+  CHECK_THROWS_WITH(grad({t(qs), t(qs), t(qs), t({1, 2, 3, 5}), t({1, 2, 3}), t(qs), t({1, 2, 3})}),
+                    Contains("out and dout must match q ((1, 2, 3, 4), float32), got (1, 2, 3, 5)"));
+  CHECK_THROWS_WITH(grad({t(qs), t(qs), t(qs), t(qs), t({1, 2, 4}), t(qs), t({1, 2, 3})}),
+                    Contains("lse and dlse must be (1, 2, 3) float32, got (1, 2, 4)"));
+  CHECK_THROWS_AS(ScaledDotProductAttentionGrad(false, std::nullopt, 1.5, 0), ValueError);
+  // The dropout hash is a pure function of (seed, index): the same draw on every call.
+  const uint32_t threshold = kernel::attention_dropout_threshold(0.5);
+  int kept = 0;
+  bool repeatable = true;
+  for (uint64_t i = 0; i < 100000; ++i) {
+    repeatable &= kernel::attention_keep(7, i, threshold) == kernel::attention_keep(7, i, threshold);
+    kept += kernel::attention_keep(7, i, threshold);
+  }
+  CHECK(repeatable);
+  CHECK(std::abs(kept - 50000) < 1000);
+  CHECK(kernel::attention_dropout_threshold(0.0) == 0);
 }

@@ -417,6 +417,7 @@ def test_every_registered_kernel_has_a_case():
     """Each fused kernel in the registry is exercised by some case above (device settings
     such as the thread count are not kernels of an op). Framework code: no homework mark."""
     covered = {k for c in CASES for k in c[4].get("fused", ())} | {"adam_step"}  # test_optim.py
+    covered |= {"attention", "attention_grad"}  # test_attention.py
     settings = {"set_num_threads", "get_num_threads"}
     assert {name for name, _ in _needle.kernels.registered()} - settings <= covered
 

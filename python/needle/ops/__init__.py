@@ -24,7 +24,8 @@ def _register_cpp_ops():
     for name in dir(_needle.ops):
         cls = getattr(_needle.ops, name)
         if isinstance(cls, type) and issubclass(cls, _CppOp):
-            tuple_ops = {"MakeTensorTuple", "FusedAddScalars", "Split", "LSTMCell", "LSTMCellGrad"}
+            tuple_ops = {"MakeTensorTuple", "FusedAddScalars", "Split", "LSTMCell", "LSTMCellGrad",
+                         "ScaledDotProductAttention", "ScaledDotProductAttentionGrad"}
             (_TensorTupleOp if name in tuple_ops else _TensorOp).register(cls)
 
 
