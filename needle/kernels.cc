@@ -2,6 +2,7 @@
 // type-erased function pointer and the function type it was registered with.
 #include "needle/kernels.h"
 
+#include <atomic>
 #include <map>
 #include <mutex>
 
@@ -44,6 +45,13 @@ AnyKernel find_kernel(const std::string& name, const std::string& device, std::t
 }
 
 }  // namespace detail
+
+namespace {
+std::atomic<bool> stub_fallback{true};
+}  // namespace
+
+bool kernel_stub_fallback() { return stub_fallback.load(); }
+void set_kernel_stub_fallback(bool on) { stub_fallback.store(on); }
 
 bool unregister_kernel(const std::string& name, const std::string& device) {
   auto& r = registry();

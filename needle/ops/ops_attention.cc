@@ -204,9 +204,11 @@ std::vector<NDArray> ScaledDotProductAttention::compute_tuple(const Args& args) 
     const NDArray qc = q.compact(), kc = k.compact(), vc = v.compact();
     NDArray out = NDArray::empty(q.shape(), q.dtype(), q.device());
     NDArray lse = NDArray::empty({d.b, d.h, d.tq}, q.dtype(), q.device());
-    fused(qc.view(), kc.view(), vc.view(), mask_view(o.mask),
-          params_of(o.scale, causal_, dropout_, seed_), out.view(), lse.view());
-    return {out, lse};
+    if (run_fused_kernel([&] {
+          fused(qc.view(), kc.view(), vc.view(), mask_view(o.mask),
+                params_of(o.scale, causal_, dropout_, seed_), out.view(), lse.view());
+        }))
+      return {out, lse};
   }
   return composite_forward(q, k, v, o, causal_, dropout_, seed_);
 }
@@ -270,11 +272,13 @@ std::vector<NDArray> ScaledDotProductAttentionGrad::compute_tuple(const Args& ar
     NDArray dq = NDArray::empty(q.shape(), q.dtype(), q.device());
     NDArray dk = NDArray::empty(k.shape(), q.dtype(), q.device());
     NDArray dv = NDArray::empty(v.shape(), q.dtype(), q.device());
-    fused(q.compact().view(), k.compact().view(), v.compact().view(), mask_view(o.mask),
-          out.compact().view(), lse.compact().view(), dout.compact().view(),
-          dlse.compact().view(), params_of(o.scale, causal_, dropout_, seed_), dq.view(),
-          dk.view(), dv.view());
-    return {dq, dk, dv};
+    if (run_fused_kernel([&] {
+          fused(q.compact().view(), k.compact().view(), v.compact().view(), mask_view(o.mask),
+                out.compact().view(), lse.compact().view(), dout.compact().view(),
+                dlse.compact().view(), params_of(o.scale, causal_, dropout_, seed_), dq.view(),
+                dk.view(), dv.view());
+        }))
+      return {dq, dk, dv};
   }
   return composite_backward(q, k, v, o, out, lse, dout, dlse, causal_, dropout_, seed_);
 }

@@ -1,6 +1,7 @@
 // Bindings of the fused-kernel registry (needle/kernels.h): which (kernel, device) pairs
-// are registered, and `disabled(*names, device=...)`, a context manager under which those
-// kernels are off, so the ops run their composites (the op tests compare the two).
+// are registered, `disabled(*names, device=...)`, a context manager under which those
+// kernels are off, so the ops run their composites (the op tests compare the two), and
+// `strict()`, under which a kernel that is a homework stub fails instead of composing.
 #include "needle/kernels.h"
 
 #include <memory>
@@ -18,6 +19,9 @@ struct Disabled {
   std::vector<std::string> names;
   std::string device;
   std::vector<std::unique_ptr<KernelDisabled>> guards;
+};
+struct Strict {
+  bool saved = true;
 };
 }  // namespace
 
@@ -50,6 +54,16 @@ void init_kernels(py::module_& parent) {
                d.guards.push_back(std::make_unique<KernelDisabled>(n, d.device));
            })
       .def("__exit__", [](Disabled& d, const py::args&) { d.guards.clear(); });
+  py::class_<Strict>(m, "strict",
+                     "with strict(): a fused kernel that is a homework stub raises "
+                     "NotImplementedError instead of the op composing (the tests grading it)")
+      .def(py::init<>())
+      .def("__enter__",
+           [](Strict& s) {
+             s.saved = kernel_stub_fallback();
+             set_kernel_stub_fallback(false);
+           })
+      .def("__exit__", [](Strict& s, const py::args&) { set_kernel_stub_fallback(s.saved); });
 }
 
 }  // namespace needle::python

@@ -457,3 +457,26 @@ TEST_CASE("attention's adjoint op checks its operands", "[kernels]") {
   CHECK(std::abs(kept - 50000) < 1000);
   CHECK(kernel::attention_dropout_threshold(0.0) == 0);
 }
+
+namespace {
+// What a homework student version makes of a fused kernel it cuts: a body that throws.
+void attention_stub(const View&, const View&, const View&, const View&, const kernel::AttentionParams&,
+                    const View&, const View&) {
+  throw NotImplemented("hw7: attention_forward");
+}
+}  // namespace
+
+TEST_CASE("a fused kernel that is a homework stub falls back to the composite", "[kernels]") {
+  const Shape s{1, 2, 5, 4};
+  Tensor q(NDArray::from_vector(random_vector(numel(s)), s)), k(q.data() * 0.5), v(q.data() + 1.0);
+  const std::vector<double> want = scaled_dot_product_attention(q, k, v).to_vector<double>();
+  KernelDisabled saved(kernel::kAttention, "cpu");
+  register_kernel<kernel::Attention>(kernel::kAttention, "cpu", attention_stub);
+  // An earlier assignment's code runs on the composite...
+  NEEDLE_CHECK_CLOSE(scaled_dot_product_attention(q, k, v).to_vector<double>(), want, 1e-5);
+  // ...and the tests that grade the kernel see the stub.
+  set_kernel_stub_fallback(false);
+  CHECK_THROWS_AS(scaled_dot_product_attention(q, k, v), NotImplemented);
+  set_kernel_stub_fallback(true);
+  unregister_kernel(kernel::kAttention, "cpu");  // KernelDisabled restores the real one
+}
