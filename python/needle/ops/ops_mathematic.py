@@ -8,7 +8,8 @@ _CLASSES = [
     "Sqrt", "Abs", "Erf", "GELU", "SiLU", "Maximum", "Where", "ArgMax", "Take", "ScatterAdd", "AsType", "ToDevice",
     "Transpose", "Permute", "Reshape", "BroadcastTo", "Summation", "Max", "MatMul", "Flip",
     "Dilate", "UnDilate", "Pad", "Concat", "GetItem", "SetItem", "Conv",
-    "ConvWeightGrad", "Im2Col", "ChannelSums", "ChannelAffine",
+    "ConvWeightGrad", "Im2Col", "ChannelSums", "ChannelAffine", "SoftmaxCrossEntropy",
+    "SoftmaxCrossEntropyGrad",
 ]
 _FUNCTIONS = [
     "add", "add_scalar", "subtract", "multiply", "mul_scalar", "power", "power_scalar",
@@ -17,7 +18,7 @@ _FUNCTIONS = [
     "transpose", "permute", "reshape", "broadcast_to", "summation", "mean", "matmul",
     "flip", "dilate", "undilate", "pad", "concat", "getitem", "setitem", "conv",
     "conv_input_grad", "conv_weight_grad", "im2col", "max_pool2d", "avg_pool2d", "upsample_nearest",
-    "channel_sums", "channel_affine", "batch_norm",
+    "channel_sums", "channel_affine", "batch_norm", "layer_norm", "softmax_cross_entropy", "softmax_cross_entropy_grad",
 ]
 # max and abs are ops.max / ops.abs only: `from needle.ops import *` must not shadow the
 # builtins in the importing module.
