@@ -1,8 +1,8 @@
 // Fused layer-normalization kernels (contracts in needle/kernels.h). Forward: per row, the
 // mean, the centred values (written to y), their mean square, then y = centred * rstd * w + b
 // in place: three passes over a row that stays in L1, and the row's mean and rstd saved for
-// the backward. Backward: per row, xhat and g = dy * w into per-thread scratch, two row sums,
-// then dx in one pass; dw and db accumulate per thread and are added up at the end (the
+// the backward. Backward: per row, one pass for the two row sums (of g = dy * w and of
+// g * xhat), one for dx; dw and db accumulate per thread and are added up at the end (the
 // composite runs some fifteen whole-array kernels for the same). Rows split over the CPU
 // team. Registered as the "cpu" kernels kernel::kLayerNorm and kLayerNormGrad.
 #include <cmath>
@@ -25,17 +25,32 @@ void layer_norm_typed(const View& xv, const View& wv, const View& bv, double eps
   if (rows == 0) return;
   parallel_row_ranges(threads_rows(rows, d, kParallelGrain / 8), rows,
                       [&](int64_t r0, int64_t r1, int64_t) {
+    const T* __restrict__ w_ = w;
+    const T* __restrict__ b_ = b;
     for (int64_t r = r0; r < r1; ++r) {
-      const T* xr = x + r * d;
-      T* yr = y + r * d;
+      const T* __restrict__ xr = x + r * d;
+      T* __restrict__ yr = y + r * d;
       const T mu = vec::sum(xr, d) / T(d);
       for (int64_t i = 0; i < d; ++i) yr[i] = xr[i] - mu;
       const T rs = T(1) / std::sqrt(vec::dot(yr, yr, d) / T(d) + T(eps));
-      for (int64_t i = 0; i < d; ++i) yr[i] = yr[i] * rs * w[i] + b[i];
+      for (int64_t i = 0; i < d; ++i) yr[i] = yr[i] * rs * w_[i] + b_[i];
       mean[r] = mu;
       rstd[r] = rs;
     }
   });
+}
+
+// One row's dx, and its share of dw and db, from the row's statistics and sums.
+template <class T>
+void grad_row(const T* __restrict__ x, const T* __restrict__ dy, const T* __restrict__ w,
+              T* __restrict__ dx, T* __restrict__ pdw, T* __restrict__ pdb, int64_t d, T mu,
+              T rs, T a, T bm, T shift, T coef) {
+  for (int64_t j = 0; j < d; ++j) {
+    const T xh = (x[j] - mu) * rs;
+    dx[j] = rs * (dy[j] * w[j] - a - xh * bm) + shift - coef * xh;
+    pdw[j] += dy[j] * xh;
+    pdb[j] += dy[j];
+  }
 }
 
 template <class T>
@@ -47,36 +62,50 @@ void layer_norm_grad_typed(const View& xv, const View& wv, const View& mv, const
   const T *dy = dyv.ptr<T>(), *dmean = dmv.ptr<T>(), *drstd = drv.ptr<T>();
   T *dx = dxv.ptr<T>(), *dw = dwv.ptr<T>(), *db = dbv.ptr<T>();
   const int nt = rows ? threads_rows(rows, d, kParallelGrain / 8) : 1;
-  // Per thread: xhat and g of the current row, then its partial dw and db.
-  std::vector<T> scratch(size_t(nt) * size_t(4 * d), T(0));
+  // Per thread: its partial dw and db.
+  std::vector<T> scratch(size_t(nt) * size_t(2 * d), T(0));
   const T inv_d = T(1) / T(d);
   if (rows)
     parallel_row_ranges(nt, rows, [&](int64_t r0, int64_t r1, int64_t t) {
-      T* xh = scratch.data() + t * 4 * d;
-      T* g = xh + d;
-      T* pdw = g + d;
-      T* pdb = pdw + d;
+      // Local copies of the captured pointers: through the capture (by reference) every
+      // store below could change them, and the loops would not vectorize.
+      const T* __restrict__ w_ = w;
+      T* __restrict__ pdw = scratch.data() + t * 2 * d;
+      T* __restrict__ pdb = pdw + d;
       for (int64_t r = r0; r < r1; ++r) {
-        const T *xr = x + r * d, *dyr = dy + r * d;
-        T* dxr = dx + r * d;
+        const T* __restrict__ xr = x + r * d;
+        const T* __restrict__ dyr = dy + r * d;
+        T* __restrict__ dxr = dx + r * d;
         const T mu = mean[r], rs = rstd[r];
-        for (int64_t i = 0; i < d; ++i) {
-          xh[i] = (xr[i] - mu) * rs;
-          g[i] = dyr[i] * w[i];
-          pdw[i] += dyr[i] * xh[i];
-          pdb[i] += dyr[i];
+        // sum(g) and sum(g * (x - mean)) in lanes, g = dy * w; then one pass for the rest.
+        T sg[vec::kLanes] = {}, sgx[vec::kLanes] = {};
+        int64_t i = 0;
+        for (; i + vec::kLanes <= d; i += vec::kLanes)
+          for (int64_t k = 0; k < vec::kLanes; ++k) {
+            const T g = dyr[i + k] * w_[i + k];
+            sg[k] += g;
+            sgx[k] += g * (xr[i + k] - mu);
+          }
+        T a = 0, bm = 0;
+        for (; i < d; ++i) {
+          a += dyr[i] * w_[i];
+          bm += dyr[i] * w_[i] * (xr[i] - mu);
         }
-        const T a = vec::sum(g, d) * inv_d, bm = vec::dot(g, xh, d) * inv_d;
+        for (int64_t k = 0; k < vec::kLanes; ++k) {
+          a += sg[k];
+          bm += sgx[k];
+        }
+        a *= inv_d;
+        bm *= rs * inv_d;
         const T shift = dmean[r] * inv_d, coef = drstd[r] * rs * rs * inv_d;
-        for (int64_t i = 0; i < d; ++i)
-          dxr[i] = rs * (g[i] - a - xh[i] * bm) + shift - coef * xh[i];
+        grad_row(xr, dyr, w_, dxr, pdw, pdb, d, mu, rs, a, bm, shift, coef);
       }
     });
   for (int64_t i = 0; i < d; ++i) {
     T sw = 0, sb = 0;
     for (int t = 0; t < nt; ++t) {
-      sw += scratch[size_t(t * 4 * d + 2 * d + i)];
-      sb += scratch[size_t(t * 4 * d + 3 * d + i)];
+      sw += scratch[size_t(t * 2 * d + i)];
+      sb += scratch[size_t(t * 2 * d + d + i)];
     }
     dw[i] = sw;
     db[i] = sb;

@@ -33,8 +33,8 @@ void softmax_typed(const View& xv, const View& ov) {
   for_rows(xv, [&](int64_t off, int64_t d) {
     const T* xr = x + off;
     T* orow = o + off;
-    const T s = vec::exp_shifted_into(xr, vec::row_shift(xr, d), orow, d);
-    for (int64_t i = 0; i < d; ++i) orow[i] = orow[i] / s;
+    const T inv = T(1) / vec::exp_shifted_into(xr, vec::row_shift(xr, d), orow, d);
+    for (int64_t i = 0; i < d; ++i) orow[i] *= inv;
   });
 }
 

@@ -102,36 +102,43 @@ T dot(const T* a, const T* b, int64_t n) {
   return s;
 }
 
-// The largest of a[0, n) (NaN propagates), raised to T's lowest finite value: the shift of
-// the softmax family (needle/ops/ops_reduce.h, shift_max), so that a row of all -inf shifts
-// by a finite number and gives nan (as PyTorch) rather than exp(-inf - -inf).
+// The largest of a[0, n) ignoring NaN, raised to T's lowest finite value: the shift of the
+// softmax family (needle/ops/ops_reduce.h, shift_max), so that a row of all -inf shifts by a
+// finite number and gives nan (as PyTorch) rather than exp(-inf - -inf). A NaN in the row
+// need not win here: its exp makes the row's sum, hence every result of the row, NaN, as
+// the composite's NaN shift does.
 template <class T>
 T row_shift(const T* a, int64_t n) {
   T acc[kLanes];
-  for (int64_t k = 0; k < kLanes; ++k) acc[k] = -std::numeric_limits<T>::infinity();
+  for (int64_t k = 0; k < kLanes; ++k) acc[k] = -std::numeric_limits<T>::max();
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
-    for (int64_t k = 0; k < kLanes; ++k) {
-      const T x = a[i + k];
-      acc[k] = (x > acc[k] || x != x) ? x : acc[k];
-    }
+    for (int64_t k = 0; k < kLanes; ++k) acc[k] = a[i + k] > acc[k] ? a[i + k] : acc[k];
   T m = -std::numeric_limits<T>::max();
-  for (; i < n; ++i) m = (a[i] > m || a[i] != a[i]) ? a[i] : m;
-  for (int64_t k = 0; k < kLanes; ++k) m = (acc[k] > m || acc[k] != acc[k]) ? acc[k] : m;
+  for (; i < n; ++i) m = a[i] > m ? a[i] : m;
+  for (int64_t k = 0; k < kLanes; ++k) m = acc[k] > m ? acc[k] : m;
   return m;
 }
 
-// o[0, n) = exp(a[0, n) - shift), returning their sum (o may alias a).
+// o[0, n) = exp(a[0, n) - shift), returning their sum (o may alias a): the vector exp of
+// the shifted chunk, then one pass that applies exp_into's floor, stores and sums.
 template <class T>
 T exp_shifted_into(const T* a, T shift, T* o, int64_t n) {
-  T t[kChunk];
-  T s = 0;
+  T e[kChunk];
+  constexpr T lo = exp_floor<T>();
+  T acc[kLanes] = {};
   for (int64_t c = 0; c < n; c += kChunk) {
     const int64_t m = std::min(kChunk, n - c);
-    for (int64_t i = 0; i < m; ++i) t[i] = a[c + i] - shift;
-    exp_into(t, o + c, m);
-    s += sum(o + c, m);
+    ArrayMap<T>(e, m) = (ConstArrayMap<T>(a + c, m) - shift).exp();
+    for (int64_t i = 0; i < m; ++i) e[i] = a[c + i] - shift < lo ? T(0) : e[i];
+    int64_t i = 0;
+    for (; i + kLanes <= m; i += kLanes)
+      for (int64_t k = 0; k < kLanes; ++k) acc[k] += e[i + k];
+    for (; i < m; ++i) acc[0] += e[i];
+    std::copy(e, e + m, o + c);
   }
+  T s = 0;
+  for (int64_t k = 0; k < kLanes; ++k) s += acc[k];
   return s;
 }
 
