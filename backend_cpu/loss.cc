@@ -70,8 +70,8 @@ void softmax_cross_entropy_grad_typed(const View& zv, const View& yv, const View
     T* dr = dz + r * c;
     // The softmax's shift (not lowered at +inf: a row holding +inf gives nan, as softmax).
     const T s = vec::exp_shifted_into(zr, vec::row_shift(zr, c), dr, c);
-    const T g = dloss[r];
-    for (int64_t j = 0; j < c; ++j) dr[j] = dr[j] / s * g;
+    const T g = dloss[r], scale = g / s;
+    for (int64_t j = 0; j < c; ++j) dr[j] *= scale;
     dr[y[r]] -= g;
   });
 }
