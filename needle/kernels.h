@@ -167,7 +167,9 @@ void register_kernel(const std::string& name, const std::string& device, std::ty
 AnyKernel find_kernel(const std::string& name, const std::string& device, std::type_index type);
 }  // namespace detail
 
-// Registers fn as kernel `name` of device `device`, replacing any earlier registration.
+// Registers fn as kernel `name` of device `device`, replacing any earlier registration;
+// a no-op for a name listed in the environment variable NEEDLE_KERNELS_OFF (comma-separated,
+// read once), which runs a whole program on the composites.
 template <class Fn>
 void register_kernel(const std::string& name, const std::string& device, Fn* fn) {
   detail::register_kernel(name, device, std::type_index(typeid(Fn)),

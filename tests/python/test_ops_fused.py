@@ -303,3 +303,18 @@ def test_module_list_and_dict():
     for m in blocks:
         x = m(x)
     assert x.shape == (2, 2)
+
+
+def test_kernels_off_environment_variable():
+    """NEEDLE_KERNELS_OFF keeps the listed kernels out of the registry for a whole process
+    (a C++ example graded on the composites, say); the ops still answer, composed."""
+    import os
+    import subprocess
+    import sys
+    code = ("import numpy as np, needle as ndl; from needle import _needle; "
+            "print(_needle.kernels.has('softmax', 'cpu'), _needle.kernels.has('layer_norm', 'cpu'), "
+            "float(ndl.softmax(ndl.Tensor(np.zeros((1, 4)))).numpy()[0, 0]))")
+    env = dict(os.environ, NEEDLE_KERNELS_OFF="softmax,,softmax_grad")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True", "0.25"]
