@@ -35,22 +35,13 @@ T sum_exp_shifted(const T* z, T shift, int64_t c) {
   return s;
 }
 
-template <class Row>
-void for_rows(int64_t rows, int64_t c, const Row& row) {
-  if (rows == 0) return;
-  parallel_row_ranges(threads_rows(rows, c, kParallelGrainHeavy), rows,
-                      [&](int64_t r0, int64_t r1, int64_t) {
-                        for (int64_t r = r0; r < r1; ++r) row(r);
-                      });
-}
-
 template <class T>
 void softmax_cross_entropy_typed(const View& zv, const View& yv, const View& lv) {
   const int64_t rows = zv.shape[0], c = zv.shape[1];
   const T* z = zv.ptr<T>();
   const int64_t* y = yv.ptr<int64_t>();
   T* loss = lv.ptr<T>();
-  for_rows(rows, c, [&](int64_t r) {
+  parallel_for_rows(rows, c, kParallelGrainHeavy, [&](int64_t r) {
     const T* zr = z + r * c;
     const T m = lse_shift(zr, c);
     loss[r] = (std::log(sum_exp_shifted(zr, m, c)) + m) - zr[y[r]];
@@ -65,7 +56,7 @@ void softmax_cross_entropy_grad_typed(const View& zv, const View& yv, const View
   const int64_t* y = yv.ptr<int64_t>();
   const T* dloss = dlv.ptr<T>();
   T* dz = dzv.ptr<T>();
-  for_rows(rows, c, [&](int64_t r) {
+  parallel_for_rows(rows, c, kParallelGrainHeavy, [&](int64_t r) {
     const T* zr = z + r * c;
     T* dr = dz + r * c;
     // The softmax's shift (not lowered at +inf: a row holding +inf gives nan, as softmax).

@@ -14,16 +14,12 @@ namespace needle::cpu {
 
 namespace {
 
-// Runs row(pointer offset of the row) for every row of a (R, D) problem: exp per element,
-// so threads pay off at the heavy grain.
+// Runs row(offset of the row, D) for every row of a (R, D) problem: an exp per element, so
+// threads pay off at the heavy grain.
 template <class Row>
 void for_rows(const View& v, const Row& row) {
   const int64_t d = v.shape.back(), rows = d ? v.size() / d : 0;
-  if (rows == 0) return;
-  parallel_row_ranges(threads_rows(rows, d, kParallelGrainHeavy), rows,
-                      [&](int64_t r0, int64_t r1, int64_t) {
-                        for (int64_t r = r0; r < r1; ++r) row(r * d, d);
-                      });
+  parallel_for_rows(rows, d, kParallelGrainHeavy, [&](int64_t r) { row(r * d, d); });
 }
 
 template <class T>

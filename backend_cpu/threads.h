@@ -83,5 +83,15 @@ void parallel_row_ranges(int nt, int64_t rows, const Body& body) {
     body(part_begin(rows, t, team), part_begin(rows, t + 1, team), t);
   });
 }
+// Runs row(r) for every r in [0, rows) on the CPU team: rows of row_work elements each,
+// of per-element cost `grain` says (kParallelGrainHeavy for an exp per element).
+template <class Row>
+void parallel_for_rows(int64_t rows, int64_t row_work, int64_t grain, const Row& row) {
+  if (rows <= 0) return;
+  parallel_row_ranges(threads_rows(rows, row_work, grain), rows,
+                      [&](int64_t r0, int64_t r1, int64_t) {
+                        for (int64_t r = r0; r < r1; ++r) row(r);
+                      });
+}
 
 }  // namespace needle::cpu
