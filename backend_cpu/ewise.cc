@@ -15,6 +15,7 @@
 
 #include "backend_cpu/kernels.h"
 #include "backend_cpu/strided.h"
+#include "backend_cpu/vecmath.h"
 #include "needle/kernel_math.h"
 
 #ifdef __AVX__
@@ -181,13 +182,9 @@ struct SqrtPowFn {  // x ** 0.5: unlike sqrt, (-0) ** 0.5 == +0 and (-inf) ** 0.
 
 // --- Vectorized math on contiguous rows: Eigen's packet math, or AVX intrinsics ---
 
-template <class T>
-using ArrayMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
-template <class T>
-using ConstArrayMap = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
-
-// Rows are processed in chunks through a stack buffer, so that `o` may alias an input.
-constexpr int64_t kChunk = 256;
+using vec::ArrayMap;
+using vec::ConstArrayMap;
+using vec::kChunk;  // rows go through stack buffers of this many, so `o` may alias an input
 
 // Correctly rounded square root, 8 (4) lanes at a time. (Eigen's float sqrt under
 // EIGEN_FAST_MATH is an approximation that turns +inf into NaN; std::sqrt does not vectorize
@@ -203,20 +200,6 @@ void sqrt_contiguous(const T* a, T* o, int64_t n) {
   }
 #endif
   for (; i < n; ++i) o[i] = std::sqrt(a[i]);
-}
-
-// sigmoid from e = exp(-|x|): 1 / (1 + e) for x >= 0, e / (1 + e) below; never overflows.
-template <class T>
-void sigmoid_contiguous(const T* a, T* o, int64_t n) {
-  T e[kChunk];
-  for (int64_t c = 0; c < n; c += kChunk) {
-    const int64_t m = std::min(kChunk, n - c);
-    ArrayMap<T>(e, m) = (-ConstArrayMap<T>(a + c, m).abs()).exp();
-    for (int64_t i = 0; i < m; ++i) {  // a select of plain values only: this vectorizes
-      const T ei = e[i];
-      o[c + i] = (a[c + i] >= 0 ? T(1) : ei) / (T(1) + ei);
-    }
-  }
 }
 
 // x ** 0.5 on a contiguous run: the vector sqrt, then the two IEEE differences from sqrt.
@@ -243,19 +226,15 @@ bool unary_vectorized(const T* a, T* o, int64_t n) {
   } else if constexpr (Op == UnaryOp::sqrt) {
     sqrt_contiguous(a, o, n);
   } else if constexpr (Op == UnaryOp::exp) {
-    // Eigen clamps the argument at the bottom of the normal range, so exp(-inf) would be
-    // ~1e-39 (float) instead of 0; below that point the exact result is below the smallest
-    // normal number, so 0 is as close as the clamp and keeps exp(-inf) == 0.
-    const T lo = is_float ? T(-87.3) : T(-708.3);
-    ArrayMap<T>(o, n) = (ConstArrayMap<T>(a, n) < lo).select(T(0), ConstArrayMap<T>(a, n).exp());
+    vec::exp_into(a, o, n);  // exp(-inf) == 0 (see vecmath.h)
   } else if constexpr (Op == UnaryOp::log) {
     ArrayMap<T>(o, n) = ConstArrayMap<T>(a, n).log();
   } else if constexpr (Op == UnaryOp::tanh && is_float) {
-    ArrayMap<T>(o, n) = ConstArrayMap<T>(a, n).tanh();
+    vec::tanh_into(a, o, n);
   } else if constexpr (Op == UnaryOp::erf && is_float) {
     ArrayMap<T>(o, n) = ConstArrayMap<T>(a, n).erf();
   } else if constexpr (Op == UnaryOp::sigmoid) {
-    sigmoid_contiguous(a, o, n);
+    vec::sigmoid_into(a, o, n);
   } else {
     return false;
   }

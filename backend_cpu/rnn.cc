@@ -2,51 +2,25 @@
 // one cell step each in a single pass over the (B, 4H) gates, where the composite runs a
 // dozen element-wise kernels and allocates as many temporaries. Each row is cut into chunks
 // of kChunk columns; per chunk the transcendentals (the gate sigmoids and tanhs) go through
-// Eigen's vector math, as the element-wise kernels' contiguous paths do (backend_cpu/ewise.cc,
-// with the same sigmoid formula, so the results match the composite's), and the
+// the shared vector math of backend_cpu/vecmath.h, as the element-wise kernels' contiguous
+// paths do (so the results match the composite's), and the
 // arithmetic is plain loops the compiler vectorizes. Rows split over the CPU team.
 // Registered as the "cpu" kernels kernel::kLstmCell and kLstmCellGrad.
-#include <Eigen/Core>
 #include <algorithm>
-#include <cmath>
-#include <type_traits>
 
 #include "backend_cpu/threads.h"
+#include "backend_cpu/vecmath.h"
 #include "needle/kernels.h"
 
 namespace needle::cpu {
 
 namespace {
 
-template <class T>
-using ArrayMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
-template <class T>
-using ConstArrayMap = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+using vec::sigmoid_into;
+using vec::tanh_into;
 
 // Columns per chunk: the chunk's temporaries (ten arrays) stay in L1.
 constexpr int64_t kChunk = 256;
-
-// o[0, n) = sigmoid(a[0, n)), from e = exp(-|a|): 1 / (1 + e) for a >= 0, e / (1 + e)
-// below, so no exp overflows (the sigmoid of the element-wise kernels).
-template <class T>
-void sigmoid_into(const T* a, T* o, int64_t n) {
-  ArrayMap<T>(o, n) = (-ConstArrayMap<T>(a, n).abs()).exp();
-  for (int64_t i = 0; i < n; ++i) {
-    const T e = o[i];
-    o[i] = (a[i] >= 0 ? T(1) : e) / (T(1) + e);
-  }
-}
-
-// o[0, n) = tanh(a[0, n)): Eigen's vector tanh for float; std::tanh for double, whose
-// Eigen version is not vectorized (as in the element-wise tanh).
-template <class T>
-void tanh_into(const T* a, T* o, int64_t n) {
-  if constexpr (std::is_same_v<T, float>) {
-    ArrayMap<T>(o, n) = ConstArrayMap<T>(a, n).tanh();
-  } else {
-    for (int64_t i = 0; i < n; ++i) o[i] = std::tanh(a[i]);
-  }
-}
 
 // The activations of columns [j, j + n) of one gates row (4H wide): i, f, g, o, and
 // c_new = f * c_prev + i * g with t = tanh(c_new).

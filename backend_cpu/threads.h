@@ -7,6 +7,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <exception>
 
@@ -68,6 +69,29 @@ class ScopedBlasThreads {
 // The t-th of `team` near-equal parts of [0, total).
 inline int64_t part_begin(int64_t total, int64_t t, int64_t team) {
   return total * t / team;
+}
+
+// Runs body(first, last, t) over near-equal ranges of [0, rows) on the CPU team, t the
+// thread's index in [0, nt) and nt = threads_rows(rows, row_work, grain): the row kernels
+// (softmax, layer norm, losses), where row_work is the cost of one row in elements.
+inline int threads_rows(int64_t rows, int64_t row_work, int64_t grain) {
+  return int(std::max<int64_t>(1, std::min<int64_t>(threads_for(rows * row_work, grain), rows)));
+}
+template <class Body>
+void parallel_row_ranges(int nt, int64_t rows, const Body& body) {
+  parallel(nt, [&](int64_t t, int64_t team) {
+    body(part_begin(rows, t, team), part_begin(rows, t + 1, team), t);
+  });
+}
+// Runs row(r) for every r in [0, rows) on the CPU team: rows of row_work elements each,
+// of per-element cost `grain` says (kParallelGrainHeavy for an exp per element).
+template <class Row>
+void parallel_for_rows(int64_t rows, int64_t row_work, int64_t grain, const Row& row) {
+  if (rows <= 0) return;
+  parallel_row_ranges(threads_rows(rows, row_work, grain), rows,
+                      [&](int64_t r0, int64_t r1, int64_t) {
+                        for (int64_t r = r0; r < r1; ++r) row(r);
+                      });
 }
 
 }  // namespace needle::cpu

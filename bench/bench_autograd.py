@@ -5,7 +5,11 @@
 Cases (float32):
   * per-op overhead from Python: 10,000 x (a + b) on (16, 16) tensors with requires_grad;
   * a 2-layer MLP (784-512-10, batch 128, softmax loss): forward + backward;
-  * conv forward + backward: (32, 32, 32, 64) NHWC input, 3x3 kernel, 64 out channels.
+  * conv forward + backward: (32, 32, 32, 64) NHWC input, 3x3 kernel, 64 out channels;
+  * the fused row ops, forward + backward, each also with its kernels off (the composite
+    the op runs on a device without them): layer_norm (4096, 512), softmax (4096, 1024)
+    and nn.SoftmaxLoss on (700, 10000) logits; "fused / composite" lines give the
+    same-run speedups.
 PyTorch runs at 1 and at 2 threads and the better time is its score; needle runs at its
 default thread count in a child process that never imports PyTorch (the two share OpenBLAS
 and OpenMP's runtime, which couples their timings in one process). The two sides alternate
@@ -108,12 +112,104 @@ def conv(shape=(32, 32, 32, 64), k=3, cout=64):
     return needle_fn, torch_fn
 
 
+def _maybe_composite(fn, kernels, composite):
+    """fn, or fn run with the fused `kernels` off on the CPU (the op's composite path)."""
+    if not composite:
+        return fn
+    from needle import _needle
+
+    def off():
+        with _needle.kernels.disabled(*kernels, device="cpu"):
+            fn()
+
+    return off
+
+
+LN_KERNELS = ("layer_norm", "layer_norm_grad")
+SOFTMAX_KERNELS = ("softmax", "softmax_grad")
+SCE_KERNELS = ("softmax_cross_entropy", "softmax_cross_entropy_grad")
+
+
+def layer_norm(shape=(4096, 512), composite=False):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w, b = rng.standard_normal(shape[-1:]).astype(np.float32), np.zeros(shape[-1:], np.float32)
+    c = rng.standard_normal(shape).astype(np.float32)
+    X, W, B, C = ndl.Tensor(x), ndl.Tensor(w), ndl.Tensor(b), ndl.Tensor(c, requires_grad=False)
+
+    def needle_fn():
+        X.grad = W.grad = B.grad = None
+        (ndl.layer_norm(X, W, B) * C).sum().backward()
+
+    if torch is None:
+        return _maybe_composite(needle_fn, LN_KERNELS, composite), None
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    tc = torch.tensor(c)
+
+    def torch_fn():
+        tx.grad = tw.grad = tb.grad = None
+        (torch.nn.functional.layer_norm(tx, shape[-1:], tw, tb) * tc).sum().backward()
+
+    return _maybe_composite(needle_fn, LN_KERNELS, composite), torch_fn
+
+
+def softmax(shape=(4096, 1024), composite=False):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    c = rng.standard_normal(shape).astype(np.float32)
+    X, C = ndl.Tensor(x), ndl.Tensor(c, requires_grad=False)
+
+    def needle_fn():
+        X.grad = None
+        (ndl.softmax(X) * C).sum().backward()
+
+    if torch is None:
+        return _maybe_composite(needle_fn, SOFTMAX_KERNELS, composite), None
+    tx, tc = torch.tensor(x, requires_grad=True), torch.tensor(c)
+
+    def torch_fn():
+        tx.grad = None
+        (torch.softmax(tx, -1) * tc).sum().backward()
+
+    return _maybe_composite(needle_fn, SOFTMAX_KERNELS, composite), torch_fn
+
+
+def softmax_loss(batch=700, classes=10000, composite=False):
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((batch, classes)).astype(np.float32)
+    y = rng.integers(0, classes, batch)
+    Z, Y = ndl.Tensor(z), ndl.Tensor(y, requires_grad=False)
+    loss_fn = ndl.nn.SoftmaxLoss()
+
+    def needle_fn():
+        Z.grad = None
+        loss_fn(Z, Y).backward()
+
+    if torch is None:
+        return _maybe_composite(needle_fn, SCE_KERNELS, composite), None
+    tz, ty = torch.tensor(z, requires_grad=True), torch.tensor(y)
+
+    def torch_fn():
+        tz.grad = None
+        torch.nn.functional.cross_entropy(tz, ty).backward()
+
+    return _maybe_composite(needle_fn, SCE_KERNELS, composite), torch_fn
+
+
 CASES = [
     ("10,000 x (a + b), (16,16), requires_grad", lambda: per_op_overhead()),
     ("MLP 784-512-10, batch 128, fwd + bwd", lambda: mlp()),
     ("conv (32,32,32,64) 3x3 -> 64, fwd + bwd", lambda: conv()),
+    ("layer_norm (4096, 512), fwd + bwd", lambda: layer_norm()),
+    ("layer_norm, composite (kernels off)", lambda: layer_norm(composite=True)),
+    ("softmax (4096, 1024), fwd + bwd", lambda: softmax()),
+    ("softmax, composite (kernels off)", lambda: softmax(composite=True)),
+    ("SoftmaxLoss (700, 10000), fwd + bwd", lambda: softmax_loss()),
+    ("SoftmaxLoss, composite (kernels off)", lambda: softmax_loss(composite=True)),
 ]
+# (fused case, its composite): printed as the same-run speedup of the fused kernels.
+SPEEDUPS = [(CASES[3][0], CASES[4][0]), (CASES[5][0], CASES[6][0]), (CASES[7][0], CASES[8][0])]
 
 
 if __name__ == "__main__":
-    compare(__file__, CASES, torch)
+    compare(__file__, CASES, torch, speedups=SPEEDUPS)

@@ -87,12 +87,13 @@ def torch_times(torch, cases, kw):
     return results
 
 
-def compare(script, cases, torch, rates=None):
+def compare(script, cases, torch, rates=None, speedups=()):
     """The main of a side-by-side benchmark. `cases`: (name, make) with make() -> (needle_fn,
     torch_fn). In the child (`--needle-only`) prints needle's times as JSON; otherwise
     alternates needle (child) and PyTorch (1 and 2 threads, the better counts) for three
     rounds, each keeping its best, and prints ms and needle / torch. `rates` maps a case
-    name to (work per call, unit) to print a rate such as GFLOP/s beside the times."""
+    name to (work per call, unit) to print a rate such as GFLOP/s beside the times;
+    `speedups` lists (case, other case) pairs printed as other / case, needle's own speedup."""
     quick = "--quick" in sys.argv
     kw = dict(repeat=3, min_time=0.3) if quick else dict(repeat=5, min_time=1.5)
     if "--needle-only" in sys.argv:
@@ -119,6 +120,10 @@ def compare(script, cases, torch, rates=None):
             work, unit = rates[name]
             print(f"{'':<50} {work / t_needle:>10.1f} {work / t_torch:>10.1f}  {unit} "
                   f"({t_torch / t_needle:.2f}x)")
+    times = {name: t for (name, _), t in zip(cases, best_needle)}
+    for fast, slow in speedups:
+        print(f"needle {fast.strip()}: fused / composite = {times[fast] / times[slow]:.2f} "
+              f"({times[slow] / times[fast]:.1f}x faster)")
     print(steal.report())
 
 

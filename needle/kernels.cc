@@ -3,8 +3,11 @@
 #include "needle/kernels.h"
 
 #include <atomic>
+#include <cstdlib>
 #include <map>
 #include <mutex>
+#include <set>
+#include <sstream>
 
 namespace needle {
 
@@ -22,12 +25,28 @@ Registry& registry() {
   static Registry r;
   return r;
 }
+
+// The kernel names listed in NEEDLE_KERNELS_OFF (comma-separated), read once: they are never
+// registered, on any device, so a whole program (a C++ example, say) runs the composites.
+const std::set<std::string>& kernels_off() {
+  static const std::set<std::string> off = [] {
+    std::set<std::string> names;
+    if (const char* env = std::getenv("NEEDLE_KERNELS_OFF")) {
+      std::stringstream list(env);
+      for (std::string name; std::getline(list, name, ',');)
+        if (!name.empty()) names.insert(name);
+    }
+    return names;
+  }();
+  return off;
+}
 }  // namespace
 
 namespace detail {
 
 void register_kernel(const std::string& name, const std::string& device, std::type_index type,
                      AnyKernel fn) {
+  if (kernels_off().count(name)) return;
   auto& r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);
   r.kernels.insert_or_assign({name, device}, Entry{type, fn});

@@ -140,6 +140,49 @@ NEEDLE_HD inline bool attention_keep(uint64_t seed, uint64_t index, uint32_t thr
 inline uint32_t attention_dropout_threshold(double dropout) {
   return uint32_t(dropout * double(1 << 24) + 0.5);
 }
+// Softmax over the last axis of a contiguous (R, D) array, row by row, with the shift of
+// the composite (needle/ops/ops_reduce.h, shift_max): the row max, raised to the dtype's
+// lowest finite value, so a row of all -inf or one holding +inf gives nan as in PyTorch.
+// Softmax: out = exp(x - m) / sum(exp(x - m)). LogSoftmax (same type, kLogSoftmax):
+// out = (x - m) - log(sum(exp(x - m))). x and out (R, D), contiguous, one float dtype.
+using Softmax = void(const View& x, const View& out);
+inline constexpr const char* kSoftmax = "softmax";
+inline constexpr const char* kLogSoftmax = "logsoftmax";
+// Their backward from the forward's output y and its adjoint dy, row by row:
+// softmax_grad: dx = y * (dy - sum(dy * y)); logsoftmax_grad: dx = dy - exp(y) * sum(dy).
+// y, dy and dx (R, D), contiguous, one float dtype.
+using SoftmaxGrad = void(const View& y, const View& dy, const View& dx);
+inline constexpr const char* kSoftmaxGrad = "softmax_grad";
+inline constexpr const char* kLogSoftmaxGrad = "logsoftmax_grad";
+
+// Layer normalization over the last axis of a contiguous (R, D) array, for the layer_norm op
+// (needle/ops/ops_norm.h): per row, mean = sum(x) / D, var = sum((x - mean)^2) / D (two
+// passes), rstd = 1 / sqrt(var + eps), y = (x - mean) * rstd * w + b. x and y (R, D); w, b
+// (D,); mean and rstd (R,) (the op shapes them (..., 1)); one float dtype, contiguous.
+using LayerNorm = void(const View& x, const View& w, const View& b, double eps, const View& y,
+                       const View& mean, const View& rstd);
+inline constexpr const char* kLayerNorm = "layer_norm";
+// Its backward from the saved mean and rstd: with xhat = (x - mean) * rstd and g = dy * w,
+//   dx = rstd * (g - mean_D(g) - xhat * mean_D(g * xhat)) + dmean / D - drstd * rstd^2 * xhat / D
+//   dw = sum over rows of dy * xhat,  db = sum over rows of dy,
+// where dmean and drstd (R,) are the adjoints of the saved statistics (zeros unless a caller
+// used them). Shapes as in LayerNorm; dx (R, D), dw and db (D,).
+using LayerNormGrad = void(const View& x, const View& w, const View& mean, const View& rstd,
+                           const View& dy, const View& dmean, const View& drstd, const View& dx,
+                           const View& dw, const View& db);
+inline constexpr const char* kLayerNormGrad = "layer_norm_grad";
+
+// Softmax cross-entropy of logits (N, C) against labels (N,) int64 in [0, C) (the op checked
+// them), for the softmax_cross_entropy op (needle/ops/ops_loss.h): loss (N,), row i's
+// logsumexp minus logits[i, labels[i]], the logsumexp shifted as Softmax shifts. Contiguous;
+// logits and loss of one float dtype.
+using SoftmaxCrossEntropy = void(const View& logits, const View& labels, const View& loss);
+inline constexpr const char* kSoftmaxCrossEntropy = "softmax_cross_entropy";
+// Its backward, recomputing the softmax: dlogits[i, j] = (softmax(logits)[i, j] -
+// (j == labels[i])) * dloss[i]; dloss (N,) and dlogits (N, C) of the logits' dtype.
+using SoftmaxCrossEntropyGrad = void(const View& logits, const View& labels, const View& dloss,
+                                     const View& dlogits);
+inline constexpr const char* kSoftmaxCrossEntropyGrad = "softmax_cross_entropy_grad";
 
 // The scalars of one Adam step: bias_correction1 = 1 - beta1^t, bias_correction2 = 1 - beta2^t.
 struct AdamScalars {
@@ -171,7 +214,9 @@ void register_kernel(const std::string& name, const std::string& device, std::ty
 AnyKernel find_kernel(const std::string& name, const std::string& device, std::type_index type);
 }  // namespace detail
 
-// Registers fn as kernel `name` of device `device`, replacing any earlier registration.
+// Registers fn as kernel `name` of device `device`, replacing any earlier registration;
+// a no-op for a name listed in the environment variable NEEDLE_KERNELS_OFF (comma-separated,
+// read once), which runs a whole program on the composites.
 template <class Fn>
 void register_kernel(const std::string& name, const std::string& device, Fn* fn) {
   detail::register_kernel(name, device, std::type_index(typeid(Fn)),

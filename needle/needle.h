@@ -15,6 +15,7 @@
 #include "needle/ops/ops_elementwise.h"
 #include "needle/ops/ops_index.h"
 #include "needle/ops/ops_linalg.h"
+#include "needle/ops/ops_loss.h"
 #include "needle/ops/ops_nn.h"
 #include "needle/ops/ops_norm.h"
 #include "needle/ops/ops_optim.h"

@@ -293,13 +293,34 @@ std::vector<Tensor> Erf::gradient(const Tensor& out_grad, const Tensor& node) co
   return {out_grad * exp(-(a * a)) * k2InvSqrtPi};
 }
 
+namespace {
+bool gelu_uses_tanh(const std::string& approximate) {
+  if (approximate != "none" && approximate != "tanh")
+    fail<ValueError>("[gelu] approximate must be 'none' or 'tanh', got '", approximate, "'");
+  return approximate == "tanh";
+}
+constexpr double kSqrt2OverPi = 0.79788456080286535588;  // sqrt(2 / pi)
+constexpr double kGeluCubic = 0.044715;
+}  // namespace
+
+GELU::GELU(const std::string& approximate) : tanh_approx(gelu_uses_tanh(approximate)) {}
+
 NDArray GELU::compute(const Args& args) const {
   const NDArray& a = args[0];
+  if (tanh_approx) return a * (((a * a * kGeluCubic + 1.0) * a * kSqrt2OverPi).tanh() + 1.0) * 0.5;
   return a * ((a * kSqrt1_2).unary(UnaryOp::erf) + 1.0) * 0.5;
 }
 std::vector<Tensor> GELU::gradient(const Tensor& out_grad, const Tensor& node) const {
-  // d/dx x*Phi(x) = Phi(x) + x*phi(x)
   Tensor a = node.input(0);
+  if (tanh_approx) {
+    // y = 0.5 x (1 + t), t = tanh(u), u = k (x + c x^3):
+    // dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2)
+    Tensor a2 = a * a;
+    Tensor t = tanh((a2 * kGeluCubic + 1.0) * a * kSqrt2OverPi);
+    Tensor du = (a2 * (3.0 * kGeluCubic) + 1.0) * kSqrt2OverPi;
+    return {out_grad * ((t + 1.0) * 0.5 + a * (1.0 - t * t) * du * 0.5)};
+  }
+  // d/dx x*Phi(x) = Phi(x) + x*phi(x)
   Tensor cdf = (erf(a * kSqrt1_2) + 1.0) * 0.5;
   Tensor pdf = exp(a * a * -0.5) * kInvSqrt2Pi;
   return {out_grad * (cdf + a * pdf)};
@@ -407,8 +428,10 @@ Tensor abs(const Tensor& a) {
 Tensor erf(const Tensor& a) {
   return apply_op(instance<Erf>(), {a.node()});
 }
-Tensor gelu(const Tensor& a) {
-  return apply_op(instance<GELU>(), {a.node()});
+Tensor gelu(const Tensor& a, const std::string& approximate) {
+  static const OpPtr exact = std::make_shared<GELU>("none");
+  static const OpPtr approx = std::make_shared<GELU>("tanh");
+  return apply_op(gelu_uses_tanh(approximate) ? approx : exact, {a.node()});
 }
 Tensor silu(const Tensor& a) {
   return apply_op(instance<SiLU>(), {a.node()});

@@ -77,8 +77,18 @@ NEEDLE_DECLARE_UNARY_OP(Sigmoid, "sigmoid")
 NEEDLE_DECLARE_UNARY_OP(Sqrt, "sqrt")
 NEEDLE_DECLARE_UNARY_OP(Abs, "abs")
 NEEDLE_DECLARE_UNARY_OP(Erf, "erf")
-NEEDLE_DECLARE_UNARY_OP(GELU, "gelu")  // exact: x * Phi(x)
 NEEDLE_DECLARE_UNARY_OP(SiLU, "silu")  // x * sigmoid(x)
+
+// GELU: approximate "none" is the exact x * Phi(x); "tanh" is PyTorch's approximation
+// 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), with that formula's exact gradient.
+class GELU final : public TensorOp {
+ public:
+  explicit GELU(const std::string& approximate = "none");
+  int arity() const override { return 1; }
+  NEEDLE_DECLARE_OP_BODY("gelu")
+  std::string approximate() const { return tanh_approx ? "tanh" : "none"; }
+  const bool tanh_approx;
+};
 
 // where(condition, a, b): a where condition (any dtype) is nonzero, else b. The condition gets no
 // gradient. All three are broadcast together.
@@ -130,7 +140,7 @@ Tensor sigmoid(const Tensor& a);
 Tensor sqrt(const Tensor& a);
 Tensor abs(const Tensor& a);
 Tensor erf(const Tensor& a);
-Tensor gelu(const Tensor& a);
+Tensor gelu(const Tensor& a, const std::string& approximate = "none");
 Tensor silu(const Tensor& a);
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b);
 Tensor astype(const Tensor& a, DType dtype);

@@ -1,10 +1,12 @@
-// Per-channel sums and affine maps, and batch normalization built from them (ops_norm.h).
+// Per-channel sums and affine maps, batch normalization built from them, and layer
+// normalization with its adjoint (ops_norm.h).
 #include "needle/ops/ops_norm.h"
 
 #include <optional>
 
 #include "needle/kernels.h"
 #include "needle/ops/ops_elementwise.h"
+#include "needle/ops/ops_reduce.h"
 #include "needle/ops/ops_shape.h"
 
 namespace needle {
@@ -179,6 +181,171 @@ std::tuple<Tensor, Tensor, Tensor> batch_norm(const Tensor& x, const Tensor& wei
   Tensor shift = bias - astype(mean, x.dtype()) * scale;
   return {channel_affine(x, scale, shift), astype(mean, x.dtype()).detach(),
           astype(var, x.dtype()).detach()};
+}
+
+// --- Layer normalization ---
+
+namespace {
+
+void check_same(const char* op, const char* what, const NDArray& a, const NDArray& x,
+                const Shape& shape) {
+  if (a.dtype() != x.dtype())
+    fail<TypeError>("[", op, "] ", what, " of dtype ", dtype_name(a.dtype()), " and x of dtype ",
+                    dtype_name(x.dtype()), " differ");
+  if (&a.device() != &x.device())
+    fail<RuntimeError>("[", op, "] inputs are on different devices: ", x.device().name(), " and ",
+                       a.device().name());
+  if (a.shape() != shape)
+    fail<ValueError>("[", op, "] x of shape ", shape_str(x.shape()), " needs ", what,
+                     " of shape ", shape_str(shape), ", got shape ", shape_str(a.shape()));
+}
+
+// Checks x (..., D) of a float dtype and a (D,) weight; returns D.
+int64_t check_layer_norm(const char* op, const NDArray& x, const NDArray& w) {
+  if (x.ndim() < 1)
+    fail<ValueError>("[", op, "] normalizes the last axis: x must have rank >= 1, got a 0-d array");
+  check_float(op, x.dtype());
+  const int64_t d = x.shape().back();
+  check_same(op, "weight", w, x, {d});
+  return d;
+}
+
+// x's shape with the last axis 1: the shape of the saved mean and rstd.
+Shape stats_shape(const Shape& s) {
+  Shape out = s;
+  out.back() = 1;
+  return out;
+}
+
+// (rows, D) views of compact copies, what the kernels read.
+NDArray rows_of(const NDArray& a, int64_t d) {
+  return a.compact().reshape({d ? a.size() / d : 0, d});
+}
+
+Tensor item(const Value& v, int64_t i) {
+  return v.tuple()[i];
+}
+
+Tensor input_tensor(const Value& node, size_t i) {
+  return Value(node.node()->inputs()[i]).tensor();
+}
+
+}  // namespace
+
+std::vector<NDArray> LayerNorm::compute_tuple(const Args& args) const {
+  const NDArray &x = args[0], &w = args[1], &b = args[2];
+  const int64_t d = check_layer_norm("layer_norm", x, w);
+  check_same("layer_norm", "bias", b, x, {d});
+  const Shape st = stats_shape(x.shape());
+  if (auto* fused = find_kernel<kernel::LayerNorm>(kernel::kLayerNorm, x.device());
+      fused && x.size()) {
+    NDArray y = NDArray::empty(x.shape(), x.dtype(), x.device());
+    NDArray mean = NDArray::empty(st, x.dtype(), x.device());
+    NDArray rstd = NDArray::empty(st, x.dtype(), x.device());
+    const int64_t rows = x.size() / d;
+    fused(rows_of(x, d).view(), w.compact().view(), b.compact().view(), eps,
+          y.reshape({rows, d}).view(), mean.reshape({rows}).view(), rstd.reshape({rows}).view());
+    return {y, mean, rstd};
+  }
+  const Axes last{x.ndim() - 1};
+  NDArray mean = x.sum(last, true) / double(d);
+  NDArray xc = x - mean;
+  NDArray rstd = 1.0 / ((xc * xc).sum(last, true) / double(d) + eps).sqrt();
+  return {xc * rstd * w + b, mean, rstd};
+}
+
+std::vector<Value> LayerNorm::gradient_values(const Value& out_grad, const Value& node) const {
+  // The adjoints of (y, mean, rstd): an output the consumer did not use arrives as zeros.
+  const auto& inputs = node.node()->inputs();
+  TensorTuple grads = layer_norm_grad(input_tensor(node, 0), input_tensor(node, 1), item(node, 1),
+                                      item(node, 2), item(out_grad, 0), item(out_grad, 1),
+                                      item(out_grad, 2));
+  std::vector<Value> out(3);
+  for (size_t i = 0; i < 3; ++i)
+    if (inputs[i]->requires_grad()) out[i] = grads[int64_t(i)];
+  return out;
+}
+
+std::vector<NDArray> LayerNormGrad::compute_tuple(const Args& args) const {
+  const NDArray &x = args[0], &w = args[1], &mean = args[2], &rstd = args[3];
+  const NDArray &dy = args[4], &dmean = args[5], &drstd = args[6];
+  const int64_t d = check_layer_norm("layer_norm_grad", x, w);
+  const Shape st = stats_shape(x.shape());
+  check_same("layer_norm_grad", "mean", mean, x, st);
+  check_same("layer_norm_grad", "rstd", rstd, x, st);
+  check_same("layer_norm_grad", "dy", dy, x, x.shape());
+  check_same("layer_norm_grad", "dmean", dmean, x, st);
+  check_same("layer_norm_grad", "drstd", drstd, x, st);
+  if (auto* fused = find_kernel<kernel::LayerNormGrad>(kernel::kLayerNormGrad, x.device());
+      fused && x.size()) {
+    const int64_t rows = x.size() / d;
+    NDArray dx = NDArray::empty(x.shape(), x.dtype(), x.device());
+    NDArray dw = NDArray::empty({d}, x.dtype(), x.device());
+    NDArray db = NDArray::empty({d}, x.dtype(), x.device());
+    auto vec = [&](const NDArray& a) { return a.compact().reshape({rows}); };
+    fused(rows_of(x, d).view(), w.compact().view(), vec(mean).view(), vec(rstd).view(),
+          rows_of(dy, d).view(), vec(dmean).view(), vec(drstd).view(),
+          dx.reshape({rows, d}).view(), dw.view(), db.view());
+    return {dx, dw, db};
+  }
+  const Axes last{x.ndim() - 1};
+  Axes batch;
+  for (int64_t i = 0; i + 1 < x.ndim(); ++i) batch.push_back(i);
+  auto over_rows = [&](const NDArray& a) { return batch.empty() ? a : a.sum(batch); };
+  const NDArray xh = (x - mean) * rstd;
+  const NDArray g = dy * w;
+  const NDArray a = g.sum(last, true) / double(d), bm = (g * xh).sum(last, true) / double(d);
+  NDArray dx = rstd * (g - a - xh * bm) + dmean / double(d) - drstd * rstd * rstd * xh / double(d);
+  return {dx, over_rows(dy * xh), over_rows(dy)};
+}
+
+std::vector<Value> LayerNormGrad::gradient_values(const Value& out_grad, const Value& node) const {
+  // The first-order map contracted with the cotangent (ux, uw, ub) of (dx, dw, db), with
+  // xh = (x - m) r, g = dy w, A = mean(g), B = mean(g xh) per row, Sux = sum(ux) and
+  // Suxh = sum(ux xh):
+  //   L = r (sum(ux g) - A Sux - B Suxh) + dmean Sux / D - drstd r^2 Suxh / D
+  //       + sum(uw dy xh) + sum(ub dy),
+  // summed over rows. H = dL/dxh (at fixed m, r) carries x, m and r's share through xh.
+  const auto& inputs = node.node()->inputs();
+  Tensor x = input_tensor(node, 0), w = input_tensor(node, 1), m = input_tensor(node, 2);
+  Tensor r = input_tensor(node, 3), dy = input_tensor(node, 4), drstd = input_tensor(node, 6);
+  Tensor ux = item(out_grad, 0), uw = item(out_grad, 1), ub = item(out_grad, 2);
+  const Shape shape = x.shape();
+  const int64_t nd = int64_t(shape.size());
+  const double d = double(shape.back());
+  Axes last{nd - 1}, batch;
+  for (int64_t i = 0; i + 1 < nd; ++i) batch.push_back(i);
+  auto full = [&](const Tensor& t) { return broadcast_to(t, shape); };
+  auto rsum = [&](const Tensor& t) { return summation(t, last, true); };  // (..., 1)
+  auto over_rows = [&](const Tensor& t) { return batch.empty() ? t : summation(t, batch); };
+  Tensor br = full(r), bm = full(m), bw = full(w), xm = x - bm;
+  Tensor xh = xm * br, g = dy * bw;
+  Tensor a = rsum(g) / d, b = rsum(g * xh) / d;
+  Tensor sux = rsum(ux), suxh = rsum(ux * xh);
+  Tensor p = ux - full(sux) / d - xh * full(suxh) / d;
+  Tensor h = -(br * g * full(suxh)) / d - br * full(b) * ux - full(drstd * r * r) * ux / d +
+             full(uw) * dy;
+  std::vector<Value> grads(7);
+  if (inputs[0]->requires_grad()) grads[0] = h * br;
+  if (inputs[1]->requires_grad()) grads[1] = over_rows(br * dy * p);
+  if (inputs[2]->requires_grad()) grads[2] = -(r * rsum(h));
+  if (inputs[3]->requires_grad())
+    grads[3] = rsum(ux * g) - a * sux - b * suxh - 2.0 * drstd * r * suxh / d + rsum(h * xm);
+  if (inputs[4]->requires_grad()) grads[4] = br * bw * p + full(uw) * xh + full(ub);
+  if (inputs[5]->requires_grad()) grads[5] = sux / d;
+  if (inputs[6]->requires_grad()) grads[6] = -(r * r * suxh) / d;
+  return grads;
+}
+
+TensorTuple layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
+  return TensorTuple::make_from_op(std::make_shared<LayerNorm>(eps), {x, weight, bias});
+}
+
+TensorTuple layer_norm_grad(const Tensor& x, const Tensor& weight, const Tensor& mean,
+                            const Tensor& rstd, const Tensor& dy, const Tensor& dmean,
+                            const Tensor& drstd) {
+  static const OpPtr op = std::make_shared<LayerNormGrad>();
+  return TensorTuple::make_from_op(op, {x, weight, mean, rstd, dy, dmean, drstd});
 }
 
 }  // namespace needle

@@ -12,6 +12,19 @@
 // Both primitives have gradients made of the same two primitives, so batch_norm's gradient
 // (of any order) is exact with no op of its own: one pass over x for the statistics, one
 // for y; backward, two reductions and two affine passes.
+//
+// Layer normalization over the last axis, one fused op each way:
+//
+//   layer_norm(x, w, b, eps) -> (y, mean, rstd)
+//       x (..., D), w and b (D,); per row mean = mean(x), rstd = 1 / sqrt(var(x) + eps)
+//       (biased variance), y = (x - mean) * rstd * w + b; mean and rstd (..., 1), saved
+//       for the backward (and differentiable: their adjoints reach x too).
+//   layer_norm_grad(x, w, mean, rstd, dy, dmean, drstd) -> (dx, dw, db)
+//       its adjoint (kernel::LayerNormGrad in needle/kernels.h has the formula).
+//
+// Where the device has kernel::LayerNorm / LayerNormGrad each is one pass over the rows;
+// elsewhere both compose the same result from NDArray ops (the kernels' test oracle). The
+// gradient of layer_norm_grad (second order) is made of Tensor ops.
 #pragma once
 
 #include <tuple>
@@ -34,6 +47,27 @@ class ChannelAffine final : public TensorOp {
   NEEDLE_DECLARE_OP_BODY("channel_affine")
 };
 
+class LayerNorm final : public Op {
+ public:
+  explicit LayerNorm(double eps = 1e-5) : eps(eps) {}
+  std::string name() const override { return "layer_norm"; }
+  bool returns_tuple() const override { return true; }
+  int arity() const override { return 3; }
+  std::vector<NDArray> compute_tuple(const Args& args) const override;
+  std::vector<Value> gradient_values(const Value& out_grad, const Value& node) const override;
+  const double eps;
+};
+
+// (x, w, mean, rstd, dy, dmean, drstd) -> (dx, dw, db): LayerNorm's adjoint.
+class LayerNormGrad final : public Op {
+ public:
+  std::string name() const override { return "layer_norm_grad"; }
+  bool returns_tuple() const override { return true; }
+  int arity() const override { return 7; }
+  std::vector<NDArray> compute_tuple(const Args& args) const override;
+  std::vector<Value> gradient_values(const Value& out_grad, const Value& node) const override;
+};
+
 // --- Functions ---
 Tensor channel_sums(const Tensor& a, const Tensor& b);
 Tensor channel_affine(const Tensor& a, const Tensor& scale, const Tensor& shift);
@@ -41,5 +75,14 @@ Tensor channel_affine(const Tensor& a, const Tensor& scale, const Tensor& shift)
 // biased variance per channel (constants of x's dtype, for the running statistics).
 std::tuple<Tensor, Tensor, Tensor> batch_norm(const Tensor& x, const Tensor& weight,
                                               const Tensor& bias, double eps = 1e-5);
+
+// (y, mean, rstd): y normalized over the last axis of x, scaled by weight and shifted by
+// bias, both (D,); mean and rstd (..., 1).
+TensorTuple layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                       double eps = 1e-5);
+// (dx, dw, db) for the adjoints dy, dmean, drstd of layer_norm's three outputs.
+TensorTuple layer_norm_grad(const Tensor& x, const Tensor& weight, const Tensor& mean,
+                            const Tensor& rstd, const Tensor& dy, const Tensor& dmean,
+                            const Tensor& drstd);
 
 }  // namespace needle

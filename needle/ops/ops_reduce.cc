@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <limits>
+#include <type_traits>
+
+#include "needle/kernels.h"
 
 #include "needle/ops/ops_elementwise.h"
 #include "needle/ops/ops_shape.h"
@@ -21,18 +24,52 @@ Tensor unreduce(const Tensor& out_grad, const Shape& in_shape, const Axes& reduc
   return out_grad.shape() == kd ? out_grad : reshape(out_grad, kd);
 }
 
-// The largest finite value of a floating dtype.
+// The fused row kernel `name` of type Fn for a softmax-family op along `axis` of `a`: only
+// for the last axis of a float array (the kernels read contiguous rows), else nullptr.
+template <class Fn>
+Fn* row_kernel(const char* name, const NDArray& a, int64_t axis) {
+  if (!is_floating(a.dtype()) || axis != a.ndim() - 1) return nullptr;
+  return find_kernel<Fn>(name, a.device());
+}
+
+// Runs a fused row kernel on compact copies of `inputs` (one shape), into a new array.
+template <class Fn>
+NDArray run_rows(Fn* fused, std::initializer_list<const NDArray*> inputs) {
+  const NDArray& first = **inputs.begin();
+  NDArray out = NDArray::empty(first.shape(), first.dtype(), first.device());
+  if (out.size() == 0) return out;
+  std::vector<NDArray> compact;
+  for (const NDArray* a : inputs) compact.push_back(a->compact());
+  if constexpr (std::is_same_v<Fn, kernel::Softmax>) {
+    fused(compact[0].view(), out.view());
+  } else {
+    fused(compact[0].view(), compact[1].view(), out.view());
+  }
+  return out;
+}
+
+// Checks the (y, dy) pair of a softmax-family adjoint: one shape, dtype and device.
+void check_pair(const char* op, const NDArray& y, const NDArray& dy) {
+  if (y.shape() != dy.shape())
+    fail<ValueError>("[", op, "] y of shape ", shape_str(y.shape()), " and dy of shape ",
+                     shape_str(dy.shape()), " differ");
+  if (y.dtype() != dy.dtype())
+    fail<TypeError>("[", op, "] y of dtype ", dtype_name(y.dtype()), " and dy of dtype ",
+                    dtype_name(dy.dtype()), " differ");
+  if (&y.device() != &dy.device())
+    fail<RuntimeError>("[", op, "] inputs are on different devices: ", y.device().name(), " and ",
+                       dy.device().name());
+}
+}  // namespace
+
 double finite_limit(DType dtype) {
   return dtype == DType::float64 ? std::numeric_limits<double>::max()
                                  : double(std::numeric_limits<float>::max());
 }
 
-// The max over `axes` (kept), raised to the dtype's lowest finite value: the shift of
-// logsumexp, logsoftmax and softmax, so that a slice of all -inf shifts by a finite number.
 NDArray shift_max(const NDArray& a, const Axes& axes) {
   return a.max(axes, true).maximum(-finite_limit(a.dtype()));
 }
-}  // namespace
 
 Axes reduction_axes(const char* op, const std::optional<Axes>& axes, int64_t ndim) {
   Axes out;
@@ -106,6 +143,9 @@ std::vector<Tensor> LogSumExp::gradient(const Tensor& out_grad, const Tensor& no
 }
 
 NDArray LogSoftmax::compute(const Args& args) const {
+  const int64_t last = NDArray::normalize_axis("logsoftmax", axis, args[0].ndim());
+  if (auto* fused = row_kernel<kernel::Softmax>(kernel::kLogSoftmax, args[0], last))
+    return run_rows(fused, {&args[0]});
   // BEGIN SOLUTION hw2
   const NDArray& a = args[0];
   Axes ax{NDArray::normalize_axis("logsoftmax", axis, a.ndim())};
@@ -114,6 +154,9 @@ NDArray LogSoftmax::compute(const Args& args) const {
   // END SOLUTION
 }
 std::vector<Tensor> LogSoftmax::gradient(const Tensor& out_grad, const Tensor& node) const {
+  const int64_t last = NDArray::normalize_axis("logsoftmax", axis, node.ndim());
+  if (row_kernel<kernel::SoftmaxGrad>(kernel::kLogSoftmaxGrad, node.data(), last))
+    return {logsoftmax_grad(node, out_grad, axis)};
   // BEGIN SOLUTION hw2
   const Shape& shape = node.shape();
   Axes ax{NDArray::normalize_axis("logsoftmax", axis, int64_t(shape.size()))};
@@ -124,15 +167,53 @@ std::vector<Tensor> LogSoftmax::gradient(const Tensor& out_grad, const Tensor& n
 NDArray Softmax::compute(const Args& args) const {
   const NDArray& a = args[0];
   Axes ax{NDArray::normalize_axis("softmax", axis, a.ndim())};
+  if (auto* fused = row_kernel<kernel::Softmax>(kernel::kSoftmax, a, ax[0]))
+    return run_rows(fused, {&a});
   // The shift of logsumexp and logsoftmax: rows of all -inf, or holding +inf, give nan as in
   // PyTorch.
   NDArray e = (a - shift_max(a, ax)).exp();
   return e / e.sum(ax, true);
 }
 std::vector<Tensor> Softmax::gradient(const Tensor& out_grad, const Tensor& node) const {
-  const Shape& shape = node.shape();
-  Axes ax{NDArray::normalize_axis("softmax", axis, int64_t(shape.size()))};
-  return {node * (out_grad - broadcast_to(summation(out_grad * node, ax, true), shape))};
+  return {softmax_grad(node, out_grad, axis)};
+}
+
+NDArray SoftmaxGrad::compute(const Args& args) const {
+  const NDArray &y = args[0], &dy = args[1];
+  check_pair("softmax_grad", y, dy);
+  Axes ax{NDArray::normalize_axis("softmax_grad", axis, y.ndim())};
+  if (auto* fused = row_kernel<kernel::SoftmaxGrad>(kernel::kSoftmaxGrad, y, ax[0]))
+    return run_rows(fused, {&y, &dy});
+  return y * (dy - (dy * y).sum(ax, true));
+}
+std::vector<Tensor> SoftmaxGrad::gradient(const Tensor& out_grad, const Tensor& node) const {
+  // L = <u, y * (dy - s)>, s = sum(dy * y): dL/dy = u * (dy - s) - dy * sum(u * y), and
+  // dL/d(dy) = y * (u - sum(u * y)), softmax_grad itself (the Jacobian is symmetric).
+  Tensor y = node.input(0), dy = node.input(1);
+  const Shape& shape = y.shape();
+  Axes ax{NDArray::normalize_axis("softmax_grad", axis, int64_t(shape.size()))};
+  auto row_sum = [&](const Tensor& t) { return broadcast_to(summation(t, ax, true), shape); };
+  return {out_grad * (dy - row_sum(dy * y)) - dy * row_sum(out_grad * y),
+          softmax_grad(y, out_grad, axis)};
+}
+
+NDArray LogSoftmaxGrad::compute(const Args& args) const {
+  const NDArray &y = args[0], &dy = args[1];
+  check_pair("logsoftmax_grad", y, dy);
+  Axes ax{NDArray::normalize_axis("logsoftmax_grad", axis, y.ndim())};
+  if (auto* fused = row_kernel<kernel::SoftmaxGrad>(kernel::kLogSoftmaxGrad, y, ax[0]))
+    return run_rows(fused, {&y, &dy});
+  return dy - y.exp() * dy.sum(ax, true);
+}
+std::vector<Tensor> LogSoftmaxGrad::gradient(const Tensor& out_grad, const Tensor& node) const {
+  // L = <u, dy - exp(y) * S>, S = sum(dy): dL/dy = -u * exp(y) * S and
+  // dL/d(dy) = u - sum(u * exp(y)).
+  Tensor y = node.input(0), dy = node.input(1);
+  const Shape& shape = y.shape();
+  Axes ax{NDArray::normalize_axis("logsoftmax_grad", axis, int64_t(shape.size()))};
+  auto row_sum = [&](const Tensor& t) { return broadcast_to(summation(t, ax, true), shape); };
+  Tensor e = exp(y);
+  return {-(out_grad * e * row_sum(dy)), out_grad - row_sum(out_grad * e)};
 }
 
 // --- Functions ---
@@ -157,6 +238,12 @@ Tensor logsoftmax(const Tensor& a, int64_t axis) {
 }
 Tensor softmax(const Tensor& a, int64_t axis) {
   return apply_op(std::make_shared<Softmax>(axis), {a.node()});
+}
+Tensor softmax_grad(const Tensor& y, const Tensor& dy, int64_t axis) {
+  return apply_op(std::make_shared<SoftmaxGrad>(axis), {y.node(), dy.node()});
+}
+Tensor logsoftmax_grad(const Tensor& y, const Tensor& dy, int64_t axis) {
+  return apply_op(std::make_shared<LogSoftmaxGrad>(axis), {y.node(), dy.node()});
 }
 
 }  // namespace needle

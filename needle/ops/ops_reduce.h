@@ -1,4 +1,8 @@
 // Reductions: summation, max, logsumexp, and the softmax family built on them.
+// softmax and logsoftmax over the last axis of a float array run one fused kernel each way
+// where the device has them (kernel::Softmax / SoftmaxGrad in needle/kernels.h); their
+// backward is its own op (SoftmaxGrad, LogSoftmaxGrad: dx from the forward's output y and
+// dy), fused or composed, with a Tensor-op gradient of its own for the second order.
 // Axes are optional (none = every axis), may be negative, and may name several axes.
 #pragma once
 
@@ -54,6 +58,24 @@ class Softmax final : public TensorOp {
   const int64_t axis;
 };
 
+// (y, dy) -> dx = y * (dy - sum(dy * y)) along `axis`: Softmax's adjoint, y its output.
+class SoftmaxGrad final : public TensorOp {
+ public:
+  explicit SoftmaxGrad(int64_t axis = -1) : axis(axis) {}
+  int arity() const override { return 2; }
+  NEEDLE_DECLARE_OP_BODY("softmax_grad")
+  const int64_t axis;
+};
+
+// (y, dy) -> dx = dy - exp(y) * sum(dy) along `axis`: LogSoftmax's adjoint, y its output.
+class LogSoftmaxGrad final : public TensorOp {
+ public:
+  explicit LogSoftmaxGrad(int64_t axis = -1) : axis(axis) {}
+  int arity() const override { return 2; }
+  NEEDLE_DECLARE_OP_BODY("logsoftmax_grad")
+  const int64_t axis;
+};
+
 // --- Functions ---
 Tensor summation(const Tensor& a, const std::optional<Axes>& axes = std::nullopt,
                  bool keepdims = false);
@@ -63,6 +85,15 @@ Tensor logsumexp(const Tensor& a, const std::optional<Axes>& axes = std::nullopt
                  bool keepdims = false);
 Tensor logsoftmax(const Tensor& a, int64_t axis = -1);
 Tensor softmax(const Tensor& a, int64_t axis = -1);
+Tensor softmax_grad(const Tensor& y, const Tensor& dy, int64_t axis = -1);
+Tensor logsoftmax_grad(const Tensor& y, const Tensor& dy, int64_t axis = -1);
+
+// The largest finite value of a floating dtype.
+double finite_limit(DType dtype);
+// The max over `axes` (kept), raised to the dtype's lowest finite value: the shift of
+// logsumexp, logsoftmax and softmax (and of their fused kernels), so that a slice of all
+// -inf shifts by a finite number.
+NDArray shift_max(const NDArray& a, const Axes& axes);
 
 // Sorted, non-negative axes of a reduction over an array of rank `ndim` (all when nullopt).
 Axes reduction_axes(const char* op, const std::optional<Axes>& axes, int64_t ndim);

@@ -140,7 +140,9 @@ void init_ops(py::module_& parent) {
   op_class<Sqrt>(m, "Sqrt", "square root").def(py::init<>());
   op_class<Abs>(m, "Abs", "|a|").def(py::init<>());
   op_class<Erf>(m, "Erf", "error function").def(py::init<>());
-  op_class<GELU>(m, "GELU", "a * Phi(a) (exact GELU)").def(py::init<>());
+  op_class<GELU>(m, "GELU", "a * Phi(a) (exact GELU), or its tanh approximation")
+      .def(py::init<std::string>(), py::arg("approximate") = "none")
+      .def_property_readonly("approximate", &GELU::approximate);
   op_class<SiLU>(m, "SiLU", "a * sigmoid(a)").def(py::init<>());
   op_class<AsType>(m, "AsType", "dtype cast");
   op_class<ToDevice>(m, "ToDevice", "device copy");
@@ -215,6 +217,18 @@ void init_ops(py::module_& parent) {
       .def(py::init<int64_t>(), py::arg("axis") = -1);
   op_class<Softmax>(m, "Softmax", "softmax along an axis (default: last)")
       .def(py::init<int64_t>(), py::arg("axis") = -1);
+  op_class<SoftmaxGrad>(m, "SoftmaxGrad", "Softmax's adjoint: (y, dy) -> y * (dy - sum(dy * y))")
+      .def(py::init<int64_t>(), py::arg("axis") = -1);
+  op_class<LogSoftmaxGrad>(m, "LogSoftmaxGrad",
+                           "LogSoftmax's adjoint: (y, dy) -> dy - exp(y) * sum(dy)")
+      .def(py::init<int64_t>(), py::arg("axis") = -1);
+  op_class<SoftmaxCrossEntropy>(m, "SoftmaxCrossEntropy",
+                                "(logits (N, C), labels (N,)) -> per-row cross-entropy (N,)")
+      .def(py::init<>());
+  op_class<SoftmaxCrossEntropyGrad>(
+      m, "SoftmaxCrossEntropyGrad",
+      "(logits, labels, dloss) -> (softmax(logits) - one_hot(labels)) * dloss[:, None]")
+      .def(py::init<>());
   op_class<MatMul>(m, "MatMul", "a @ b, batched").def(py::init<>());
   op_class<Conv>(m, "Conv", "2-D convolution, NHWC input, (K, K, Cin, Cout) weight")
       .def(py::init<int64_t, int64_t>(), py::arg("stride") = 1, py::arg("padding") = 1)
@@ -253,6 +267,12 @@ void init_ops(py::module_& parent) {
       "(q, k, v[, mask], out, lse, dout, dlse) -> (dq, dk, dv): ScaledDotProductAttention's adjoint")
       .def(py::init<bool, std::optional<double>, double, uint64_t>(), py::arg("causal") = false,
            py::arg("scale") = py::none(), py::arg("dropout") = 0.0, py::arg("seed") = 0);
+  op_class<LayerNorm>(m, "LayerNorm", "(x, weight, bias) -> (y, mean, rstd) over the last axis")
+      .def(py::init<double>(), py::arg("eps") = 1e-5)
+      .def_readonly("eps", &LayerNorm::eps);
+  op_class<LayerNormGrad>(m, "LayerNormGrad",
+                          "LayerNorm's adjoint: (x, w, mean, rstd, dy, dmean, drstd) -> (dx, dw, db)")
+      .def(py::init<>());
   op_class<LSTMCell>(m, "LSTMCell",
                      "(gates (B, 4H) in order i, f, g, o; c_prev (B, H)) -> (h_new, c_new)")
       .def(py::init<>());
@@ -296,7 +316,8 @@ void init_ops(py::module_& parent) {
   m.def("sqrt", &sqrt, py::arg("a"));
   m.def("abs", &abs, py::arg("a"));
   m.def("erf", &erf, py::arg("a"));
-  m.def("gelu", &gelu, py::arg("a"));
+  m.def("gelu", &gelu, py::arg("a"), py::arg("approximate") = "none",
+        "GELU: approximate='none' is x * Phi(x), 'tanh' 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))");
   m.def("silu", &silu, py::arg("a"));
   m.def("where", &where, py::arg("condition"), py::arg("a"), py::arg("b"));
   m.def("argmax", &argmax, py::arg("a"), py::arg("axis") = py::none(), py::arg("keepdims") = false);
@@ -382,6 +403,16 @@ void init_ops(py::module_& parent) {
       py::arg("a"), py::arg("axes") = py::none(), py::arg("keepdims") = false);
   m.def("logsoftmax", &logsoftmax, py::arg("a"), py::arg("axis") = -1);
   m.def("softmax", &softmax, py::arg("a"), py::arg("axis") = -1);
+  m.def("softmax_grad", &softmax_grad, py::arg("y"), py::arg("dy"), py::arg("axis") = -1);
+  m.def("logsoftmax_grad", &logsoftmax_grad, py::arg("y"), py::arg("dy"), py::arg("axis") = -1);
+  m.def("softmax_cross_entropy", &softmax_cross_entropy, py::arg("logits"), py::arg("labels"),
+        py::arg("reduction") = "mean",
+        R"doc(Cross-entropy of logits (N, C) against integer labels (N,) in [0, C): the mean
+over the batch (reduction='mean', nn.SoftmaxLoss's), 'sum', or the (N,) losses ('none').
+One fused kernel each way where the device has them, the same result composed elsewhere.)doc");
+  m.def("softmax_cross_entropy_grad", &softmax_cross_entropy_grad, py::arg("logits"),
+        py::arg("labels"), py::arg("dloss"),
+        "softmax_cross_entropy's adjoint in the logits for per-row adjoints dloss (N,)");
   m.def("matmul", &matmul, py::arg("a"), py::arg("b"));
   m.def("conv", &conv, py::arg("a"), py::arg("b"), py::arg("stride") = 1, py::arg("padding") = 1);
   m.def("conv_input_grad", &conv_input_grad, py::arg("out_grad"), py::arg("w"), py::arg("h"),
@@ -411,6 +442,21 @@ void init_ops(py::module_& parent) {
       },
       py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("eps") = 1e-5,
       "training-mode batch normalization over axis 1: (y, batch mean, batch variance)");
+  m.def(
+      "layer_norm",
+      [](const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
+        return layer_norm(x, weight, bias, eps)[0];
+      },
+      py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("eps") = 1e-5,
+      R"doc(Layer normalization over the last axis of x (..., D): (x - mean) / sqrt(var + eps)
+* weight + bias, weight and bias (D,), the biased variance. One fused kernel each way where the
+device has them (needle._needle.kernels.has("layer_norm", device)), composed elsewhere.)doc");
+  m.def("layer_norm_stats", &layer_norm, py::arg("x"), py::arg("weight"), py::arg("bias"),
+        py::arg("eps") = 1e-5,
+        "layer_norm's TensorTuple (y, mean, rstd), mean and rstd of shape (..., 1)");
+  m.def("layer_norm_grad", &layer_norm_grad, py::arg("x"), py::arg("weight"), py::arg("mean"),
+        py::arg("rstd"), py::arg("dy"), py::arg("dmean"), py::arg("drstd"),
+        "layer_norm's adjoint: (dx, dweight, dbias)");
   m.def("upsample_nearest", &upsample_nearest, py::arg("a"), py::arg("scale") = 2);
 
   m.def(

@@ -1,5 +1,6 @@
-// The CUDA backend's fused kernels (backend_cuda/conv.cu, pool.cu, rnn.cu) against the CPU:
-// conv2d, conv2d_weight_grad and the LSTM cell kernels against the CPU's fused kernels, the
+// The CUDA backend's fused kernels (backend_cuda/conv.cu, pool.cu, rnn.cu, layer_norm.cu,
+// softmax.cu, loss.cu) against the CPU: conv2d, conv2d_weight_grad and the LSTM cell kernels
+// against the CPU's fused kernels, the norm, softmax and loss kernels through their ops, the
 // four pooling kernels against the CPU composites (max_pool2d / avg_pool2d and their
 // gradients through autograd, with any CPU pooling kernels turned off, so the oracle is the
 // rule the contract cites). The
@@ -195,6 +196,12 @@ void check_lstm(Backend& device, const std::string& kernels, int64_t b, int64_t 
   CHECK(compare(got_dc.to_vector<double>(), want_dc.to_vector<double>(), tol) == "");
 }
 
+bool registered_kernel_on(const std::string& name, const std::string& device) {
+  for (const auto& [n, d] : registered_kernels())
+    if (n == name && d == device) return true;
+  return false;
+}
+
 }  // namespace
 
 TEST_CASE("the cuda fused kernels are registered and reject non-float dtypes", "[cuda][kernels]") {
@@ -277,4 +284,61 @@ TEST_CASE("the cuda LSTM cell kernels agree with the cpu", "[cuda][kernels]") {
     for (auto [b, h] : std::vector<std::pair<int64_t, int64_t>>{
              {1, 7}, {3, 5}, {4, 8}, {2, 300}, {600, 33}, {1, 1}, {130, 1000}})
       check_lstm(cuda, "cuda", b, h, dt);
+}
+
+TEST_CASE("the cuda norm, softmax and loss kernels agree with the cpu", "[cuda][kernels]") {
+#ifdef NEEDLE_WITH_CUDA
+  for (const char* name : {kernel::kLayerNorm, kernel::kLayerNormGrad, kernel::kSoftmax,
+                           kernel::kSoftmaxGrad, kernel::kLogSoftmax, kernel::kLogSoftmaxGrad,
+                           kernel::kSoftmaxCrossEntropy, kernel::kSoftmaxCrossEntropyGrad}) {
+    INFO(name);
+    CHECK(registered_kernel_on(name, "cuda"));
+  }
+#endif
+  Backend& cuda = find_backend("cuda");
+  if (!cuda.enabled()) {
+    WARN("skipping cuda: " << cuda.disabled_reason());
+    return;
+  }
+  // Through the ops, each device running its own fused kernels: a row of 1, rows shorter
+  // than a warp, rows beyond one block's width, and more rows than blocks in the grid.
+  for (DType dt : {DType::float32, DType::float64})
+    for (auto [r, d] : std::vector<std::pair<int64_t, int64_t>>{
+             {1, 1}, {3, 7}, {5, 300}, {70000, 3}, {64, 4097}}) {
+      INFO("R " << r << " D " << d << " " << dtype_name(dt));
+      const Shape xs{r, d};
+      std::vector<double> xv = random_vector(numel(xs), -3, 3), cv = random_vector(numel(xs));
+      std::vector<double> wv = random_vector(size_t(d)), bv = random_vector(size_t(d));
+      std::vector<int64_t> labels(static_cast<size_t>(r));
+      for (int64_t i = 0; i < r; ++i) labels[size_t(i)] = (i * 5 + 1) % d;
+      auto run = [&](Backend& dev) {
+        auto leaf = [&](const std::vector<double>& v, const Shape& s) {
+          return Tensor(NDArray::from_vector(v, s).astype(dt).to(dev), true);
+        };
+        Tensor c(NDArray::from_vector(cv, xs).astype(dt).to(dev));
+        Tensor y_labels(NDArray::from_vector(labels, {r}).to(dev));
+        std::vector<std::vector<double>> out;
+        Tensor x = leaf(xv, xs), w = leaf(wv, {d}), b = leaf(bv, {d});
+        TensorTuple ln = layer_norm(x, w, b, 1e-5);
+        (summation(ln[0] * c) + summation(ln[1] * ln[2])).backward();
+        for (const Tensor& t : {ln[0], ln[1], ln[2], x.grad(), w.grad(), b.grad()})
+          out.push_back(t.to_vector<double>());
+        for (int op = 0; op < 3; ++op) {
+          Tensor z = leaf(xv, xs);
+          Tensor loss = op == 0   ? summation(softmax(z) * c)
+                        : op == 1 ? summation(logsoftmax(z) * c)
+                                  : softmax_cross_entropy(z, y_labels);
+          loss.backward();
+          out.push_back(loss.to_vector<double>());
+          out.push_back(z.grad().to_vector<double>());
+        }
+        return out;
+      };
+      auto want = run(default_backend()), got = run(cuda);
+      const Tolerance tol = dt == DType::float64 ? Tolerance{1e-10, 1e-10} : Tolerance{1e-3, 1e-3};
+      for (size_t i = 0; i < want.size(); ++i) {
+        INFO("result " << i);
+        CHECK(compare(got[i], want[i], tol) == "");
+      }
+    }
 }

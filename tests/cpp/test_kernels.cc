@@ -2,6 +2,9 @@
 // path: lookups by (kernel, device), the typed lookup's check, KernelDisabled, the thread
 // setting reached through the registry, and the conv, pooling, per-channel, LSTM cell,
 // attention and Adam kernels against the composites their ops run when a device has none (the reference
+// setting reached through the registry, and the conv, pooling, per-channel, LSTM cell and
+// Adam kernels, and the layer-norm, softmax-family and softmax cross-entropy kernels, against
+// the composites their ops run when a device has none (the reference
 // backend has none; on the CPU, KernelDisabled turns one off); the LSTM cell's operand
 // checks and second order too.
 #include <algorithm>
@@ -423,6 +426,64 @@ TEST_CASE("fused attention kernels agree with the composite", "[kernels]") {
           NEEDLE_CHECK_CLOSE(fused[i], composite[i], tol);
           NEEDLE_CHECK_CLOSE(fused[i], reference[i], tol);
         }
+      }
+    }
+  }
+}
+
+TEST_CASE("fused norm, softmax and loss kernels agree with their composites", "[kernels]") {
+  // layer_norm (y and the saved statistics), softmax, logsoftmax and softmax_cross_entropy,
+  // forward and backward, fused, with the kernels disabled, and on the reference backend
+  // (no fused kernels); rows of 1, of 7 and beyond one 256-element chunk, on many threads.
+  const char* names[] = {kernel::kLayerNorm,        kernel::kLayerNormGrad, kernel::kSoftmax,
+                         kernel::kSoftmaxGrad,      kernel::kLogSoftmax,    kernel::kLogSoftmaxGrad,
+                         kernel::kSoftmaxCrossEntropy, kernel::kSoftmaxCrossEntropyGrad};
+  for (const char* name : names) CHECK(has(name, "cpu"));
+  for (auto [r, d] :
+       std::vector<std::pair<int64_t, int64_t>>{{1, 7}, {5, 3}, {3, 300}, {700, 41}}) {
+    const Shape xs{r, d};
+    std::vector<double> xv = random_vector(numel(xs), -3, 3), cv = random_vector(numel(xs));
+    std::vector<double> wv = random_vector(size_t(d)), bv = random_vector(size_t(d));
+    std::vector<int64_t> labels(static_cast<size_t>(r));
+    for (int64_t i = 0; i < r; ++i) labels[size_t(i)] = (i * 5 + 1) % d;
+    for (DType dt : {DType::float64, DType::float32}) {
+      INFO("R " << r << " D " << d << " " << dtype_name(dt));
+      auto run = [&](Backend& dev) {
+        auto leaf = [&](const std::vector<double>& v, const Shape& s) {
+          return Tensor(NDArray::from_vector(v, s, dev).astype(dt), true);
+        };
+        Tensor c(NDArray::from_vector(cv, xs, dev).astype(dt));
+        Tensor y_labels(NDArray::from_vector(labels, {r}, dev));
+        std::vector<std::vector<double>> out;
+        Tensor x = leaf(xv, xs), w = leaf(wv, {d}), b = leaf(bv, {d});
+        TensorTuple ln = layer_norm(x, w, b, 1e-5);
+        (summation(ln[0] * c) + summation(ln[1] * ln[2])).backward();
+        for (const Tensor& t : {ln[0], ln[1], ln[2], x.grad(), w.grad(), b.grad()})
+          out.push_back(t.to_vector<double>());
+        for (int op = 0; op < 3; ++op) {
+          Tensor z = leaf(xv, xs);
+          Tensor loss = op == 0   ? summation(softmax(z) * c)
+                        : op == 1 ? summation(logsoftmax(z) * c)
+                                  : softmax_cross_entropy(z, y_labels);
+          loss.backward();
+          out.push_back(loss.to_vector<double>());
+          out.push_back(z.grad().to_vector<double>());
+        }
+        return out;
+      };
+      auto fused = run(default_backend());
+      std::vector<std::vector<double>> composite;
+      {
+        std::vector<std::unique_ptr<KernelDisabled>> off;
+        for (const char* name : names) off.push_back(std::make_unique<KernelDisabled>(name, "cpu"));
+        composite = run(default_backend());
+      }
+      auto reference = run(reference_backend());
+      const double tol = dt == DType::float64 ? 1e-10 : 2e-4;
+      for (size_t i = 0; i < fused.size(); ++i) {
+        INFO("result " << i);
+        NEEDLE_CHECK_CLOSE(fused[i], composite[i], tol);
+        NEEDLE_CHECK_CLOSE(fused[i], reference[i], tol);
       }
     }
   }

@@ -122,8 +122,10 @@ def test_cpp_example_trains_from_ops_and_its_checkpoint_loads(mnist_dir, tmp_pat
     if not os.path.exists(exe):
         pytest.skip(f"C++ example not built at {exe}")
     ckpt = str(tmp_path / "mlp.safetensors")
+    # logsoftmax's composite (homework 2's), not its fused kernels.
+    env = dict(os.environ, NEEDLE_KERNELS_OFF="logsoftmax,logsoftmax_grad")
     run = subprocess.run([exe, mnist_dir, "--epochs", "3", "--hidden", "32", "--batch-size", "50",
-                          "--lr", "0.01", "--save", ckpt], capture_output=True, text=True)
+                          "--lr", "0.01", "--save", ckpt], capture_output=True, text=True, env=env)
     check_ran(run)
     losses = [float(line.split("train loss ")[1].split(",")[0])
               for line in run.stdout.splitlines() if "train loss" in line]
@@ -135,10 +137,10 @@ def test_cpp_example_trains_from_ops_and_its_checkpoint_loads(mnist_dir, tmp_pat
         "w1": (784, 32), "b1": (32,), "w2": (32, 10), "b2": (10,)}
     # The checkpoint resumes in C++ too; a model of another width refuses it.
     again = subprocess.run([exe, mnist_dir, "--epochs", "1", "--hidden", "32", "--load", ckpt],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, env=env)
     check_ran(again)
     wrong = subprocess.run([exe, mnist_dir, "--hidden", "16", "--load", ckpt],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, env=env)
     assert wrong.returncode == 1 and "does not fit this model" in wrong.stderr
 
 

@@ -13,11 +13,19 @@ from gradcheck import kernels_off
 hw2, hw4 = pytest.mark.hw2, pytest.mark.hw4  # BatchNorm2d is graded with the CNN homework
 
 
+# The fused kernels that modules here take a fast path through, bypassing the code the
+# homeworks write: batch norm's per-channel kernels, layer norm's (LayerNorm1d) and softmax
+# cross-entropy's (SoftmaxLoss), and the softmax family's.
+MODULE_KERNELS = ("channel_sums", "channel_affine", "layer_norm", "layer_norm_grad",
+                  "softmax_cross_entropy", "softmax_cross_entropy_grad", "softmax", "softmax_grad",
+                  "logsoftmax", "logsoftmax_grad")
+
+
 @pytest.fixture(autouse=True)
-def composite_batch_norm():
-    """Batch norm's composite, the code homeworks 2 and 4 write (test_nn_conv.py compares
-    the fused per-channel kernels with it)."""
-    with kernels_off("channel_sums", "channel_affine"):
+def composite_modules():
+    """The modules' composites, the code homeworks 2 and 4 write (test_nn_conv.py and
+    test_ops_fused.py compare the fused kernels with them)."""
+    with kernels_off(*MODULE_KERNELS):
         yield
 
 DEVICES = [

@@ -29,8 +29,13 @@ __all__ = [
     "BatchNorm1d",
     "BatchNorm2d",
     "LayerNorm1d",
+    "LayerNorm",
     "Dropout",
     "Residual",
+    "GELU",
+    "SiLU",
+    "ModuleList",
+    "ModuleDict",
 ]
 
 
@@ -294,6 +299,19 @@ class Sequential(Module):
         # END SOLUTION
 
 
+_INTEGER_DTYPES = ("int32", "int64", "uint8")
+
+
+def _class_labels(y, device) -> Tensor:
+    """Checked class labels ``y`` as an integer Tensor on ``device`` (floats holding integer
+    values, bools, arrays and lists are converted), what ops.softmax_cross_entropy takes."""
+    if isinstance(y, Tensor) and y.device == device and str(y.dtype) in _INTEGER_DTYPES:
+        return y
+    values = y.numpy() if hasattr(y, "numpy") else y
+    return Tensor(np.asarray(values).astype(np.int64), device=device, dtype="int64",
+                  requires_grad=False)
+
+
 class SoftmaxLoss(Module):
     """Mean cross-entropy of ``logits`` (B, k) against integer class labels ``y`` (B,): an
     integer Tensor (any integer dtype; floats must hold integer values)."""
@@ -306,6 +324,9 @@ class SoftmaxLoss(Module):
                 f"{tuple(logits.shape)}: expected ({logits.shape[0]},)"
             )
         init.check_class_indices("SoftmaxLoss", logits.shape[1], y)
+        if _kernels.has("softmax_cross_entropy", logits.device):
+            # One fused pass each way (ops.softmax_cross_entropy): no one-hot matrix.
+            return ops.softmax_cross_entropy(logits, _class_labels(y, logits.device))
         # BEGIN SOLUTION hw2
         n, k = logits.shape
         y_one_hot = init.one_hot(k, y, device=logits.device, dtype=logits.dtype)
@@ -410,6 +431,9 @@ class LayerNorm1d(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         _check_features("LayerNorm1d", x, self.dim, axis=-1)
+        if _kernels.has("layer_norm", x.device) and x.dtype == self.weight.dtype:
+            # One fused pass each way (ops.layer_norm); the code below is its composite.
+            return ops.layer_norm(x, self.weight, self.bias, self.eps)
         # BEGIN SOLUTION hw2
         shape = x.shape
         axis = len(shape) - 1
@@ -421,6 +445,25 @@ class LayerNorm1d(Module):
         inv_std = ops.broadcast_to(ops.reshape((var + self.eps) ** -0.5, kept), shape)
         return xm * inv_std * ops.broadcast_to(self.weight, shape) + ops.broadcast_to(self.bias, shape)
         # END SOLUTION
+
+
+class LayerNorm(Module):
+    """Layer normalization over the last axis (size ``dim``) of input of any rank, as
+    torch.nn.LayerNorm(dim): weight ones and bias zeros of shape (dim,). The forward is
+    ops.layer_norm: one fused kernel each way where the device has them, composed elsewhere."""
+
+    def __init__(self, dim, eps=1e-5, device=None, dtype="float32"):
+        super().__init__()
+        if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool) or dim <= 0:
+            raise ValueError(f"[LayerNorm] dim must be a positive int, got {dim!r}")
+        self.dim = dim
+        self.eps = eps
+        self.weight = Parameter(init.ones(dim, device=device, dtype=dtype))
+        self.bias = Parameter(init.zeros(dim, device=device, dtype=dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_features("LayerNorm", x, self.dim, axis=-1)
+        return ops.layer_norm(x, self.weight, self.bias, self.eps)
 
 
 class Dropout(Module):
@@ -454,3 +497,145 @@ class Residual(Module):
         # BEGIN SOLUTION hw2
         return self.fn(x) + x
         # END SOLUTION
+
+
+class GELU(Module):
+    """x * Phi(x) (approximate="none"), or PyTorch's tanh approximation (approximate="tanh")."""
+
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"[GELU] approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.gelu(x, self.approximate)
+
+
+class SiLU(Module):
+    """x * sigmoid(x)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.silu(x)
+
+
+def _check_module(container: str, m) -> None:
+    if not isinstance(m, Module):
+        raise TypeError(f"[{container}] holds Modules, got {type(m).__name__}")
+
+
+class ModuleList(Module):
+    """A list of sub-modules, indexable and iterable, as torch.nn.ModuleList. The items are
+    attributes "0", "1", ... so their parameters and state_dict keys are found (and named
+    "<list>.0.weight", as PyTorch's)."""
+
+    def __init__(self, modules=None):
+        super().__init__()
+        self._length = 0
+        if modules is not None:
+            self.extend(modules)
+
+    def _items(self) -> list:
+        return [self.__dict__[str(i)] for i in range(self._length)]
+
+    def _reset(self, items) -> None:
+        for i in range(self._length):
+            del self.__dict__[str(i)]
+        for m in items:
+            _check_module("ModuleList", m)
+        for i, m in enumerate(items):
+            self.__dict__[str(i)] = m
+        self._length = len(items)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self):
+        return iter(self._items())
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return ModuleList(self._items()[index])
+        return self._items()[index]
+
+    def __setitem__(self, index: int, module) -> None:
+        items = self._items()
+        items[index] = module
+        self._reset(items)
+
+    def append(self, module):
+        self._reset(self._items() + [module])
+        return self
+
+    def extend(self, modules):
+        self._reset(self._items() + list(modules))
+        return self
+
+    def insert(self, index: int, module) -> None:
+        items = self._items()
+        items.insert(index, module)
+        self._reset(items)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError("[ModuleList] has no forward: call its modules")
+
+
+class ModuleDict(Module):
+    """A dict of named sub-modules in insertion order, as torch.nn.ModuleDict; each is an
+    attribute of its key, so state_dict keys read "<dict>.<key>.weight"."""
+
+    def __init__(self, modules=None):
+        super().__init__()
+        self._keys = []
+        if modules is not None:
+            self.update(modules)
+
+    def _check_key(self, key) -> None:
+        if not isinstance(key, str) or not key.isidentifier() or key.startswith("_"):
+            raise ValueError(f"[ModuleDict] keys must be identifiers without a leading _, got {key!r}")
+        if key not in self._keys and (key in self.__dict__ or hasattr(type(self), key)):
+            raise ValueError(f"[ModuleDict] key {key!r} would shadow a ModuleDict attribute")
+
+    def __setitem__(self, key: str, module) -> None:
+        self._check_key(key)
+        _check_module("ModuleDict", module)
+        if key not in self._keys:
+            self._keys.append(key)
+        self.__dict__[key] = module
+
+    def __getitem__(self, key: str):
+        if key not in self._keys:
+            raise KeyError(key)
+        return self.__dict__[key]
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self._keys:
+            raise KeyError(key)
+        self._keys.remove(key)
+        del self.__dict__[key]
+
+    def __contains__(self, key) -> bool:
+        return key in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __iter__(self):
+        return iter(list(self._keys))
+
+    def keys(self):
+        return list(self._keys)
+
+    def values(self):
+        return [self.__dict__[k] for k in self._keys]
+
+    def items(self):
+        return [(k, self.__dict__[k]) for k in self._keys]
+
+    def update(self, modules) -> None:
+        pairs = modules.items() if isinstance(modules, dict) else modules
+        for key, module in pairs:
+            self[key] = module
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError("[ModuleDict] has no forward: call its modules")

@@ -9,7 +9,7 @@ from .ops_mathematic import *  # noqa: F401,F403
 from .ops_logarithmic import *  # noqa: F401,F403
 from .ops_tuple import *  # noqa: F401,F403
 from .ops_mathematic import max, abs  # noqa: F401,A004 (ops.max / ops.abs, not starred)
-from .ops_tuple import LSTMCell, LSTMCellGrad  # noqa: F401 (ops.LSTMCell, not ndl.LSTMCell)
+from .ops_tuple import LSTMCell, LSTMCellGrad, LayerNorm, LayerNormGrad  # noqa: F401 (ops.X, not ndl.X)
 from . import ops_mathematic as _m, ops_logarithmic as _l, ops_tuple as _t
 from ..autograd import TensorOp as _TensorOp, TensorTupleOp as _TensorTupleOp
 from .._needle import Op as _CppOp
@@ -25,7 +25,8 @@ def _register_cpp_ops():
         cls = getattr(_needle.ops, name)
         if isinstance(cls, type) and issubclass(cls, _CppOp):
             tuple_ops = {"MakeTensorTuple", "FusedAddScalars", "Split", "LSTMCell", "LSTMCellGrad",
-                         "ScaledDotProductAttention", "ScaledDotProductAttentionGrad"}
+                         "ScaledDotProductAttention", "ScaledDotProductAttentionGrad",
+                         "LayerNorm", "LayerNormGrad"}
             (_TensorTupleOp if name in tuple_ops else _TensorOp).register(cls)
 
 

@@ -8,8 +8,8 @@ _CLASSES = [
     "Sqrt", "Abs", "Erf", "GELU", "SiLU", "Maximum", "Where", "ArgMax", "Take", "ScatterAdd", "AsType", "ToDevice",
     "Transpose", "Permute", "Reshape", "BroadcastTo", "Summation", "Max", "MatMul", "Flip",
     "Dilate", "UnDilate", "Pad", "Concat", "GetItem", "SetItem", "Conv",
-    "ConvWeightGrad", "Im2Col", "ChannelSums", "ChannelAffine", "ScaledDotProductAttention",
-    "ScaledDotProductAttentionGrad",
+    "ConvWeightGrad", "Im2Col", "ChannelSums", "ChannelAffine", "SoftmaxCrossEntropy",
+    "SoftmaxCrossEntropyGrad", "ScaledDotProductAttention", "ScaledDotProductAttentionGrad",
 ]
 _FUNCTIONS = [
     "add", "add_scalar", "subtract", "multiply", "mul_scalar", "power", "power_scalar",
@@ -18,7 +18,8 @@ _FUNCTIONS = [
     "transpose", "permute", "reshape", "broadcast_to", "summation", "mean", "matmul",
     "flip", "dilate", "undilate", "pad", "concat", "getitem", "setitem", "conv",
     "conv_input_grad", "conv_weight_grad", "im2col", "max_pool2d", "avg_pool2d", "upsample_nearest",
-    "channel_sums", "channel_affine", "batch_norm", "scaled_dot_product_attention",
+    "channel_sums", "channel_affine", "batch_norm", "layer_norm", "softmax_cross_entropy", "softmax_cross_entropy_grad",
+    "scaled_dot_product_attention",
 ]
 # max and abs are ops.max / ops.abs only: `from needle.ops import *` must not shadow the
 # builtins in the importing module.

@@ -1,0 +1,329 @@
+"""The fused norm, softmax and loss ops (layer_norm, softmax / logsoftmax on the last axis,
+softmax_cross_entropy, gelu's tanh form): their rows of the op table, run by test_ops.py's
+harness (forward against numpy in float32 and float64, finite-difference gradients in
+float64 with the kernels off, fused against composite), kept here because test_ops.py is
+full. Also: the modules that take these fast paths (nn.LayerNorm, LayerNorm1d, SoftmaxLoss,
+GELU, SiLU) against PyTorch with the kernels on and off, large rows that cross the kernels'
+chunk and thread boundaries, and ModuleList / ModuleDict."""
+import numpy as np
+import pytest
+import torch
+
+import needle as ndl
+import needle.nn as nn
+from needle import _needle
+
+import test_ops as base
+from gradcheck import DEVICES, kernels_off, tensor
+
+LN = dict(fused=("layer_norm", "layer_norm_grad"), tol32=1e-4)
+SOFTMAX = dict(fused=("softmax", "softmax_grad"))
+LOGSOFTMAX = base.LOGSOFTMAX
+SCE = dict(fused=("softmax_cross_entropy", "softmax_cross_entropy_grad"))
+LAB = np.array([2, 0, 3, 3, 1])  # labels of 5 rows of 4 classes, with a repeat
+
+
+def _LAB(like):
+    return ndl.Tensor(LAB, device=like.device)
+
+
+def np_layer_norm_stats(x, w, b, eps=1e-5):
+    mean = x.mean(axis=-1, keepdims=True)
+    rstd = 1 / np.sqrt(x.var(axis=-1, keepdims=True) + eps)
+    return (x - mean) * rstd * w + b, mean, rstd
+
+
+def np_layer_norm_grad(x, w, m, r, dy, dm, dr):
+    d = x.shape[-1]
+    xh = (x - m) * r
+    g = dy * w
+    a, bm = g.mean(-1, keepdims=True), (g * xh).mean(-1, keepdims=True)
+    dx = r * (g - a - xh * bm) + dm / d - dr * r * r * xh / d
+    rows = tuple(range(x.ndim - 1))
+    return dx, (dy * xh).sum(axis=rows), dy.sum(axis=rows)
+
+
+def positive(r):
+    """An rstd input kept positive (the same map in needle and numpy)."""
+    return r * r + 0.5
+
+
+def ln_grad_flat(x, w, m, r, dy, dm, dr):
+    out = ndl.ops.layer_norm_grad(x, w, m, positive(r), dy, dm, dr)
+    return ndl.concat([ndl.reshape(t, (-1,)) for t in out.tuple()], 0)
+
+
+def np_ln_grad_flat(x, w, m, r, dy, dm, dr):
+    return np.concatenate([a.reshape(-1) for a in np_layer_norm_grad(x, w, m, positive(r), dy, dm, dr)])
+
+
+def ln_stats_mix(x, w, b):
+    y, mean, rstd = ndl.ops.layer_norm_stats(x, w, b).tuple()
+    return y * ndl.broadcast_to(mean, y.shape) + ndl.broadcast_to(rstd, y.shape)
+
+
+def np_ln_stats_mix(x, w, b):
+    y, mean, rstd = np_layer_norm_stats(x, w, b)
+    return y * mean + rstd
+
+
+def np_sce_rows(z, labels=LAB):
+    return base.np_logsumexp(z, axis=1) - z[np.arange(len(z)), labels]
+
+
+def np_sce_grad(z, g, labels=LAB):
+    return (base.np_softmax(z) - np.eye(z.shape[1])[labels]) * g[:, None]
+
+
+def np_gelu_tanh(x):
+    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+
+
+FUSED_CASES = [
+    ("layer_norm", ndl.layer_norm, lambda x, w, b: np_layer_norm_stats(x, w, b)[0],
+     [(4, 6), (6,), (6,)], LN),
+    ("layer_norm 3-D", ndl.layer_norm, lambda x, w, b: np_layer_norm_stats(x, w, b)[0],
+     [(2, 3, 5), (5,), (5,)], LN),
+    ("layer_norm 1-D", ndl.layer_norm, lambda x, w, b: np_layer_norm_stats(x, w, b)[0],
+     [(7,), (7,), (7,)], LN),
+    ("layer_norm eps", lambda x, w, b: ndl.layer_norm(x, w, b, eps=0.5),
+     lambda x, w, b: np_layer_norm_stats(x, w, b, eps=0.5)[0], [(3, 4), (4,), (4,)], LN),
+    # The saved statistics used too: their adjoints reach x through layer_norm_grad.
+    ("layer_norm_stats", ln_stats_mix, np_ln_stats_mix, [(3, 4), (4,), (4,)], LN),
+    # layer_norm_grad's own gradient rows check the second order.
+    ("layer_norm_grad", ln_grad_flat, np_ln_grad_flat,
+     [(3, 4), (4,), (3, 1), (3, 1), (3, 4), (3, 1), (3, 1)], LN),
+    ("softmax last axis", ndl.softmax, base.np_softmax, [(4, 7)], SOFTMAX),
+    ("softmax 3-D", lambda a: ndl.softmax(a, axis=2), base.np_softmax, [(2, 3, 5)], SOFTMAX),
+    ("softmax_grad", ndl.softmax_grad,
+     lambda y, dy: y * (dy - (dy * y).sum(-1, keepdims=True)), [(3, 5), (3, 5)], SOFTMAX),
+    ("logsoftmax 3-D", ndl.logsoftmax, lambda a: np.log(base.np_softmax(a)), [(2, 3, 4)], LOGSOFTMAX),
+    ("logsoftmax_grad", ndl.logsoftmax_grad,
+     lambda y, dy: dy - np.exp(y) * dy.sum(-1, keepdims=True), [(3, 5), (3, 5)], LOGSOFTMAX),
+    ("softmax_cross_entropy", lambda z: ndl.softmax_cross_entropy(z, _LAB(z)),
+     lambda z: np_sce_rows(z).mean(), [(5, 4)], SCE),
+    ("softmax_cross_entropy none", lambda z: ndl.softmax_cross_entropy(z, _LAB(z), "none"),
+     np_sce_rows, [(5, 4)], SCE),
+    ("softmax_cross_entropy sum", lambda z: ndl.softmax_cross_entropy(z, _LAB(z), reduction="sum"),
+     lambda z: np_sce_rows(z).sum(), [(5, 4)], SCE),
+    ("softmax_cross_entropy_grad", lambda z, g: ndl.softmax_cross_entropy_grad(z, _LAB(z), g),
+     np_sce_grad, [(5, 4), (5,)], SCE),
+    ("gelu tanh", lambda a: ndl.gelu(a, approximate="tanh"), np_gelu_tanh, [(3, 4)],
+     dict(low=-3.0, high=3.0)),
+]
+# logsoftmax's composite is homework 2's, and softmax_cross_entropy's picks each row's label
+# logit with `where` (a gather, homework 2's); the rest is framework code.
+HW2 = {"logsoftmax 3-D", "softmax_cross_entropy", "softmax_cross_entropy none",
+       "softmax_cross_entropy sum"}
+
+
+def _param(case, forward=False):
+    if case[0] in HW2:
+        return pytest.param(case, id=case[0], marks=pytest.mark.hw2)
+    # A framework op's forward grades nothing; its gradient grades hw1's backward pass.
+    return pytest.param(case, id=case[0], marks=() if forward else pytest.mark.hw1)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", [_param(c, forward=True) for c in FUSED_CASES])
+def test_forward(case, device, dtype):
+    base.test_forward(case, device, dtype)
+
+
+@pytest.mark.parametrize("noncontiguous", [False, True], ids=["contiguous", "strided"])
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", [_param(c) for c in FUSED_CASES])
+def test_gradient(case, device, noncontiguous):
+    base.test_gradient(case, device, noncontiguous)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", [_param(c) for c in FUSED_CASES if "fused" in c[4]])
+def test_fused_matches_composite(case, device, dtype):
+    base.test_fused_matches_composite(case, device, dtype)
+
+
+ALL_KERNELS = ("layer_norm", "layer_norm_grad", "softmax", "softmax_grad", "logsoftmax",
+               "logsoftmax_grad", "softmax_cross_entropy", "softmax_cross_entropy_grad")
+
+
+def test_the_cpu_registers_the_kernels():
+    for name in ALL_KERNELS:
+        assert _needle.kernels.has(name, "cpu"), name
+
+
+def _run(f, arrays, device, dtype):
+    """f's output and every input's gradient under the contraction with a fixed ramp."""
+    ts = [ndl.Tensor(a, device=device, dtype=dtype, requires_grad=True) for a in arrays]
+    out = f(*ts)
+    c = np.linspace(-1, 1, out.size if hasattr(out, "size") else int(np.prod(out.shape)))
+    (out * ndl.Tensor(c.reshape(out.shape), device=device, dtype=dtype)).sum().backward()
+    return [out.numpy()] + [t.grad.numpy() for t in ts]
+
+
+BIG = [  # rows wider than a kernel chunk (256) and enough work to run on every thread
+    ("layer_norm", lambda x, w, b: ndl.layer_norm(x, w, b), [(300, 1100), (1100,), (1100,)]),
+    ("softmax", ndl.softmax, [(300, 1100)]),
+    ("logsoftmax", ndl.logsoftmax, [(300, 1100)]),
+    ("softmax_cross_entropy",
+     lambda z: ndl.softmax_cross_entropy(z, ndl.Tensor(np.arange(300) * 7 % 1100, device=z.device)),
+     [(300, 1100)]),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name,f,shapes", BIG, ids=[b[0] for b in BIG])
+def test_large_rows_fused_match_composite(name, f, shapes, device, dtype):
+    np.random.seed(3)
+    arrays = [np.random.randn(*s) * 3 for s in shapes]
+    fused = _run(f, arrays, device, dtype)
+    with kernels_off(*ALL_KERNELS):
+        composed = _run(f, arrays, device, dtype)
+    tol = 1e-4 if dtype == "float32" else 1e-10
+    for got, want in zip(fused, composed):
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+# With the kernels off these run the code homework 2 writes: logsoftmax's composite, the
+# label pick of softmax_cross_entropy's (a where), LayerNorm1d's and SoftmaxLoss's.
+FUSED_OR_HW2 = [pytest.param(True, id="fused"),
+                pytest.param(False, id="composite", marks=pytest.mark.hw2)]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("fused", FUSED_OR_HW2)
+def test_softmax_family_and_loss_on_infinite_rows(device, fused):
+    """Rows of all -inf or holding +inf give what PyTorch gives, fused or composed."""
+    inf = np.inf
+    x = np.array([[-inf, -inf, -inf], [1.0, inf, 0.0], [-inf, 1.0, 2.0], [3.0, 1.0, 2.0]])
+    t = torch.tensor(x)
+    with kernels_off() if fused else kernels_off(*ALL_KERNELS):
+        X = ndl.Tensor(x, device=device)
+        np.testing.assert_allclose(ndl.softmax(X).numpy(), torch.softmax(t, -1).numpy())
+        np.testing.assert_allclose(ndl.logsoftmax(X).numpy(), torch.log_softmax(t, -1).numpy())
+        rows = ndl.softmax_cross_entropy(X[2:], ndl.Tensor([1, 0], device=device), "none")
+        np.testing.assert_allclose(rows.numpy(), torch.nn.functional.cross_entropy(
+            t[2:], torch.tensor([1, 0]), reduction="none").numpy())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("fused", FUSED_OR_HW2)
+@pytest.mark.parametrize("shape", [(6, 8), (2, 3, 8), (8,)])
+def test_layer_norm_modules_vs_torch(device, fused, shape):
+    np.random.seed(1)
+    x = np.random.randn(*shape).astype(np.float32)
+    w, b = np.random.randn(8).astype(np.float32), np.random.randn(8).astype(np.float32)
+    tx = torch.tensor(x, requires_grad=True)
+    ref = torch.nn.LayerNorm(8, eps=1e-5)
+    with torch.no_grad():
+        ref.weight.copy_(torch.tensor(w))
+        ref.bias.copy_(torch.tensor(b))
+    ty = ref(tx)
+    c = np.random.randn(*shape).astype(np.float32)
+    (ty * torch.tensor(c)).sum().backward()
+    for cls in (nn.LayerNorm, nn.LayerNorm1d):
+        m = cls(8, device=device)
+        assert m.weight.shape == (8,) and m.bias.shape == (8,)
+        np.testing.assert_array_equal(m.weight.numpy(), 1)
+        np.testing.assert_array_equal(m.bias.numpy(), 0)
+        m.weight.data = ndl.Tensor(w, device=device)
+        m.bias.data = ndl.Tensor(b, device=device)
+        with kernels_off() if fused else kernels_off(*ALL_KERNELS):
+            X = ndl.Tensor(x, device=device, requires_grad=True)
+            y = m(X)
+            (y * ndl.Tensor(c, device=device)).sum().backward()
+        np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(X.grad.numpy(), tx.grad.numpy(), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(m.weight.grad.numpy(), ref.weight.grad.numpy(), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(m.bias.grad.numpy(), ref.bias.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("fused", FUSED_OR_HW2)
+@pytest.mark.parametrize("label_dtype", ["int64", "int32", "uint8", "float32"])
+def test_softmax_loss_vs_torch(device, fused, label_dtype):
+    """SoftmaxLoss takes the fused op when the device has it; labels of any integer dtype
+    (or floats holding integers) give PyTorch's mean cross-entropy and gradient."""
+    np.random.seed(2)
+    z = np.random.randn(7, 5).astype(np.float32) * 3
+    y = np.random.randint(0, 5, 7)
+    tz = torch.tensor(z, requires_grad=True)
+    tl = torch.nn.functional.cross_entropy(tz, torch.tensor(y))
+    tl.backward()
+    off = () if fused else ("softmax_cross_entropy", "softmax_cross_entropy_grad")
+    with kernels_off(*off):
+        Z = ndl.Tensor(z, device=device, requires_grad=True)
+        loss = nn.SoftmaxLoss()(Z, ndl.Tensor(y.astype(label_dtype), device=device,
+                                              dtype=label_dtype))
+        loss.backward()
+    assert loss.shape == ()
+    np.testing.assert_allclose(loss.numpy(), tl.item(), rtol=1e-5)
+    np.testing.assert_allclose(Z.grad.numpy(), tz.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_activation_modules_vs_torch(device):
+    x = np.linspace(-4, 4, 24).reshape(4, 6)
+    for module, ref in ((nn.GELU(), torch.nn.GELU()), (nn.GELU("tanh"), torch.nn.GELU("tanh")),
+                        (nn.GELU(approximate="none"), torch.nn.GELU()), (nn.SiLU(), torch.nn.SiLU())):
+        X = ndl.Tensor(x, device=device, requires_grad=True)
+        tx = torch.tensor(x, requires_grad=True)
+        y, ty = module(X), ref(tx)
+        y.sum().backward()
+        ty.sum().backward()
+        np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(X.grad.numpy(), tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+    assert ndl.ops.GELU("tanh").approximate == "tanh" and ndl.ops.GELU().approximate == "none"
+
+
+def test_module_list_and_dict():
+    blocks = nn.ModuleList([nn.Linear(3, 4), nn.ReLU()])
+    blocks.append(nn.Linear(4, 2))
+    assert len(blocks) == 3 and isinstance(blocks[2], nn.Linear) and isinstance(blocks[-2], nn.ReLU)
+    assert [type(m).__name__ for m in blocks] == ["Linear", "ReLU", "Linear"]
+    assert len(blocks[1:]) == 2
+    heads = nn.ModuleDict({"a": nn.Linear(2, 2)})
+    heads["b"] = nn.Linear(2, 1, bias=False)
+    assert list(heads) == ["a", "b"] and "b" in heads and len(heads) == 2
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = blocks
+            self.heads = heads
+
+    model = Model()
+    assert len(model.parameters()) == 4 + 3
+    names = list(model.state_dict())
+    assert names[:4] == ["blocks.0.weight", "blocks.0.bias", "blocks.2.weight", "blocks.2.bias"]
+    assert names[4:] == ["heads.a.weight", "heads.a.bias", "heads.b.weight"]
+    blocks.insert(0, nn.Identity())
+    assert list(model.state_dict())[0] == "blocks.1.weight"
+    model.eval()
+    assert not blocks[1].training and not heads["a"].training
+    del heads["a"]
+    assert list(heads.keys()) == ["b"] and len(model.parameters()) == 5
+    with pytest.raises(KeyError):
+        heads["a"]
+    x = ndl.Tensor(np.ones((2, 3)))
+    for m in blocks:
+        x = m(x)
+    assert x.shape == (2, 2)
+
+
+def test_kernels_off_environment_variable():
+    """NEEDLE_KERNELS_OFF keeps the listed kernels out of the registry for a whole process
+    (a C++ example graded on the composites, say); the ops still answer, composed."""
+    import os
+    import subprocess
+    import sys
+    code = ("import numpy as np, needle as ndl; from needle import _needle; "
+            "print(_needle.kernels.has('softmax', 'cpu'), _needle.kernels.has('layer_norm', 'cpu'), "
+            "float(ndl.softmax(ndl.Tensor(np.zeros((1, 4)))).numpy()[0, 0]))")
+    env = dict(os.environ, NEEDLE_KERNELS_OFF="softmax,,softmax_grad")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True", "0.25"]
