@@ -4,9 +4,9 @@ infinite logits), gradients by finite differences in float64, the fused kernels 
 composite, dropout (keep rate, 1 / (1 - p) scaling, the same mask in the backward), and
 PyTorch as a second oracle; on every device.
 
-Tests that run the fused kernels grade hw7 (the tiled CPU kernel's forward and backward
-block loops); those that run only the composite (kernels off) test framework code and carry
-no mark."""
+Tests that run the fused kernels grade hw7 (on the CPU the tiled kernel's forward and backward
+block loops, on CUDA the three attention kernels); those that run only the composite (kernels
+off) test framework code and carry no mark."""
 import numpy as np
 import pytest
 
