@@ -7,12 +7,15 @@
 """
 import os as _os
 
-# Idle OpenMP threads sleep instead of spinning (libgomp spins for a while after each
-# parallel loop by default). On a machine with few cores the spinning threads take the
-# cores that OpenBLAS's own threads and the next op need: a GPT training step here took 1.4 s
-# at the median with spinning, 0.35 s without. Read when libgomp loads, so it is set before
-# the extension is imported; a value in the environment wins.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Idle OpenMP threads spin only briefly (10,000 turns, tens of microseconds) before they
+# sleep; libgomp's default is 300,000. Short enough that spinning threads do not take the
+# cores OpenBLAS's threads and other processes need (a GPT training step here, with two
+# other jobs running, took 4.2 s with the default, 0.35 s without spinning), long enough
+# that the next op's parallel loop still finds them awake (sleeping at once made a ViT
+# step 38 -> 56 ms on an idle machine). libgomp reads it when it loads, so it is set before
+# the extension is imported; OMP_WAIT_POLICY or GOMP_SPINCOUNT in the environment win.
+if "OMP_WAIT_POLICY" not in _os.environ:
+    _os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 from . import backend_ndarray  # noqa: E402
 from .backend_ndarray import cpu, cuda, cpu_numpy, default_device, all_devices

@@ -33,7 +33,7 @@ FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 CNN_WIDTH = 32
-EPOCHS = {"mlp": 8, "cnn": 6, "vit": 12}
+EPOCHS = {"mlp": 8, "cnn": 6, "vit": 20}
 LR = {"mlp": 2e-3, "cnn": 4e-3, "vit": 2e-3}
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
