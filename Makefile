@@ -74,6 +74,8 @@ bench: build
 	$(PYTHON) bench/bench_cnn.py
 	$(PYTHON) bench/bench_lstm.py
 	$(PYTHON) bench/bench_attention.py
+	$(PYTHON) bench/bench_transformer.py
+	$(PYTHON) bench/bench_gpt.py
 	@.ci/install-deps bible-kjv python3-sentencepiece
 	$(PYTHON) bench/bench_tokenizer.py
 

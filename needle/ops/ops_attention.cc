@@ -183,8 +183,7 @@ std::vector<NDArray> composite_backward(const NDArray& q, const NDArray& k, cons
 
 }  // namespace
 
-ScaledDotProductAttention::ScaledDotProductAttention(bool causal, std::optional<double> scale,
-                                                     double dropout, uint64_t seed)
+AttentionOp::AttentionOp(bool causal, std::optional<double> scale, double dropout, uint64_t seed)
     : causal_(causal), scale_(scale), dropout_(dropout), seed_(seed) {
   check_dropout(dropout);
 }
@@ -232,13 +231,6 @@ std::vector<Value> ScaledDotProductAttention::gradient_values(const Value& out_g
   for (size_t i = 0; i < 3; ++i)
     if (inputs[i]->requires_grad()) result[i] = grads[int64_t(i)];
   return result;
-}
-
-ScaledDotProductAttentionGrad::ScaledDotProductAttentionGrad(bool causal,
-                                                             std::optional<double> scale,
-                                                             double dropout, uint64_t seed)
-    : causal_(causal), scale_(scale), dropout_(dropout), seed_(seed) {
-  check_dropout(dropout);
 }
 
 std::vector<NDArray> ScaledDotProductAttentionGrad::compute_tuple(const Args& args) const {

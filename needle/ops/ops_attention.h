@@ -28,16 +28,12 @@
 
 namespace needle {
 
-// Inputs (q, k, v) or (q, k, v, mask) -> (out, lse).
-class ScaledDotProductAttention final : public Op {
+// The parameters the forward op and its adjoint share. scale: the logits' factor (nullopt:
+// 1 / sqrt(D)); dropout in [0, 1) (checked here), seed its mask's.
+class AttentionOp : public Op {
  public:
-  // scale: the logits' factor (nullopt: 1 / sqrt(D)); dropout in [0, 1), seed its mask's.
-  ScaledDotProductAttention(bool causal, std::optional<double> scale, double dropout,
-                            uint64_t seed);
-  std::string name() const override { return "scaled_dot_product_attention"; }
+  AttentionOp(bool causal, std::optional<double> scale, double dropout, uint64_t seed);
   bool returns_tuple() const override { return true; }
-  std::vector<NDArray> compute_tuple(const Args& args) const override;
-  std::vector<Value> gradient_values(const Value& out_grad, const Value& node) const override;
 
   const bool causal_;
   const std::optional<double> scale_;
@@ -45,21 +41,23 @@ class ScaledDotProductAttention final : public Op {
   const uint64_t seed_;
 };
 
-// Inputs (q, k, v, out, lse, dout, dlse) or (q, k, v, mask, out, lse, dout, dlse) -> (dq, dk,
-// dv): the forward's adjoint for the adjoints dout, dlse of (out, lse), with its parameters.
-class ScaledDotProductAttentionGrad final : public Op {
+// Inputs (q, k, v) or (q, k, v, mask) -> (out, lse).
+class ScaledDotProductAttention final : public AttentionOp {
  public:
-  ScaledDotProductAttentionGrad(bool causal, std::optional<double> scale, double dropout,
-                                uint64_t seed);
-  std::string name() const override { return "scaled_dot_product_attention_grad"; }
-  bool returns_tuple() const override { return true; }
+  using AttentionOp::AttentionOp;
+  std::string name() const override { return "scaled_dot_product_attention"; }
   std::vector<NDArray> compute_tuple(const Args& args) const override;
   std::vector<Value> gradient_values(const Value& out_grad, const Value& node) const override;
+};
 
-  const bool causal_;
-  const std::optional<double> scale_;
-  const double dropout_;
-  const uint64_t seed_;
+// Inputs (q, k, v, out, lse, dout, dlse) or (q, k, v, mask, out, lse, dout, dlse) -> (dq, dk,
+// dv): the forward's adjoint for the adjoints dout, dlse of (out, lse), with its parameters.
+class ScaledDotProductAttentionGrad final : public AttentionOp {
+ public:
+  using AttentionOp::AttentionOp;
+  std::string name() const override { return "scaled_dot_product_attention_grad"; }
+  std::vector<NDArray> compute_tuple(const Args& args) const override;
+  std::vector<Value> gradient_values(const Value& out_grad, const Value& node) const override;
 };
 
 // --- Functions ---
