@@ -110,8 +110,8 @@ def test_gpt_dropout_only_in_training_and_generation_restores_the_mode():
     assert np.abs(a - b).max() > 1e-4  # training: dropout draws differ
     model.generate(x, 2)
     assert model.training
-    model.eval()
-    np.testing.assert_array_equal(model(x).numpy(), model(x).numpy())
+    model.eval()  # the same up to the order of parallel sums
+    np.testing.assert_allclose(model(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-6)
 
 
 @hw5
@@ -122,7 +122,7 @@ def test_gpt_checkpoint_round_trip(tmp_path):
     other = small_gpt(seed=1)
     other.load_state_dict(ndl.load(path))
     x = ids(np.random.randint(0, 37, (2, 6)))
-    np.testing.assert_array_equal(model(x).numpy(), other(x).numpy())
+    np.testing.assert_allclose(model(x).numpy(), other(x).numpy(), rtol=1e-5, atol=1e-6)
 
 
 @hw5
