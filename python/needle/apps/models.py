@@ -186,7 +186,7 @@ class SelfAttention(nn.Module):
         if dim % num_heads:
             raise ValueError(f"[SelfAttention] dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads, self.dim_head = num_heads, dim // num_heads
-        self.causal, self.dropout_p = causal, dropout
+        self.causal = causal
         self.qkv = _normal_linear(dim, 3 * dim, std, device, dtype)
         self.proj = _normal_linear(dim, dim, proj_std, device, dtype)
         self.dropout = nn.Dropout(dropout)
@@ -199,7 +199,7 @@ class SelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.append(k, v)
         y = ops.scaled_dot_product_attention(q, k, v, causal=self.causal,
-                                             dropout=self.dropout_p if self.training else 0.0)
+                                             dropout=self.dropout.p if self.training else 0.0)
         y = ops.permute(y, (0, 2, 1, 3)).reshape((batch, steps, dim))
         return self.dropout(self.proj(y))
         # END SOLUTION

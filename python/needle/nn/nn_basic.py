@@ -99,6 +99,12 @@ def _shape_of(value) -> tuple:
     return tuple(int(s) for s in value.shape)
 
 
+def _positive_int(op: str, name: str, n) -> None:
+    """ValueError naming the module when ``n`` (its argument ``name``) is not a positive int."""
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
+        raise ValueError(f"[{op}] {name} must be a positive int, got {n!r}")
+
+
 def _check_ndim(op: str, x, ndim: int, layout: str) -> None:
     """ValueError naming the module when ``x`` is not ``ndim``-dimensional."""
     if len(x.shape) != ndim:
@@ -222,9 +228,8 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, device=None, dtype="float32"):
         super().__init__()
-        for name, n in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
-                raise ValueError(f"[Linear] {name} must be a positive int, got {n!r}")
+        _positive_int("Linear", "in_features", in_features)
+        _positive_int("Linear", "out_features", out_features)
         self.in_features = in_features
         self.out_features = out_features
         # BEGIN SOLUTION hw2
@@ -452,8 +457,7 @@ class LayerNorm(Module):
 
     def __init__(self, dim, eps=1e-5, device=None, dtype="float32"):
         super().__init__()
-        if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool) or dim <= 0:
-            raise ValueError(f"[LayerNorm] dim must be a positive int, got {dim!r}")
+        _positive_int("LayerNorm", "dim", dim)
         self.dim = dim
         self.eps = eps
         self.weight = Parameter(init.ones(dim, device=device, dtype=dtype))

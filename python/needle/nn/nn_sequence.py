@@ -18,14 +18,9 @@ from needle import ops
 from needle._needle import kernels as _kernels
 from needle.autograd import Tensor
 
-from .nn_basic import Module, Parameter, _check_ndim
+from .nn_basic import Module, Parameter, _check_ndim, _positive_int
 
 __all__ = ["Embedding", "RNNCell", "RNN", "LSTMCell", "LSTM"]
-
-
-def _positive_int(op, name, n):
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
-        raise ValueError(f"[{op}] {name} must be a positive int, got {n!r}")
 
 
 def _check_step_input(op, X, input_size):

@@ -20,8 +20,8 @@ import needle.init as init
 from needle import ops
 from needle.autograd import Tensor
 
-from .nn_basic import Dropout, LayerNorm1d, Linear, Module, ReLU, Sequential, _check_ndim
-from .nn_sequence import Embedding, _positive_int
+from .nn_basic import Dropout, LayerNorm1d, Linear, Module, ReLU, Sequential, _check_ndim, _positive_int
+from .nn_sequence import Embedding
 
 __all__ = ["MultiHeadAttention", "AttentionLayer", "TransformerLayer", "Transformer"]
 
