@@ -4,27 +4,19 @@ PyTorch with copied weights, in training and eval mode, on every device.
 ResNet9 (ConvBN blocks) is homework 4 and runs with the conv and batch-norm kernels off
 (their composites are the code homework 4 writes); FashionResNet is framework code.
 """
-import contextlib
-
 import numpy as np
 import pytest
 
 import needle as ndl
 import needle.nn as nn
-from needle import _needle
 
-from gradcheck import DEVICES, close
+from gradcheck import DEVICES, close, kernels_off
 
 torch = pytest.importorskip("torch")
 hw4 = pytest.mark.hw4
 IDS = ["cpu", "cuda"]
 # The conv and batch-norm composites: the code ConvBN / ResNet9 run in homework 4.
 HW4_KERNELS = ("conv2d", "conv2d_weight_grad", "conv2d_input_grad", "channel_sums", "channel_affine")
-
-
-def off(device, *names):
-    """A context in which the named fused kernels are off on device (nothing if no names)."""
-    return _needle.kernels.disabled(*names, device=device) if names else contextlib.nullcontext()
 
 
 def T(x, device, requires_grad=True):
@@ -112,7 +104,7 @@ def test_resnet9_parameter_count(device):
 @hw4
 @pytest.mark.parametrize("device", DEVICES, ids=IDS)
 def test_resnet9_matches_torch_train_and_eval(device):
-    with off(device, *HW4_KERNELS):
+    with kernels_off(*HW4_KERNELS):
         model = resnet9(device)
         tmodel = torch_resnet9()
         copy_resnet9_to_torch(model, tmodel)
@@ -138,7 +130,7 @@ def test_resnet9_matches_torch_train_and_eval(device):
 @hw4
 @pytest.mark.parametrize("device", DEVICES, ids=IDS)
 def test_resnet9_adam_step_lowers_loss(device):
-    with off(device, *HW4_KERNELS):
+    with kernels_off(*HW4_KERNELS):
         model = resnet9(device)
         x = T(resnet9_input(8), device, False)
         y = ndl.Tensor(np.random.randint(0, 10, size=8), device=device)
@@ -159,7 +151,7 @@ def test_resnet9_adam_step_lowers_loss(device):
 @hw4
 @pytest.mark.parametrize("device", DEVICES, ids=IDS)
 def test_resnet9_state_dict_round_trip(device, tmp_path):
-    with off(device, *HW4_KERNELS):
+    with kernels_off(*HW4_KERNELS):
         model = resnet9(device)
         model.train()
         model(T(resnet9_input(4, seed=3), device, False))  # moves the running statistics
