@@ -13,14 +13,9 @@ import needle.init as init
 from needle import ops
 from needle.autograd import Tensor
 
-from .nn_basic import Module, Parameter, _check_ndim
+from .nn_basic import Module, Parameter, _check_ndim, _positive_int
 
 __all__ = ["Conv", "ConvTranspose", "MaxPool2d", "AvgPool2d", "Upsample"]
-
-
-def _positive_int(op, name, n):
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
-        raise ValueError(f"[{op}] {name} must be a positive int, got {n!r}")
 
 
 def _check_channels(op, x, channels):
