@@ -24,6 +24,7 @@ __all__ = [
     "StepLR",
     "CosineAnnealingLR",
     "CosineWarmupLR",
+    "EMA",
 ]
 
 
@@ -260,3 +261,61 @@ class CosineWarmupLR(LRScheduler):
             return self.base_lr * t / self.warmup_steps
         progress = min(1.0, (t - self.warmup_steps) / (self.total_steps - self.warmup_steps))
         return self.min_lr + (self.base_lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class EMA:
+    """An exponential moving average of parameters, the weights diffusion models sample
+    with: ``update()`` after each optimizer step sets, per parameter,
+        shadow = d · shadow + (1 - d) · param,   d = min(decay, (1 + n) / (10 + n))
+    on the n-th update (n from 0; the warm-up keeps early shadows from remembering the
+    random initialization; ``warmup=False`` uses d = decay throughout). ``apply_to(model)``
+    swaps the averages into the model's parameters (which must be the tracked ones, in
+    order) and ``restore(model)`` swaps the trained values back. ``shadow`` holds detached
+    tensors."""
+
+    def __init__(self, parameters, decay=0.999, warmup=True):
+        _check_hyper("EMA", "decay", decay, high=1.0)
+        self.params = list(parameters)
+        self.decay = decay
+        self.warmup = warmup
+        self.num_updates = 0
+        self.shadow = [p.detach() for p in self.params]
+        self._backup = None
+
+    def current_decay(self):
+        """The d the next update() uses."""
+        n = self.num_updates
+        return min(self.decay, (1 + n) / (10 + n)) if self.warmup else self.decay
+
+    def update(self):
+        d = self.current_decay()
+        for i, p in enumerate(self.params):
+            self.shadow[i] = (self.shadow[i] * d + p.detach() * (1 - d)).detach()
+        self.num_updates += 1
+
+    def _check_model(self, model):
+        params = model.parameters()
+        if len(params) != len(self.shadow) or any(tuple(p.shape) != tuple(s.shape)
+                                                  for p, s in zip(params, self.shadow)):
+            raise ValueError(f"[EMA] the model's {len(params)} parameters are not the {len(self.shadow)} "
+                             "tracked ones")
+        return params
+
+    def apply_to(self, model):
+        """Loads the averages into model's parameters, keeping the current values for restore()."""
+        params = self._check_model(model)
+        self._backup = [p.detach() for p in params]
+        for p, s in zip(params, self.shadow):
+            p.data = s
+
+    def restore(self, model):
+        """Puts back the values apply_to() replaced."""
+        if self._backup is None:
+            raise RuntimeError("[EMA] restore() without a preceding apply_to()")
+        for p, b in zip(self._check_model(model), self._backup):
+            p.data = b
+        self._backup = None
+
+    def state_dict(self):
+        """The averages as numpy arrays, with the update count: what a checkpoint saves."""
+        return {"num_updates": self.num_updates, "shadow": [s.numpy() for s in self.shadow]}

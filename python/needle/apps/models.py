@@ -357,3 +357,115 @@ class ViT(nn.Module):
         first = ops.getitem(self.norm(tokens), (slice(None), 0))
         return self.head(first)
         # END SOLUTION
+
+
+class _ResAttention(nn.Module):
+    """A ResBlock, then self-attention when its level has it: ``forward(x, temb)``."""
+
+    def __init__(self, res, attention=None):
+        super().__init__()
+        self.res = res
+        self.attention = attention
+
+    def forward(self, x, temb):
+        h = self.res(x, temb)
+        return h if self.attention is None else self.attention(h)
+
+
+class _UNetLevel(nn.Module):
+    """One resolution of the U-Net: its ResBlocks (each followed by self-attention when the
+    level has it) and the resampling after them (None at the end of the path)."""
+
+    def __init__(self, blocks, resample):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.resample = resample
+
+
+class UNet(nn.Module):
+    """The DDPM U-Net (Ho et al., 2020) predicting the noise in x_t: ``forward(x, t)`` with
+    x (B, in_channels, H, W) and t (B,) integer timesteps -> (B, in_channels, H, W).
+
+    A 3x3 stem conv to base_channels; down the levels, ``num_res_blocks`` ResBlocks at
+    base_channels * channel_mults[i] (self-attention after each at the levels listed in
+    attention_levels) and a stride-2 conv between levels; a middle ResBlock, attention
+    (when any level has it), ResBlock; up the levels, ``num_res_blocks + 1`` ResBlocks each taking the
+    concatenation with the matching skip (every down block's output, the stem's too),
+    nearest upsampling + conv between levels; GroupNorm, SiLU and a 3x3 conv (zero-initial,
+    so the untrained model predicts 0) back to in_channels. The timestep enters every
+    ResBlock through a sinusoidal embedding of base_channels and a two-layer SiLU MLP of
+    4 * base_channels. With the defaults, 28x28 runs at 28 -> 14 -> 7 and back."""
+
+    def __init__(self, in_channels=1, base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1,
+                 attention_levels=(2,), num_groups=8, dropout=0.0, device=None, dtype="float32"):
+        super().__init__()
+        kw = dict(device=device, dtype=dtype)
+        levels = len(channel_mults)
+        if levels == 0 or any(not 0 <= a < levels for a in attention_levels):
+            raise ValueError(f"[UNet] attention_levels {tuple(attention_levels)} must index "
+                             f"channel_mults {tuple(channel_mults)}")
+        self.in_channels, self.base_channels = in_channels, base_channels
+        self.downsamplings = levels - 1
+        time_dim = 4 * base_channels
+        self.time_mlp = nn.Sequential(nn.Linear(base_channels, time_dim, **kw), nn.SiLU(),
+                                      nn.Linear(time_dim, time_dim, **kw))
+
+        def res(a, b, attend):
+            attention = nn.AttentionBlock(b, num_groups=num_groups, **kw) if attend else None
+            return _ResAttention(nn.ResBlock(a, b, time_dim, num_groups, dropout, **kw), attention)
+
+        self.stem = nn.Conv(in_channels, base_channels, 3, **kw)
+        skips, ch, down = [base_channels], base_channels, []
+        for level, mult in enumerate(channel_mults):
+            blocks = []
+            for _ in range(num_res_blocks):
+                blocks.append(res(ch, base_channels * mult, level in attention_levels))
+                ch = base_channels * mult
+                skips.append(ch)
+            resample = nn.Downsample(ch, **kw) if level < levels - 1 else None
+            if resample is not None:
+                skips.append(ch)
+            down.append(_UNetLevel(blocks, resample))
+        self.down = nn.ModuleList(down)
+        self.mid = nn.ModuleList([res(ch, ch, len(attention_levels) > 0),
+                                  nn.ResBlock(ch, ch, time_dim, num_groups, dropout, **kw)])
+        up = []
+        for level, mult in reversed(list(enumerate(channel_mults))):
+            blocks = []
+            for _ in range(num_res_blocks + 1):
+                blocks.append(res(ch + skips.pop(), base_channels * mult, level in attention_levels))
+                ch = base_channels * mult
+            up.append(_UNetLevel(blocks, nn.UpsampleConv(ch, **kw) if level > 0 else None))
+        self.up = nn.ModuleList(up)
+        self.out_norm = nn.GroupNorm(num_groups, ch, **kw)
+        self.out_conv = nn.Conv(ch, in_channels, 3, **kw)
+        self.out_conv.weight.data = self.out_conv.weight.data * 0.0
+        self.out_conv.bias.data = self.out_conv.bias.data * 0.0
+
+    def forward(self, x, t):
+        multiple = 2 ** self.downsamplings
+        if len(x.shape) != 4 or x.shape[1] != self.in_channels or x.shape[2] % multiple or x.shape[3] % multiple:
+            raise ValueError(f"[UNet] expects x of shape (B, {self.in_channels}, H, W) with H and W multiples "
+                             f"of {multiple}, got {tuple(x.shape)}")
+        if len(t.shape) != 1 or t.shape[0] != x.shape[0]:
+            raise ValueError(f"[UNet] expects t of shape ({x.shape[0]},), got {tuple(t.shape)}")
+        # BEGIN SOLUTION hw6
+        temb = self.time_mlp(nn.timestep_embedding(t, self.base_channels, device=x.device, dtype=x.dtype))
+
+        h = self.stem(x)
+        skips = [h]
+        for level in self.down:
+            for blocks in level.blocks:
+                h = blocks(h, temb)
+                skips.append(h)
+            if level.resample is not None:
+                h = level.resample(h)
+                skips.append(h)
+        h = self.mid[1](self.mid[0](h, temb), temb)
+        for level in self.up:
+            for blocks in level.blocks:
+                h = blocks(ops.concat([h, skips.pop()], 1), temb)
+            if level.resample is not None:
+                h = level.resample(h)
+        return self.out_conv(ops.silu(self.out_norm(h)))
+        # END SOLUTION
