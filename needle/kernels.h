@@ -172,6 +172,26 @@ using LayerNormGrad = void(const View& x, const View& w, const View& mean, const
                            const View& dw, const View& db);
 inline constexpr const char* kLayerNormGrad = "layer_norm_grad";
 
+// Group normalization of a contiguous (N, C, S) array (spatial axes flattened into S) in
+// `groups` groups of C / groups channels, for the group_norm op (needle/ops/ops_group_norm.h):
+// per (n, g), over the group's M = (C / groups) * S elements (one contiguous run), mean =
+// sum(x) / M, var = sum((x - mean)^2) / M (two passes), rstd = 1 / sqrt(var + eps), and
+// y[n, c, s] = (x[n, c, s] - mean) * rstd * w[c] + b[c]. x and y (N, C, S); w, b (C,); mean
+// and rstd (N * groups,) (the op shapes them (N, G)); one float dtype, contiguous; M > 0.
+using GroupNorm = void(const View& x, const View& w, const View& b, int64_t groups, double eps,
+                       const View& y, const View& mean, const View& rstd);
+inline constexpr const char* kGroupNorm = "group_norm";
+// Its backward from the saved mean and rstd: per (n, g), with xhat = (x - mean) * rstd and
+// g = dy * w[c], LayerNormGrad's formula over the group's M elements,
+//   dx = rstd * (g - mean_M(g) - xhat * mean_M(g * xhat)) + dmean / M - drstd * rstd^2 * xhat / M
+//   dw[c] = sum over n and s of dy * xhat,  db[c] = sum over n and s of dy,
+// where dmean and drstd (N * groups,) are the adjoints of the saved statistics. Shapes as in
+// GroupNorm; dx (N, C, S), dw and db (C,).
+using GroupNormGrad = void(const View& x, const View& w, const View& mean, const View& rstd,
+                           const View& dy, const View& dmean, const View& drstd, int64_t groups,
+                           const View& dx, const View& dw, const View& db);
+inline constexpr const char* kGroupNormGrad = "group_norm_grad";
+
 // Softmax cross-entropy of logits (N, C) against labels (N,) int64 in [0, C) (the op checked
 // them), for the softmax_cross_entropy op (needle/ops/ops_loss.h): loss (N,), row i's
 // logsumexp minus logits[i, labels[i]], the logsumexp shifted as Softmax shifts. Contiguous;

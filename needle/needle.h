@@ -13,6 +13,7 @@
 #include "needle/ops/op.h"
 #include "needle/ops/ops_attention.h"
 #include "needle/ops/ops_elementwise.h"
+#include "needle/ops/ops_group_norm.h"
 #include "needle/ops/ops_index.h"
 #include "needle/ops/ops_linalg.h"
 #include "needle/ops/ops_loss.h"

@@ -273,6 +273,16 @@ void init_ops(py::module_& parent) {
   op_class<LayerNormGrad>(m, "LayerNormGrad",
                           "LayerNorm's adjoint: (x, w, mean, rstd, dy, dmean, drstd) -> (dx, dw, db)")
       .def(py::init<>());
+  op_class<GroupNorm>(m, "GroupNorm",
+                      "(x, weight, bias) -> (y, mean, rstd) over channel groups of axis 1")
+      .def(py::init<int64_t, double>(), py::arg("num_groups"), py::arg("eps") = 1e-5)
+      .def_readonly("num_groups", &GroupNorm::num_groups)
+      .def_readonly("eps", &GroupNorm::eps);
+  op_class<GroupNormGrad>(
+      m, "GroupNormGrad",
+      "GroupNorm's adjoint: (x, w, mean, rstd, dy, dmean, drstd) -> (dx, dw, db)")
+      .def(py::init<int64_t>(), py::arg("num_groups"))
+      .def_readonly("num_groups", &GroupNormGrad::num_groups);
   op_class<LSTMCell>(m, "LSTMCell",
                      "(gates (B, 4H) in order i, f, g, o; c_prev (B, H)) -> (h_new, c_new)")
       .def(py::init<>());
@@ -457,6 +467,23 @@ device has them (needle._needle.kernels.has("layer_norm", device)), composed els
   m.def("layer_norm_grad", &layer_norm_grad, py::arg("x"), py::arg("weight"), py::arg("mean"),
         py::arg("rstd"), py::arg("dy"), py::arg("dmean"), py::arg("drstd"),
         "layer_norm's adjoint: (dx, dweight, dbias)");
+  m.def(
+      "group_norm",
+      [](const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t num_groups,
+         double eps) { return group_norm(x, weight, bias, num_groups, eps)[0]; },
+      py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("num_groups"),
+      py::arg("eps") = 1e-5,
+      R"doc(Group normalization of x (N, C, ...): the C channels split into num_groups groups, each
+(sample, group) normalized over its C / num_groups channels and every spatial position,
+(x - mean) / sqrt(var + eps) * weight[c] + bias[c], weight and bias (C,), the biased variance.
+One fused kernel each way where the device has them (needle._needle.kernels.has("group_norm",
+device)), composed elsewhere.)doc");
+  m.def("group_norm_stats", &group_norm, py::arg("x"), py::arg("weight"), py::arg("bias"),
+        py::arg("num_groups"), py::arg("eps") = 1e-5,
+        "group_norm's TensorTuple (y, mean, rstd), mean and rstd of shape (N, num_groups)");
+  m.def("group_norm_grad", &group_norm_grad, py::arg("x"), py::arg("weight"), py::arg("mean"),
+        py::arg("rstd"), py::arg("dy"), py::arg("dmean"), py::arg("drstd"), py::arg("num_groups"),
+        "group_norm's adjoint: (dx, dweight, dbias)");
   m.def("upsample_nearest", &upsample_nearest, py::arg("a"), py::arg("scale") = 2);
 
   m.def(

@@ -1,13 +1,13 @@
 // The CUDA backend's fused kernels (backend_cuda/conv.cu, pool.cu, rnn.cu, layer_norm.cu,
-// softmax.cu, loss.cu) against the CPU: conv2d, conv2d_weight_grad and the LSTM cell kernels
-// against the CPU's fused kernels, the norm, softmax and loss kernels through their ops, the
-// four pooling kernels against the CPU composites (max_pool2d / avg_pool2d and their
-// gradients through autograd, with any CPU pooling kernels turned off, so the oracle is the
-// rule the contract cites). The
-// geometries cover odd and even kernels, strides 1-3, padding 0-2 (and beyond the kernel),
-// 1..64 channels, both float dtypes, ties for the max, and a conv large enough for the
-// column matrix to be built in chunks. Without a GPU the comparisons are skipped with a
-// WARN("skipping ..."); the registration and dtype checks need none and always run.
+// group_norm.cu, softmax.cu, loss.cu) against the CPU: conv2d, conv2d_weight_grad and the
+// LSTM cell kernels against the CPU's fused kernels, the norm, softmax and loss kernels
+// through their ops, the four pooling kernels against the CPU composites (max_pool2d /
+// avg_pool2d and their gradients through autograd, with any CPU pooling kernels turned off,
+// so the oracle is the rule the contract cites). The geometries cover odd and even kernels,
+// strides 1-3, padding 0-2 (and beyond the kernel), 1..64 channels, both float dtypes, ties
+// for the max, and a conv large enough for the column matrix to be built in chunks. Without
+// a GPU the comparisons are skipped with a WARN("skipping ..."); the registration and dtype
+// checks need none and always run.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <memory>
@@ -284,6 +284,53 @@ TEST_CASE("the cuda LSTM cell kernels agree with the cpu", "[cuda][kernels]") {
     for (auto [b, h] : std::vector<std::pair<int64_t, int64_t>>{
              {1, 7}, {3, 5}, {4, 8}, {2, 300}, {600, 33}, {1, 1}, {130, 1000}})
       check_lstm(cuda, "cuda", b, h, dt);
+}
+
+TEST_CASE("the cuda group norm kernels agree with the cpu", "[cuda][kernels]") {
+#ifdef NEEDLE_WITH_CUDA
+  CHECK(registered_kernel_on(kernel::kGroupNorm, "cuda"));
+  CHECK(registered_kernel_on(kernel::kGroupNormGrad, "cuda"));
+#endif
+  Backend& cuda = find_backend("cuda");
+  if (!cuda.enabled()) {
+    WARN("skipping cuda: " << cuda.disabled_reason());
+    return;
+  }
+  // Through the op, each device running its own fused kernels: groups of one element,
+  // groups shorter than a warp, groups beyond one block's width, channels per group not
+  // dividing the block, and more groups than blocks in the grid.
+  struct Case {
+    Shape shape;
+    int64_t groups;
+  };
+  for (DType dt : {DType::float32, DType::float64})
+    for (const Case& k : std::vector<Case>{{{3, 4}, 4}, {{2, 6, 5}, 3}, {{2, 4, 3, 3}, 1},
+                                           {{4, 64, 28, 28}, 32}, {{70000, 2, 1}, 1}}) {
+      INFO(shape_str(k.shape) << " G " << k.groups << " " << dtype_name(dt));
+      const int64_t c = k.shape[1];
+      std::vector<double> xv = random_vector(numel(k.shape), -3, 3);
+      std::vector<double> cv = random_vector(numel(k.shape));
+      std::vector<double> wv = random_vector(size_t(c)), bv = random_vector(size_t(c));
+      auto run = [&](Backend& dev) {
+        auto leaf = [&](const std::vector<double>& v, const Shape& s) {
+          return Tensor(NDArray::from_vector(v, s).astype(dt).to(dev), true);
+        };
+        Tensor x = leaf(xv, k.shape), w = leaf(wv, {c}), b = leaf(bv, {c});
+        Tensor cw(NDArray::from_vector(cv, k.shape).astype(dt).to(dev));
+        TensorTuple gn = group_norm(x, w, b, k.groups, 1e-5);
+        (summation(gn[0] * cw) + summation(gn[1] * gn[2])).backward();
+        std::vector<std::vector<double>> out;
+        for (const Tensor& t : {gn[0], gn[1], gn[2], x.grad(), w.grad(), b.grad()})
+          out.push_back(t.to_vector<double>());
+        return out;
+      };
+      auto want = run(default_backend()), got = run(cuda);
+      const Tolerance tol = dt == DType::float64 ? Tolerance{1e-10, 1e-10} : Tolerance{1e-3, 1e-3};
+      for (size_t i = 0; i < want.size(); ++i) {
+        INFO("result " << i);
+        CHECK(compare(got[i], want[i], tol) == "");
+      }
+    }
 }
 
 TEST_CASE("the cuda norm, softmax and loss kernels agree with the cpu", "[cuda][kernels]") {

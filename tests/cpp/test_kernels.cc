@@ -1,12 +1,10 @@
 // The fused-kernel registry (needle/kernels.h) and every fused kernel against its composite
 // path: lookups by (kernel, device), the typed lookup's check, KernelDisabled, the thread
 // setting reached through the registry, and the conv, pooling, per-channel, LSTM cell,
-// attention and Adam kernels against the composites their ops run when a device has none (the reference
-// setting reached through the registry, and the conv, pooling, per-channel, LSTM cell and
-// Adam kernels, and the layer-norm, softmax-family and softmax cross-entropy kernels, against
-// the composites their ops run when a device has none (the reference
-// backend has none; on the CPU, KernelDisabled turns one off); the LSTM cell's operand
-// checks and second order too.
+// attention, Adam, layer-norm, group-norm, softmax-family and softmax cross-entropy kernels
+// against the composites their ops run when a device has none (the reference backend has
+// none; on the CPU, KernelDisabled turns one off); the LSTM cell's operand checks and second
+// order too.
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <memory>
@@ -476,6 +474,54 @@ TEST_CASE("fused norm, softmax and loss kernels agree with their composites", "[
       {
         std::vector<std::unique_ptr<KernelDisabled>> off;
         for (const char* name : names) off.push_back(std::make_unique<KernelDisabled>(name, "cpu"));
+        composite = run(default_backend());
+      }
+      auto reference = run(reference_backend());
+      const double tol = dt == DType::float64 ? 1e-10 : 2e-4;
+      for (size_t i = 0; i < fused.size(); ++i) {
+        INFO("result " << i);
+        NEEDLE_CHECK_CLOSE(fused[i], composite[i], tol);
+        NEEDLE_CHECK_CLOSE(fused[i], reference[i], tol);
+      }
+    }
+  }
+}
+
+TEST_CASE("fused group norm kernels agree with their composite", "[kernels]") {
+  // group_norm forward (y and the saved statistics) and backward (dmean and drstd nonzero),
+  // fused, with the kernels disabled, and on the reference backend; groups of one element,
+  // one group, one channel per group, and groups longer than a sum chunk on many threads.
+  CHECK(has(kernel::kGroupNorm, "cpu"));
+  CHECK(has(kernel::kGroupNormGrad, "cpu"));
+  struct Case {
+    Shape shape;
+    int64_t groups;
+  };
+  for (const Case& k : std::vector<Case>{{{3, 4}, 4}, {{2, 6, 5}, 3}, {{2, 4, 3, 3}, 1},
+                                         {{5, 8, 2, 3}, 8}, {{4, 8, 48, 48}, 2}}) {
+    const int64_t c = k.shape[1];
+    std::vector<double> xv = random_vector(numel(k.shape), -3, 3);
+    std::vector<double> cv = random_vector(numel(k.shape));
+    std::vector<double> wv = random_vector(size_t(c)), bv = random_vector(size_t(c));
+    for (DType dt : {DType::float64, DType::float32}) {
+      INFO(shape_str(k.shape) << " G " << k.groups << " " << dtype_name(dt));
+      auto run = [&](Backend& dev) {
+        auto leaf = [&](const std::vector<double>& v, const Shape& s) {
+          return Tensor(NDArray::from_vector(v, s, dev).astype(dt), true);
+        };
+        Tensor x = leaf(xv, k.shape), w = leaf(wv, {c}), b = leaf(bv, {c});
+        TensorTuple gn = group_norm(x, w, b, k.groups, 1e-5);
+        Tensor cw(NDArray::from_vector(cv, k.shape, dev).astype(dt));
+        (summation(gn[0] * cw) + summation(gn[1] * gn[2])).backward();
+        std::vector<std::vector<double>> out;
+        for (const Tensor& t : {gn[0], gn[1], gn[2], x.grad(), w.grad(), b.grad()})
+          out.push_back(t.to_vector<double>());
+        return out;
+      };
+      auto fused = run(default_backend());
+      std::vector<std::vector<double>> composite;
+      {
+        KernelDisabled off(kernel::kGroupNorm, "cpu"), off_grad(kernel::kGroupNormGrad, "cpu");
         composite = run(default_backend());
       }
       auto reference = run(reference_backend());

@@ -1,9 +1,9 @@
-"""The fused norm, softmax and loss ops (layer_norm, softmax / logsoftmax on the last axis,
+"""The fused norm, softmax and loss ops (layer_norm, group_norm, softmax / logsoftmax on the last axis,
 softmax_cross_entropy, gelu's tanh form): their rows of the op table, run by test_ops.py's
 harness (forward against numpy in float32 and float64, finite-difference gradients in
 float64 with the kernels off, fused against composite), kept here because test_ops.py is
-full. Also: the modules that take these fast paths (nn.LayerNorm, LayerNorm1d, SoftmaxLoss,
-GELU, SiLU) against PyTorch with the kernels on and off, large rows that cross the kernels'
+full. Also: the modules that take these fast paths (nn.LayerNorm, LayerNorm1d, GroupNorm,
+SoftmaxLoss, GELU, SiLU) against PyTorch with the kernels on and off, large rows that cross the kernels'
 chunk and thread boundaries, and ModuleList / ModuleDict."""
 import numpy as np
 import pytest
@@ -17,6 +17,7 @@ import test_ops as base
 from gradcheck import DEVICES, kernels_off, tensor
 
 LN = dict(fused=("layer_norm", "layer_norm_grad"), tol32=1e-4)
+GN = dict(fused=("group_norm", "group_norm_grad"), tol32=1e-4)
 SOFTMAX = dict(fused=("softmax", "softmax_grad"))
 LOGSOFTMAX = base.LOGSOFTMAX
 SCE = dict(fused=("softmax_cross_entropy", "softmax_cross_entropy_grad"))
@@ -67,6 +68,58 @@ def np_ln_stats_mix(x, w, b):
     return y * mean + rstd
 
 
+def np_group_norm_stats(x, w, b, groups, eps=1e-5):
+    n, c = x.shape[:2]
+    xg = x.reshape(n, groups, -1)
+    mean = xg.mean(axis=-1, keepdims=True)
+    rstd = 1 / np.sqrt(xg.var(axis=-1, keepdims=True) + eps)
+    per_channel = (1, c) + (1,) * (x.ndim - 2)
+    y = ((xg - mean) * rstd).reshape(x.shape) * w.reshape(per_channel) + b.reshape(per_channel)
+    return y, mean.reshape(n, groups), rstd.reshape(n, groups)
+
+
+def np_group_norm_grad(x, w, m, r, dy, dm, dr, groups):
+    """LayerNormGrad's formula over each (sample, group) row of M elements."""
+    n, c = x.shape[:2]
+    rows = lambda a: a.reshape(n, groups, -1)  # noqa: E731
+    wc = np.broadcast_to(w.reshape((1, c) + (1,) * (x.ndim - 2)), x.shape)
+    m3, r3, dm3, dr3 = (a.reshape(n, groups, 1) for a in (m, r, dm, dr))
+    xh = (rows(x) - m3) * r3
+    g = rows(dy) * rows(wc)
+    d = xh.shape[-1]
+    a, bm = g.mean(-1, keepdims=True), (g * xh).mean(-1, keepdims=True)
+    dx = r3 * (g - a - xh * bm) + dm3 / d - dr3 * r3 * r3 * xh / d
+    other = (0,) + tuple(range(2, x.ndim))
+    dxh = (rows(dy) * xh).reshape(x.shape)
+    return dx.reshape(x.shape), dxh.sum(axis=other), dy.sum(axis=other)
+
+
+def gn(groups, **kw):
+    return lambda x, w, b: ndl.group_norm(x, w, b, groups, **kw)
+
+
+def np_gn(groups, **kw):
+    return lambda x, w, b: np_group_norm_stats(x, w, b, groups, **kw)[0]
+
+
+def gn_stats_flat(x, w, b):
+    return ndl.concat([ndl.reshape(t, (-1,)) for t in ndl.ops.group_norm_stats(x, w, b, 2).tuple()], 0)
+
+
+def np_gn_stats_flat(x, w, b):
+    return np.concatenate([a.reshape(-1) for a in np_group_norm_stats(x, w, b, 2)])
+
+
+def gn_grad_flat(x, w, m, r, dy, dm, dr):
+    out = ndl.ops.group_norm_grad(x, w, m, positive(r), dy, dm, dr, 2)
+    return ndl.concat([ndl.reshape(t, (-1,)) for t in out.tuple()], 0)
+
+
+def np_gn_grad_flat(x, w, m, r, dy, dm, dr):
+    out = np_group_norm_grad(x, w, m, positive(r), dy, dm, dr, 2)
+    return np.concatenate([a.reshape(-1) for a in out])
+
+
 def np_sce_rows(z, labels=LAB):
     return base.np_logsumexp(z, axis=1) - z[np.arange(len(z)), labels]
 
@@ -93,6 +146,16 @@ FUSED_CASES = [
     # layer_norm_grad's own gradient rows check the second order.
     ("layer_norm_grad", ln_grad_flat, np_ln_grad_flat,
      [(3, 4), (4,), (3, 1), (3, 1), (3, 4), (3, 1), (3, 1)], LN),
+    ("group_norm", gn(3), np_gn(3), [(2, 6, 3, 4), (6,), (6,)], GN),
+    ("group_norm 3-D", gn(2), np_gn(2), [(3, 4, 5), (4,), (4,)], GN),
+    ("group_norm 2-D groups=C", gn(6), np_gn(6), [(4, 6), (6,), (6,)], GN),
+    ("group_norm one group", gn(1), np_gn(1), [(2, 4, 2, 3), (4,), (4,)], GN),
+    ("group_norm eps", gn(2, eps=0.5), np_gn(2, eps=0.5), [(2, 4, 3), (4,), (4,)], GN),
+    # The saved statistics used too: their adjoints reach x through group_norm_grad.
+    ("group_norm_stats", gn_stats_flat, np_gn_stats_flat, [(3, 4, 2, 2), (4,), (4,)], GN),
+    # group_norm_grad's own gradient rows check the second order.
+    ("group_norm_grad", gn_grad_flat, np_gn_grad_flat,
+     [(2, 4, 3), (4,), (2, 2), (2, 2), (2, 4, 3), (2, 2), (2, 2)], GN),
     ("softmax last axis", ndl.softmax, base.np_softmax, [(4, 7)], SOFTMAX),
     ("softmax 3-D", lambda a: ndl.softmax(a, axis=2), base.np_softmax, [(2, 3, 5)], SOFTMAX),
     ("softmax_grad", ndl.softmax_grad,
@@ -145,7 +208,7 @@ def test_fused_matches_composite(case, device, dtype):
     base.test_fused_matches_composite(case, device, dtype)
 
 
-ALL_KERNELS = ("layer_norm", "layer_norm_grad", "softmax", "softmax_grad", "logsoftmax",
+ALL_KERNELS = ("layer_norm", "layer_norm_grad", "group_norm", "group_norm_grad", "softmax", "softmax_grad", "logsoftmax",
                "logsoftmax_grad", "softmax_cross_entropy", "softmax_cross_entropy_grad")
 
 
@@ -165,6 +228,8 @@ def _run(f, arrays, device, dtype):
 
 BIG = [  # rows wider than a kernel chunk (256) and enough work to run on every thread
     ("layer_norm", lambda x, w, b: ndl.layer_norm(x, w, b), [(300, 1100), (1100,), (1100,)]),
+    # Groups of 4 channels of 48 x 48: runs longer than a sum chunk (2048), several threads.
+    ("group_norm", gn(2), [(4, 8, 48, 48), (8,), (8,)]),
     ("softmax", ndl.softmax, [(300, 1100)]),
     ("logsoftmax", ndl.logsoftmax, [(300, 1100)]),
     ("softmax_cross_entropy",
@@ -239,6 +304,46 @@ def test_layer_norm_modules_vs_torch(device, fused, shape):
         np.testing.assert_allclose(X.grad.numpy(), tx.grad.numpy(), rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(m.weight.grad.numpy(), ref.weight.grad.numpy(), rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(m.bias.grad.numpy(), ref.bias.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+# With the kernels off nn.GroupNorm runs its composite, the code homework 6 writes.
+FUSED_OR_HW6 = [pytest.param(True, id="fused"),
+                pytest.param(False, id="composite", marks=pytest.mark.hw6)]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("fused", FUSED_OR_HW6)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape,groups", [((2, 6, 3, 4), 3), ((2, 6, 3, 4), 1), ((2, 6, 3, 4), 6),
+                                          ((3, 4, 5), 2), ((5, 4), 4), ((2, 8, 7, 9), 4)])
+def test_group_norm_module_vs_torch(device, fused, dtype, shape, groups):
+    np.random.seed(5)
+    c = shape[1]
+    x = np.random.randn(*shape) * 3 + 2
+    w, b, g = np.random.randn(c), np.random.randn(c), np.random.randn(*shape)
+    tx = torch.tensor(x, requires_grad=True)
+    ref = torch.nn.GroupNorm(groups, c, eps=1e-5).double()
+    with torch.no_grad():
+        ref.weight.copy_(torch.tensor(w))
+        ref.bias.copy_(torch.tensor(b))
+    ty = ref(tx)
+    (ty * torch.tensor(g)).sum().backward()
+    m = nn.GroupNorm(groups, c, device=device, dtype=dtype)
+    assert m.weight.shape == (c,) and m.bias.shape == (c,) and m.weight.dtype == dtype
+    np.testing.assert_array_equal(m.weight.numpy(), 1)
+    np.testing.assert_array_equal(m.bias.numpy(), 0)
+    m.weight.data = ndl.Tensor(w, device=device, dtype=dtype)
+    m.bias.data = ndl.Tensor(b, device=device, dtype=dtype)
+    with kernels_off() if fused else kernels_off("group_norm", "group_norm_grad"):
+        X = ndl.Tensor(x, device=device, dtype=dtype, requires_grad=True)
+        y = m(X)
+        (y * ndl.Tensor(g, device=device, dtype=dtype)).sum().backward()
+    assert y.shape == shape and y.dtype == dtype
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), **tol)
+    np.testing.assert_allclose(X.grad.numpy(), tx.grad.numpy(), **tol)
+    np.testing.assert_allclose(m.weight.grad.numpy(), ref.weight.grad.numpy(), **tol)
+    np.testing.assert_allclose(m.bias.grad.numpy(), ref.bias.grad.numpy(), **tol)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -9,7 +9,8 @@ from .ops_mathematic import *  # noqa: F401,F403
 from .ops_logarithmic import *  # noqa: F401,F403
 from .ops_tuple import *  # noqa: F401,F403
 from .ops_mathematic import max, abs  # noqa: F401,A004 (ops.max / ops.abs, not starred)
-from .ops_tuple import LSTMCell, LSTMCellGrad, LayerNorm, LayerNormGrad  # noqa: F401 (ops.X, not ndl.X)
+from .ops_tuple import (  # noqa: F401 (ops.X, not ndl.X)
+    LSTMCell, LSTMCellGrad, LayerNorm, LayerNormGrad, GroupNorm, GroupNormGrad)
 from . import ops_mathematic as _m, ops_logarithmic as _l, ops_tuple as _t
 from ..autograd import TensorOp as _TensorOp, TensorTupleOp as _TensorTupleOp
 from .._needle import Op as _CppOp
@@ -26,7 +27,7 @@ def _register_cpp_ops():
         if isinstance(cls, type) and issubclass(cls, _CppOp):
             tuple_ops = {"MakeTensorTuple", "FusedAddScalars", "Split", "LSTMCell", "LSTMCellGrad",
                          "ScaledDotProductAttention", "ScaledDotProductAttentionGrad",
-                         "LayerNorm", "LayerNormGrad"}
+                         "LayerNorm", "LayerNormGrad", "GroupNorm", "GroupNormGrad"}
             (_TensorTupleOp if name in tuple_ops else _TensorOp).register(cls)
 
 

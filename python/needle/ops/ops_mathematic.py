@@ -18,7 +18,7 @@ _FUNCTIONS = [
     "transpose", "permute", "reshape", "broadcast_to", "summation", "mean", "matmul",
     "flip", "dilate", "undilate", "pad", "concat", "getitem", "setitem", "conv",
     "conv_input_grad", "conv_weight_grad", "im2col", "max_pool2d", "avg_pool2d", "upsample_nearest",
-    "channel_sums", "channel_affine", "batch_norm", "layer_norm", "softmax_cross_entropy", "softmax_cross_entropy_grad",
+    "channel_sums", "channel_affine", "batch_norm", "layer_norm", "group_norm", "softmax_cross_entropy", "softmax_cross_entropy_grad",
     "scaled_dot_product_attention",
 ]
 # max and abs are ops.max / ops.abs only: `from needle.ops import *` must not shadow the
