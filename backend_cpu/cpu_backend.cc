@@ -10,6 +10,8 @@
 #include <mutex>
 #include <vector>
 
+#include <unistd.h>
+
 #include "backend_cpu/kernels.h"
 #include "needle/backend.h"
 
@@ -24,7 +26,9 @@ constexpr size_t kAlignment = 64;
 // malloc's bins (and its consolidation of every freed fast chunk before each larger
 // request); training loops free and re-allocate the same sizes every step. Blocks carry their
 // size in a 64-byte header; sizes are rounded to 64 bytes, and to 64 KiB from 64 KiB up, so
-// near-equal requests share a bucket.
+// near-equal requests share a bucket. The cache keeps up to a quarter of physical memory:
+// enough for a whole training step's arrays (a U-Net step at batch 64 peaks at 3.5 GB; with
+// a 256 MiB cap, 300 MB of fresh pages faulted in every step, a tenth of its time).
 class BlockCache {
  public:
 #if defined(__SANITIZE_ADDRESS__)
@@ -33,7 +37,7 @@ class BlockCache {
   static constexpr bool kEnabled = true;
 #endif
   static constexpr size_t kLargeBlock = size_t(1) << 16;
-  static constexpr size_t kMaxCached = size_t(1) << 28;  // bytes kept at most, all buckets
+  const size_t max_cached_ = physical_memory() / 4;  // bytes kept at most, all buckets
 
   void* allocate(size_t bytes) {
     size_t size = (std::max<size_t>(bytes, 1) + kAlignment - 1) / kAlignment * kAlignment;
@@ -60,7 +64,7 @@ class BlockCache {
     const size_t size = *static_cast<size_t*>(block);
     if (kEnabled) {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (cached_bytes_ + size <= kMaxCached) {
+      if (cached_bytes_ + size <= max_cached_) {
         free_[size].push_back(block);
         cached_bytes_ += size;
         return;
@@ -70,6 +74,11 @@ class BlockCache {
   }
 
  private:
+  static size_t physical_memory() {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    return pages > 0 && page > 0 ? size_t(pages) * size_t(page) : size_t(1) << 30;
+  }
+
   std::mutex mutex_;
   std::map<size_t, std::vector<void*>> free_;
   size_t cached_bytes_ = 0;
