@@ -14,7 +14,7 @@ ifeq ($(origin OMP_WAIT_POLICY),undefined)
 export GOMP_SPINCOUNT ?= 10000
 endif
 
-.PHONY: all deps build build-asan test test-cpp test-asan test-python test-homework demo lm gpt bench format clean
+.PHONY: all deps build build-asan test test-cpp test-asan test-python test-homework demo lm gpt diffusion bench format clean
 
 all: build
 
@@ -67,6 +67,12 @@ gpt: build
 	@.ci/install-deps bible-kjv
 	$(PYTHON) -m needle.apps.gpt_demo $(GPT_ARGS)
 
+# The diffusion job: a DDPM U-Net on Fashion-MNIST (~20 min of training), DDIM samples
+# (out/diffusion_samples.png) and their Frechet distance; DIFFUSION_ARGS=--sample only samples.
+diffusion: build
+	@.ci/install-deps dataset-fashion-mnist
+	$(PYTHON) -m needle.apps.diffusion_demo $(DIFFUSION_ARGS)
+
 bench: build
 	$(PYTHON) bench/bench_ndarray.py
 	$(PYTHON) bench/bench_autograd.py
@@ -76,6 +82,8 @@ bench: build
 	$(PYTHON) bench/bench_attention.py
 	$(PYTHON) bench/bench_transformer.py
 	$(PYTHON) bench/bench_gpt.py
+	$(PYTHON) bench/bench_group_norm.py
+	$(PYTHON) bench/bench_diffusion.py
 	@.ci/install-deps bible-kjv python3-sentencepiece
 	$(PYTHON) bench/bench_tokenizer.py
 

@@ -87,19 +87,21 @@ def torch_times(torch, cases, kw):
     return results
 
 
-def compare(script, cases, torch, rates=None, speedups=()):
+def compare(script, cases, torch, rates=None, speedups=(), totals=None):
     """The main of a side-by-side benchmark. `cases`: (name, make) with make() -> (needle_fn,
     torch_fn). In the child (`--needle-only`) prints needle's times as JSON; otherwise
     alternates needle (child) and PyTorch (1 and 2 threads, the better counts) for three
     rounds, each keeping its best, and prints ms and needle / torch. `rates` maps a case
     name to (work per call, unit) to print a rate such as GFLOP/s beside the times;
-    `speedups` lists (case, other case) pairs printed as other / case, needle's own speedup."""
+    `speedups` lists (case, other case) pairs printed as other / case, needle's own speedup;
+    `totals` maps a case name to (calls, what) to print the seconds of `calls` calls, such as
+    the 50 steps of one sampling run."""
     quick = "--quick" in sys.argv
     kw = dict(repeat=3, min_time=0.3) if quick else dict(repeat=5, min_time=1.5)
     if "--needle-only" in sys.argv:
         print(json.dumps([best_time(make()[0], **kw) for _, make in cases]))
         return
-    rates = rates or {}
+    rates, totals = rates or {}, totals or {}
     steal = StealMeter()
     version = torch.__version__ if torch else "not installed"
     print(f"needle vs torch {version} (CPU, best of 1 and 2 threads), float32, {os.cpu_count()} cores")
@@ -120,6 +122,9 @@ def compare(script, cases, torch, rates=None, speedups=()):
             work, unit = rates[name]
             print(f"{'':<50} {work / t_needle:>10.1f} {work / t_torch:>10.1f}  {unit} "
                   f"({t_torch / t_needle:.2f}x)")
+        if name in totals:
+            calls, what = totals[name]
+            print(f"{'':<50} {calls * t_needle:>9.1f}s {calls * t_torch:>9.1f}s  {what}")
     times = {name: t for (name, _), t in zip(cases, best_needle)}
     for fast, slow in speedups:
         print(f"needle {fast.strip()}: fused / composite = {times[fast] / times[slow]:.2f} "

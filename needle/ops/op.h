@@ -80,6 +80,14 @@ class TensorOp : public Op {
   NDArray compute(const Args& args) const override; \
   std::vector<Tensor> gradient(const Tensor& out_grad, const Tensor& node) const override;
 
+// For gradient_values: input i of the node an op made, and item i of a tuple value.
+inline Tensor input_tensor(const Value& node, size_t i) {
+  return Value(node.node()->inputs()[i]).tensor();
+}
+inline Tensor tuple_item(const Value& v, int64_t i) {
+  return v.tuple()[i];
+}
+
 // Builds a node for `op` on `inputs`: computes it now (eager) or records it (lazy mode).
 // When grad mode is off or no input requires grad the result is a constant leaf.
 NodePtr make_node(OpPtr op, std::vector<NodePtr> inputs);

@@ -5,6 +5,7 @@
 
 #include "needle/kernels.h"
 #include "needle/ops/ops_elementwise.h"
+#include "needle/ops/ops_norm.h"
 #include "needle/ops/ops_reduce.h"
 #include "needle/ops/ops_shape.h"
 
@@ -23,19 +24,6 @@ struct GroupLayout {
   int64_t group_size() const { return cg * s; }
 };
 
-void check_same(const char* op, const char* what, const NDArray& a, const NDArray& x,
-                const Shape& shape) {
-  if (a.dtype() != x.dtype())
-    fail<TypeError>("[", op, "] ", what, " of dtype ", dtype_name(a.dtype()), " and x of dtype ",
-                    dtype_name(x.dtype()), " differ");
-  if (&a.device() != &x.device())
-    fail<RuntimeError>("[", op, "] inputs are on different devices: ", x.device().name(), " and ",
-                       a.device().name());
-  if (a.shape() != shape)
-    fail<ValueError>("[", op, "] x of shape ", shape_str(x.shape()), " needs ", what, " of shape ",
-                     shape_str(shape), ", got shape ", shape_str(a.shape()));
-}
-
 // Checks x (N, C, ...) of a float dtype, num_groups dividing C and a (C,) weight.
 GroupLayout check_group_norm(const char* op, const NDArray& x, const NDArray& w, int64_t groups) {
   const Shape& s = x.shape();
@@ -48,18 +36,10 @@ GroupLayout check_group_norm(const char* op, const NDArray& x, const NDArray& w,
   if (s[1] % groups != 0)
     fail<ValueError>("[", op, "] x of shape ", shape_str(s), " has ", s[1],
                      " channels, not divisible by num_groups = ", groups);
-  check_same(op, "weight", w, x, {s[1]});
+  check_norm_operand(op, "weight", w, x, {s[1]});
   int64_t spatial = 1;
   for (size_t i = 2; i < s.size(); ++i) spatial *= s[i];
   return {s[0], s[1], groups, s[1] / groups, spatial};
-}
-
-Tensor item(const Value& v, int64_t i) {
-  return v.tuple()[i];
-}
-
-Tensor input_tensor(const Value& node, size_t i) {
-  return Value(node.node()->inputs()[i]).tensor();
 }
 
 }  // namespace
@@ -67,7 +47,7 @@ Tensor input_tensor(const Value& node, size_t i) {
 std::vector<NDArray> GroupNorm::compute_tuple(const Args& args) const {
   const NDArray &x = args[0], &w = args[1], &b = args[2];
   const GroupLayout l = check_group_norm("group_norm", x, w, num_groups);
-  check_same("group_norm", "bias", b, x, {l.c});
+  check_norm_operand("group_norm", "bias", b, x, {l.c});
   if (auto* fused = find_kernel<kernel::GroupNorm>(kernel::kGroupNorm, x.device());
       fused && x.size()) {
     NDArray y = NDArray::empty(x.shape(), x.dtype(), x.device());
@@ -92,8 +72,8 @@ std::vector<Value> GroupNorm::gradient_values(const Value& out_grad, const Value
   // The adjoints of (y, mean, rstd): an output the consumer did not use arrives as zeros.
   const auto& inputs = node.node()->inputs();
   TensorTuple grads =
-      group_norm_grad(input_tensor(node, 0), input_tensor(node, 1), item(node, 1), item(node, 2),
-                      item(out_grad, 0), item(out_grad, 1), item(out_grad, 2), num_groups);
+      group_norm_grad(input_tensor(node, 0), input_tensor(node, 1), tuple_item(node, 1), tuple_item(node, 2),
+                      tuple_item(out_grad, 0), tuple_item(out_grad, 1), tuple_item(out_grad, 2), num_groups);
   std::vector<Value> out(3);
   for (size_t i = 0; i < 3; ++i)
     if (inputs[i]->requires_grad()) out[i] = grads[int64_t(i)];
@@ -104,11 +84,11 @@ std::vector<NDArray> GroupNormGrad::compute_tuple(const Args& args) const {
   const NDArray &x = args[0], &w = args[1], &mean = args[2], &rstd = args[3];
   const NDArray &dy = args[4], &dmean = args[5], &drstd = args[6];
   const GroupLayout l = check_group_norm("group_norm_grad", x, w, num_groups);
-  check_same("group_norm_grad", "mean", mean, x, l.stats());
-  check_same("group_norm_grad", "rstd", rstd, x, l.stats());
-  check_same("group_norm_grad", "dy", dy, x, x.shape());
-  check_same("group_norm_grad", "dmean", dmean, x, l.stats());
-  check_same("group_norm_grad", "drstd", drstd, x, l.stats());
+  check_norm_operand("group_norm_grad", "mean", mean, x, l.stats());
+  check_norm_operand("group_norm_grad", "rstd", rstd, x, l.stats());
+  check_norm_operand("group_norm_grad", "dy", dy, x, x.shape());
+  check_norm_operand("group_norm_grad", "dmean", dmean, x, l.stats());
+  check_norm_operand("group_norm_grad", "drstd", drstd, x, l.stats());
   if (auto* fused = find_kernel<kernel::GroupNormGrad>(kernel::kGroupNormGrad, x.device());
       fused && x.size()) {
     NDArray dx = NDArray::empty(x.shape(), x.dtype(), x.device());
@@ -145,7 +125,7 @@ std::vector<Value> GroupNormGrad::gradient_values(const Value& out_grad, const V
   const auto& inputs = node.node()->inputs();
   Tensor x = input_tensor(node, 0), w = input_tensor(node, 1), m = input_tensor(node, 2);
   Tensor r = input_tensor(node, 3), dy = input_tensor(node, 4), drstd = input_tensor(node, 6);
-  Tensor ux = item(out_grad, 0), uw = item(out_grad, 1), ub = item(out_grad, 2);
+  Tensor ux = tuple_item(out_grad, 0), uw = tuple_item(out_grad, 1), ub = tuple_item(out_grad, 2);
   const GroupLayout l = check_group_norm("group_norm_grad", x.data(), w.data(), num_groups);
   const Shape shape = l.grouped(), x_shape = x.shape();
   const double d = double(l.group_size());

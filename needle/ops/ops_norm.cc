@@ -187,18 +187,6 @@ std::tuple<Tensor, Tensor, Tensor> batch_norm(const Tensor& x, const Tensor& wei
 
 namespace {
 
-void check_same(const char* op, const char* what, const NDArray& a, const NDArray& x,
-                const Shape& shape) {
-  if (a.dtype() != x.dtype())
-    fail<TypeError>("[", op, "] ", what, " of dtype ", dtype_name(a.dtype()), " and x of dtype ",
-                    dtype_name(x.dtype()), " differ");
-  if (&a.device() != &x.device())
-    fail<RuntimeError>("[", op, "] inputs are on different devices: ", x.device().name(), " and ",
-                       a.device().name());
-  if (a.shape() != shape)
-    fail<ValueError>("[", op, "] x of shape ", shape_str(x.shape()), " needs ", what,
-                     " of shape ", shape_str(shape), ", got shape ", shape_str(a.shape()));
-}
 
 // Checks x (..., D) of a float dtype and a (D,) weight; returns D.
 int64_t check_layer_norm(const char* op, const NDArray& x, const NDArray& w) {
@@ -206,7 +194,7 @@ int64_t check_layer_norm(const char* op, const NDArray& x, const NDArray& w) {
     fail<ValueError>("[", op, "] normalizes the last axis: x must have rank >= 1, got a 0-d array");
   check_float(op, x.dtype());
   const int64_t d = x.shape().back();
-  check_same(op, "weight", w, x, {d});
+  check_norm_operand(op, "weight", w, x, {d});
   return d;
 }
 
@@ -222,20 +210,25 @@ NDArray rows_of(const NDArray& a, int64_t d) {
   return a.compact().reshape({d ? a.size() / d : 0, d});
 }
 
-Tensor item(const Value& v, int64_t i) {
-  return v.tuple()[i];
-}
-
-Tensor input_tensor(const Value& node, size_t i) {
-  return Value(node.node()->inputs()[i]).tensor();
-}
-
 }  // namespace
+
+void check_norm_operand(const char* op, const char* what, const NDArray& a, const NDArray& x,
+                const Shape& shape) {
+  if (a.dtype() != x.dtype())
+    fail<TypeError>("[", op, "] ", what, " of dtype ", dtype_name(a.dtype()), " and x of dtype ",
+                    dtype_name(x.dtype()), " differ");
+  if (&a.device() != &x.device())
+    fail<RuntimeError>("[", op, "] inputs are on different devices: ", x.device().name(), " and ",
+                       a.device().name());
+  if (a.shape() != shape)
+    fail<ValueError>("[", op, "] x of shape ", shape_str(x.shape()), " needs ", what,
+                     " of shape ", shape_str(shape), ", got shape ", shape_str(a.shape()));
+}
 
 std::vector<NDArray> LayerNorm::compute_tuple(const Args& args) const {
   const NDArray &x = args[0], &w = args[1], &b = args[2];
   const int64_t d = check_layer_norm("layer_norm", x, w);
-  check_same("layer_norm", "bias", b, x, {d});
+  check_norm_operand("layer_norm", "bias", b, x, {d});
   const Shape st = stats_shape(x.shape());
   if (auto* fused = find_kernel<kernel::LayerNorm>(kernel::kLayerNorm, x.device());
       fused && x.size()) {
@@ -257,9 +250,9 @@ std::vector<NDArray> LayerNorm::compute_tuple(const Args& args) const {
 std::vector<Value> LayerNorm::gradient_values(const Value& out_grad, const Value& node) const {
   // The adjoints of (y, mean, rstd): an output the consumer did not use arrives as zeros.
   const auto& inputs = node.node()->inputs();
-  TensorTuple grads = layer_norm_grad(input_tensor(node, 0), input_tensor(node, 1), item(node, 1),
-                                      item(node, 2), item(out_grad, 0), item(out_grad, 1),
-                                      item(out_grad, 2));
+  TensorTuple grads = layer_norm_grad(input_tensor(node, 0), input_tensor(node, 1), tuple_item(node, 1),
+                                      tuple_item(node, 2), tuple_item(out_grad, 0), tuple_item(out_grad, 1),
+                                      tuple_item(out_grad, 2));
   std::vector<Value> out(3);
   for (size_t i = 0; i < 3; ++i)
     if (inputs[i]->requires_grad()) out[i] = grads[int64_t(i)];
@@ -271,11 +264,11 @@ std::vector<NDArray> LayerNormGrad::compute_tuple(const Args& args) const {
   const NDArray &dy = args[4], &dmean = args[5], &drstd = args[6];
   const int64_t d = check_layer_norm("layer_norm_grad", x, w);
   const Shape st = stats_shape(x.shape());
-  check_same("layer_norm_grad", "mean", mean, x, st);
-  check_same("layer_norm_grad", "rstd", rstd, x, st);
-  check_same("layer_norm_grad", "dy", dy, x, x.shape());
-  check_same("layer_norm_grad", "dmean", dmean, x, st);
-  check_same("layer_norm_grad", "drstd", drstd, x, st);
+  check_norm_operand("layer_norm_grad", "mean", mean, x, st);
+  check_norm_operand("layer_norm_grad", "rstd", rstd, x, st);
+  check_norm_operand("layer_norm_grad", "dy", dy, x, x.shape());
+  check_norm_operand("layer_norm_grad", "dmean", dmean, x, st);
+  check_norm_operand("layer_norm_grad", "drstd", drstd, x, st);
   if (auto* fused = find_kernel<kernel::LayerNormGrad>(kernel::kLayerNormGrad, x.device());
       fused && x.size()) {
     const int64_t rows = x.size() / d;
@@ -309,7 +302,7 @@ std::vector<Value> LayerNormGrad::gradient_values(const Value& out_grad, const V
   const auto& inputs = node.node()->inputs();
   Tensor x = input_tensor(node, 0), w = input_tensor(node, 1), m = input_tensor(node, 2);
   Tensor r = input_tensor(node, 3), dy = input_tensor(node, 4), drstd = input_tensor(node, 6);
-  Tensor ux = item(out_grad, 0), uw = item(out_grad, 1), ub = item(out_grad, 2);
+  Tensor ux = tuple_item(out_grad, 0), uw = tuple_item(out_grad, 1), ub = tuple_item(out_grad, 2);
   const Shape shape = x.shape();
   const int64_t nd = int64_t(shape.size());
   const double d = double(shape.back());

@@ -68,6 +68,11 @@ class LayerNormGrad final : public Op {
   std::vector<Value> gradient_values(const Value& out_grad, const Value& node) const override;
 };
 
+// TypeError, RuntimeError or ValueError naming `op` unless the operand `what` (a weight, a
+// bias, saved statistics) has x's dtype and device and the given shape.
+void check_norm_operand(const char* op, const char* what, const NDArray& a, const NDArray& x,
+                        const Shape& shape);
+
 // --- Functions ---
 Tensor channel_sums(const Tensor& a, const Tensor& b);
 Tensor channel_affine(const Tensor& a, const Tensor& scale, const Tensor& shift);

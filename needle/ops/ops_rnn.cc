@@ -66,10 +66,6 @@ Gates activations(const NDArray& gates, int64_t h) {
           col(3).unary(UnaryOp::sigmoid)};
 }
 
-Tensor input_tensor(const Value& node, size_t i) {
-  return Value(node.node()->inputs()[i]).tensor();
-}
-
 }  // namespace
 
 std::vector<NDArray> LSTMCell::compute_tuple(const Args& args) const {

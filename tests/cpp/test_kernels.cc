@@ -21,6 +21,29 @@ bool has(const std::string& name, const std::string& device) {
   const auto all = registered_kernels();
   return std::find(all.begin(), all.end(), std::make_pair(name, device)) != all.end();
 }
+
+using Results = std::vector<std::vector<double>>;
+
+// The fused kernels against their composites: run(device) -> results, on the CPU with its
+// kernels, on the CPU with `kernels` disabled (the composite), and on the reference backend
+// (no fused kernels at all); every result must agree within tol.
+template <class Run>
+void check_fused_matches_composite(const Run& run, const std::vector<const char*>& kernels,
+                                   double tol) {
+  const Results fused = run(default_backend());
+  Results composite;
+  {
+    std::vector<std::unique_ptr<KernelDisabled>> off;
+    for (const char* name : kernels) off.push_back(std::make_unique<KernelDisabled>(name, "cpu"));
+    composite = run(default_backend());
+  }
+  const Results reference = run(reference_backend());
+  for (size_t i = 0; i < fused.size(); ++i) {
+    INFO("result " << i);
+    NEEDLE_CHECK_CLOSE(fused[i], composite[i], tol);
+    NEEDLE_CHECK_CLOSE(fused[i], reference[i], tol);
+  }
+}
 }  // namespace
 
 TEST_CASE("the registry finds kernels by (name, device) and checks their type", "[kernels]") {
@@ -94,19 +117,9 @@ TEST_CASE("fused conv kernels agree with the im2col composite", "[kernels][hw4]"
         return std::vector<std::vector<double>>{y.to_vector<double>(), x.grad().to_vector<double>(),
                                                 w.grad().to_vector<double>()};
       };
-      auto fused = run(default_backend());
-      std::vector<std::vector<double>> composite;
-      {
-        KernelDisabled a(kernel::kConv2d, "cpu"), b(kernel::kConv2dWeightGrad, "cpu"),
-            c(kernel::kConv2dInputGrad, "cpu");
-        composite = run(default_backend());
-      }
-      auto reference = run(reference_backend());
-      const double tol = dt == DType::float64 ? 1e-10 : 1e-4;
-      for (size_t i = 0; i < fused.size(); ++i) {
-        NEEDLE_CHECK_CLOSE(fused[i], composite[i], tol);
-        NEEDLE_CHECK_CLOSE(fused[i], reference[i], tol);
-      }
+      check_fused_matches_composite(
+          run, {kernel::kConv2d, kernel::kConv2dWeightGrad, kernel::kConv2dInputGrad},
+          dt == DType::float64 ? 1e-10 : 1e-4);
     }
   }
 }
@@ -132,7 +145,8 @@ TEST_CASE("fused pooling kernels agree with the windows composite", "[kernels][h
           rng().seed(7);
           summation(y * Tensor(NDArray::from_vector(random_vector(y.size()), y.shape()).astype(dt)))
               .backward();
-          return std::vector<std::vector<double>>{y.to_vector<double>(), x.grad().to_vector<double>()};
+          return std::vector<std::vector<double>>{y.to_vector<double>(),
+                                                  x.grad().to_vector<double>()};
         };
         auto fused = run();
         std::vector<std::vector<double>> composite;
@@ -164,11 +178,13 @@ TEST_CASE("fused per-channel kernels agree with their composites", "[kernels]") 
         Tensor b(NDArray::from_vector(bv, {c}).astype(dt), true);
         auto [y, mean, var] = batch_norm(x, w, b, 1e-5);
         rng().seed(3);
-        summation(y * y * Tensor(NDArray::from_vector(random_vector(y.size()), y.shape()).astype(dt)))
+        summation(y * y *
+                  Tensor(NDArray::from_vector(random_vector(y.size()), y.shape()).astype(dt)))
             .backward();
-        return std::vector<std::vector<double>>{y.to_vector<double>(), mean.to_vector<double>(),
-                                                var.to_vector<double>(), x0.grad().to_vector<double>(),
-                                                w.grad().to_vector<double>(), b.grad().to_vector<double>()};
+        return std::vector<std::vector<double>>{
+            y.to_vector<double>(),        mean.to_vector<double>(),
+            var.to_vector<double>(),      x0.grad().to_vector<double>(),
+            w.grad().to_vector<double>(), b.grad().to_vector<double>()};
       };
       auto fused = run();
       std::vector<std::vector<double>> composite;
@@ -285,19 +301,8 @@ TEST_CASE("fused LSTM cell kernels agree with the composite", "[kernels]") {
             out.push_back(x.grad().to_vector<double>());
           return out;
         };
-        auto fused = run(default_backend());
-        std::vector<std::vector<double>> composite;
-        {
-          KernelDisabled a(kernel::kLstmCell, "cpu"), g(kernel::kLstmCellGrad, "cpu");
-          composite = run(default_backend());
-        }
-        auto reference = run(reference_backend());
-        const double tol = dt == DType::float64 ? 1e-12 : 1e-5;
-        for (size_t i = 0; i < fused.size(); ++i) {
-          INFO("result " << i);
-          NEEDLE_CHECK_CLOSE(fused[i], composite[i], tol);
-          NEEDLE_CHECK_CLOSE(fused[i], reference[i], tol);
-        }
+        check_fused_matches_composite(run, {kernel::kLstmCell, kernel::kLstmCellGrad},
+                                      dt == DType::float64 ? 1e-12 : 1e-5);
       }
     }
   }
@@ -404,26 +409,15 @@ TEST_CASE("fused attention kernels agree with the composite", "[kernels]") {
           Tensor q = leaf(qv, c.q), k = leaf(kv, ks), v = leaf(vv, ks);
           std::optional<Tensor> mask;
           if (c.mask) mask = Tensor(NDArray::from_vector(mv, ms, dev).astype(dt));
-          Tensor out = scaled_dot_product_attention(q, k, v, mask, c.causal, std::nullopt,
-                                                    c.dropout, 42);
+          Tensor out =
+              scaled_dot_product_attention(q, k, v, mask, c.causal, std::nullopt, c.dropout, 42);
           summation(out * Tensor(NDArray::from_vector(w, c.q, dev).astype(dt))).backward();
-          return std::vector<std::vector<double>>{out.to_vector<double>(), q.grad().to_vector<double>(),
-                                                  k.grad().to_vector<double>(),
-                                                  v.grad().to_vector<double>()};
+          return std::vector<std::vector<double>>{
+              out.to_vector<double>(), q.grad().to_vector<double>(), k.grad().to_vector<double>(),
+              v.grad().to_vector<double>()};
         };
-        auto fused = run(default_backend());
-        std::vector<std::vector<double>> composite;
-        {
-          KernelDisabled a(kernel::kAttention, "cpu"), g(kernel::kAttentionGrad, "cpu");
-          composite = run(default_backend());
-        }
-        auto reference = run(reference_backend());
-        const double tol = dt == DType::float64 ? 1e-11 : 1e-4;
-        for (size_t i = 0; i < fused.size(); ++i) {
-          INFO("result " << i);
-          NEEDLE_CHECK_CLOSE(fused[i], composite[i], tol);
-          NEEDLE_CHECK_CLOSE(fused[i], reference[i], tol);
-        }
+        check_fused_matches_composite(run, {kernel::kAttention, kernel::kAttentionGrad},
+                                      dt == DType::float64 ? 1e-11 : 1e-4);
       }
     }
   }
@@ -433,9 +427,14 @@ TEST_CASE("fused norm, softmax and loss kernels agree with their composites", "[
   // layer_norm (y and the saved statistics), softmax, logsoftmax and softmax_cross_entropy,
   // forward and backward, fused, with the kernels disabled, and on the reference backend
   // (no fused kernels); rows of 1, of 7 and beyond one 256-element chunk, on many threads.
-  const char* names[] = {kernel::kLayerNorm,        kernel::kLayerNormGrad, kernel::kSoftmax,
-                         kernel::kSoftmaxGrad,      kernel::kLogSoftmax,    kernel::kLogSoftmaxGrad,
-                         kernel::kSoftmaxCrossEntropy, kernel::kSoftmaxCrossEntropyGrad};
+  const std::vector<const char*> names = {kernel::kLayerNorm,
+                                          kernel::kLayerNormGrad,
+                                          kernel::kSoftmax,
+                                          kernel::kSoftmaxGrad,
+                                          kernel::kLogSoftmax,
+                                          kernel::kLogSoftmaxGrad,
+                                          kernel::kSoftmaxCrossEntropy,
+                                          kernel::kSoftmaxCrossEntropyGrad};
   for (const char* name : names) CHECK(has(name, "cpu"));
   for (auto [r, d] :
        std::vector<std::pair<int64_t, int64_t>>{{1, 7}, {5, 3}, {3, 300}, {700, 41}}) {
@@ -469,20 +468,7 @@ TEST_CASE("fused norm, softmax and loss kernels agree with their composites", "[
         }
         return out;
       };
-      auto fused = run(default_backend());
-      std::vector<std::vector<double>> composite;
-      {
-        std::vector<std::unique_ptr<KernelDisabled>> off;
-        for (const char* name : names) off.push_back(std::make_unique<KernelDisabled>(name, "cpu"));
-        composite = run(default_backend());
-      }
-      auto reference = run(reference_backend());
-      const double tol = dt == DType::float64 ? 1e-10 : 2e-4;
-      for (size_t i = 0; i < fused.size(); ++i) {
-        INFO("result " << i);
-        NEEDLE_CHECK_CLOSE(fused[i], composite[i], tol);
-        NEEDLE_CHECK_CLOSE(fused[i], reference[i], tol);
-      }
+      check_fused_matches_composite(run, names, dt == DType::float64 ? 1e-10 : 2e-4);
     }
   }
 }
@@ -497,8 +483,11 @@ TEST_CASE("fused group norm kernels agree with their composite", "[kernels]") {
     Shape shape;
     int64_t groups;
   };
-  for (const Case& k : std::vector<Case>{{{3, 4}, 4}, {{2, 6, 5}, 3}, {{2, 4, 3, 3}, 1},
-                                         {{5, 8, 2, 3}, 8}, {{4, 8, 48, 48}, 2}}) {
+  for (const Case& k : std::vector<Case>{{{3, 4}, 4},
+                                         {{2, 6, 5}, 3},
+                                         {{2, 4, 3, 3}, 1},
+                                         {{5, 8, 2, 3}, 8},
+                                         {{4, 8, 48, 48}, 2}}) {
     const int64_t c = k.shape[1];
     std::vector<double> xv = random_vector(numel(k.shape), -3, 3);
     std::vector<double> cv = random_vector(numel(k.shape));
@@ -518,19 +507,8 @@ TEST_CASE("fused group norm kernels agree with their composite", "[kernels]") {
           out.push_back(t.to_vector<double>());
         return out;
       };
-      auto fused = run(default_backend());
-      std::vector<std::vector<double>> composite;
-      {
-        KernelDisabled off(kernel::kGroupNorm, "cpu"), off_grad(kernel::kGroupNormGrad, "cpu");
-        composite = run(default_backend());
-      }
-      auto reference = run(reference_backend());
-      const double tol = dt == DType::float64 ? 1e-10 : 2e-4;
-      for (size_t i = 0; i < fused.size(); ++i) {
-        INFO("result " << i);
-        NEEDLE_CHECK_CLOSE(fused[i], composite[i], tol);
-        NEEDLE_CHECK_CLOSE(fused[i], reference[i], tol);
-      }
+      check_fused_matches_composite(run, {kernel::kGroupNorm, kernel::kGroupNormGrad},
+                                    dt == DType::float64 ? 1e-10 : 2e-4);
     }
   }
 }
@@ -547,8 +525,9 @@ TEST_CASE("attention's adjoint op checks its operands", "[kernels]") {
   CHECK_THROWS_WITH(grad({t(qs), t(qs), t(qs), t(qs), t({1, 2, 3})}),
                     Contains("[scaled_dot_product_attention_grad] takes q, k, v, an optional "
                              "mask, out, lse, dout and dlse, got 5 arrays"));
-  CHECK_THROWS_WITH(grad({t(qs), t(qs), t(qs), t({1, 2, 3, 5}), t({1, 2, 3}), t(qs), t({1, 2, 3})}),
-                    Contains("out and dout must match q ((1, 2, 3, 4), float32), got (1, 2, 3, 5)"));
+  CHECK_THROWS_WITH(
+      grad({t(qs), t(qs), t(qs), t({1, 2, 3, 5}), t({1, 2, 3}), t(qs), t({1, 2, 3})}),
+      Contains("out and dout must match q ((1, 2, 3, 4), float32), got (1, 2, 3, 5)"));
   CHECK_THROWS_WITH(grad({t(qs), t(qs), t(qs), t(qs), t({1, 2, 4}), t(qs), t({1, 2, 3})}),
                     Contains("lse and dlse must be (1, 2, 3) float32, got (1, 2, 4)"));
   CHECK_THROWS_AS(ScaledDotProductAttentionGrad(false, std::nullopt, 1.5, 0), ValueError);
@@ -557,7 +536,8 @@ TEST_CASE("attention's adjoint op checks its operands", "[kernels]") {
   int kept = 0;
   bool repeatable = true;
   for (uint64_t i = 0; i < 100000; ++i) {
-    repeatable &= kernel::attention_keep(7, i, threshold) == kernel::attention_keep(7, i, threshold);
+    repeatable &=
+        kernel::attention_keep(7, i, threshold) == kernel::attention_keep(7, i, threshold);
     kept += kernel::attention_keep(7, i, threshold);
   }
   CHECK(repeatable);
@@ -567,8 +547,8 @@ TEST_CASE("attention's adjoint op checks its operands", "[kernels]") {
 
 namespace {
 // What a homework student version makes of a fused kernel it cuts: a body that throws.
-void attention_stub(const View&, const View&, const View&, const View&, const kernel::AttentionParams&,
-                    const View&, const View&) {
+void attention_stub(const View&, const View&, const View&, const View&,
+                    const kernel::AttentionParams&, const View&, const View&) {
   throw NotImplemented("hw7: attention_forward");
 }
 }  // namespace

@@ -6,7 +6,8 @@ The samplers are checked on a toy problem with a known answer: data x0 ~ N(mu, s
 entry, for which the exact noise predictor is E[eps | x_t] = sqrt(1 - abar) (x_t -
 sqrt(abar) mu) / (abar s² + 1 - abar); fed that predictor, DDPM and DDIM must turn noise
 into samples of N(mu, s²). Homework 6 writes q_sample, the loss and both samplers; the
-schedules, EMA and the job are framework code.
+schedules, EMA, the Fréchet distance and the job's options are framework code (the job's
+end-to-end run needs homework 6's code, so it grades hw6).
 """
 import math
 import os
@@ -238,6 +239,7 @@ def run_job(*args):
                           text=True, env=env, timeout=600)
 
 
+@hw6
 @pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"), reason="dataset-fashion-mnist not installed")
 def test_job_trains_samples_and_scores(tmp_path):
     quick = ["--out", str(tmp_path), "--base-channels", "8", "--fd-samples", "16", "--ddim-steps", "2",
