@@ -7,8 +7,10 @@
 // shares and the group's two sums of LayerNormGrad's formula, then one pass for dx as
 // dy * alpha[c] + (x - mean) * beta + gamma. Sums run in float lanes over chunks and add up
 // in double (so float32 statistics keep their digits over long groups); dw and db accumulate
-// per thread in double and are added up at the end. Groups split over the CPU team.
-// Registered as the "cpu" kernels kernel::kGroupNorm and kGroupNormGrad.
+// per thread in double and are added up at the end. Groups split over the CPU team. The
+// channels-last pair (N, S, C) runs the same arithmetic along the channel axis, images split
+// over the team. Registered as the "cpu" kernels kernel::kGroupNorm, kGroupNormGrad,
+// kGroupNormChannelsLast and kGroupNormGradChannelsLast.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -172,6 +174,144 @@ void group_norm_grad_typed(const View& xv, const View& wv, const View& mv, const
   }
 }
 
+// --- Channels last: x (N, S, C), one image per task. The channel axis is contiguous, so
+// every pass runs along it: per-channel sums over the S positions (in lanes of T per chunk
+// of positions, totalled in double), folded into the groups; then per position
+// y = x * scale[c] + shift[c] (backward: dx = dy * alpha[c] + x * beta[c] + gamma[c]). ---
+
+constexpr int64_t kPositionChunk = 64;  // positions summed in T before joining the double total
+
+// out[k] = sum over positions p of f(p, k), k < c, for the S positions of one image.
+template <class T, class F>
+void channel_sums(int64_t s, int64_t c, T* chunk, double* out, const F& f) {
+  std::fill_n(out, c, 0.0);
+  for (int64_t p0 = 0; p0 < s; p0 += kPositionChunk) {
+    std::fill_n(chunk, c, T(0));
+    for (int64_t p = p0; p < std::min(s, p0 + kPositionChunk); ++p) f(p, chunk);
+    for (int64_t k = 0; k < c; ++k) out[k] += double(chunk[k]);
+  }
+}
+
+template <class T>
+void group_norm_channels_last_typed(const View& xv, const View& wv, const View& bv, int64_t groups,
+                                    double eps, const View& yv, const View& mv, const View& rv) {
+  const int64_t n = xv.shape[0], s = xv.shape[1], c = xv.shape[2], cg = c / groups;
+  const double m = double(cg * s);
+  const T *x = xv.ptr<T>(), *w = wv.ptr<T>(), *b = bv.ptr<T>();
+  T *y = yv.ptr<T>(), *mean = mv.ptr<T>(), *rstd = rv.ptr<T>();
+  if (n == 0 || s == 0 || c == 0) return;
+  parallel_row_ranges(
+      threads_rows(n, s * c, kParallelGrain / 8), n, [&](int64_t i0, int64_t i1, int64_t) {
+        const size_t cs = size_t(c);
+        std::vector<T> chunk(cs), mu_c(cs), scale(cs), shift(cs);
+        std::vector<double> sums(cs);
+        for (int64_t i = i0; i < i1; ++i) {
+          const T* __restrict__ xi = x + i * s * c;
+          T* __restrict__ yi = y + i * s * c;
+          channel_sums<T>(s, c, chunk.data(), sums.data(), [&](int64_t p, T* __restrict__ acc) {
+            for (int64_t k = 0; k < c; ++k) acc[k] += xi[p * c + k];
+          });
+          for (int64_t g = 0; g < groups; ++g) {
+            double t = 0;
+            for (int64_t k = g * cg; k < (g + 1) * cg; ++k) t += sums[size_t(k)];
+            for (int64_t k = g * cg; k < (g + 1) * cg; ++k) mu_c[size_t(k)] = T(t / m);
+          }
+          const T* __restrict__ mu = mu_c.data();
+          channel_sums<T>(s, c, chunk.data(), sums.data(), [&](int64_t p, T* __restrict__ acc) {
+            for (int64_t k = 0; k < c; ++k) {
+              const T d = xi[p * c + k] - mu[k];
+              acc[k] += d * d;
+            }
+          });
+          for (int64_t g = 0; g < groups; ++g) {
+            double t = 0;
+            for (int64_t k = g * cg; k < (g + 1) * cg; ++k) t += sums[size_t(k)];
+            const double rs = 1.0 / std::sqrt(t / m + eps);
+            for (int64_t k = g * cg; k < (g + 1) * cg; ++k) {
+              scale[size_t(k)] = T(rs * double(w[k]));
+              shift[size_t(k)] = b[k] - mu[k] * scale[size_t(k)];
+            }
+            mean[i * groups + g] = mu[g * cg];
+            rstd[i * groups + g] = T(rs);
+          }
+          const T* __restrict__ sc = scale.data();
+          const T* __restrict__ sh = shift.data();
+          for (int64_t p = 0; p < s; ++p)
+            for (int64_t k = 0; k < c; ++k) yi[p * c + k] = xi[p * c + k] * sc[k] + sh[k];
+        }
+      });
+}
+
+template <class T>
+void group_norm_grad_channels_last_typed(const View& xv, const View& wv, const View& mv,
+                                         const View& rv, const View& dyv, const View& dmv,
+                                         const View& drv, int64_t groups, const View& dxv,
+                                         const View& dwv, const View& dbv) {
+  const int64_t n = xv.shape[0], s = xv.shape[1], c = xv.shape[2], cg = c / groups;
+  const double inv_m = 1.0 / double(cg * s);
+  const T *x = xv.ptr<T>(), *w = wv.ptr<T>(), *mean = mv.ptr<T>(), *rstd = rv.ptr<T>();
+  const T *dy = dyv.ptr<T>(), *dmean = dmv.ptr<T>(), *drstd = drv.ptr<T>();
+  T *dx = dxv.ptr<T>(), *dw = dwv.ptr<T>(), *db = dbv.ptr<T>();
+  const int nt = n && s && c ? threads_rows(n, 2 * s * c, kParallelGrain / 8) : 1;
+  std::vector<double> scratch(size_t(nt) * size_t(2 * c), 0.0);  // per thread: dw, db
+  if (n && s && c)
+    parallel_row_ranges(nt, n, [&](int64_t i0, int64_t i1, int64_t t) {
+      const size_t cs = size_t(c);
+      std::vector<T> chunk(cs), mu_c(cs), alpha(cs), beta(cs), gamma(cs);
+      std::vector<double> sdy(cs), sdyx(cs);
+      double* pdw = scratch.data() + t * 2 * c;
+      double* pdb = pdw + c;
+      for (int64_t i = i0; i < i1; ++i) {
+        const T* __restrict__ xi = x + i * s * c;
+        const T* __restrict__ dyi = dy + i * s * c;
+        T* __restrict__ dxi = dx + i * s * c;
+        for (int64_t k = 0; k < c; ++k) mu_c[size_t(k)] = mean[i * groups + k / cg];
+        const T* __restrict__ mu = mu_c.data();
+        channel_sums<T>(s, c, chunk.data(), sdy.data(), [&](int64_t p, T* __restrict__ acc) {
+          for (int64_t k = 0; k < c; ++k) acc[k] += dyi[p * c + k];
+        });
+        channel_sums<T>(s, c, chunk.data(), sdyx.data(), [&](int64_t p, T* __restrict__ acc) {
+          for (int64_t k = 0; k < c; ++k) acc[k] += dyi[p * c + k] * (xi[p * c + k] - mu[k]);
+        });
+        // Per group, the NCHW kernel's coefficients: dx = dy * alpha[c] + (x - mean) * beta +
+        // gamma.
+        for (int64_t g = 0; g < groups; ++g) {
+          const double rs = double(rstd[i * groups + g]);
+          double sg = 0, sgx = 0;
+          for (int64_t k = g * cg; k < (g + 1) * cg; ++k) {
+            sg += double(w[k]) * sdy[size_t(k)];
+            sgx += double(w[k]) * sdyx[size_t(k)];
+            pdw[k] += sdyx[size_t(k)] * rs;
+            pdb[k] += sdy[size_t(k)];
+          }
+          const double a = sg * inv_m, bm = sgx * rs * inv_m;
+          const double be = -(rs * rs * bm + double(drstd[i * groups + g]) * rs * rs * rs * inv_m);
+          const double ga = double(dmean[i * groups + g]) * inv_m - rs * a;
+          for (int64_t k = g * cg; k < (g + 1) * cg; ++k) {
+            alpha[size_t(k)] = T(rs * double(w[k]));
+            beta[size_t(k)] = T(be);
+            gamma[size_t(k)] = T(ga - double(mu[k]) * be);  // the - mean * beta folded in
+          }
+        }
+        const T* __restrict__ al = alpha.data();
+        const T* __restrict__ be = beta.data();
+        const T* __restrict__ ga = gamma.data();
+        for (int64_t p = 0; p < s; ++p)
+          for (int64_t k = 0; k < c; ++k)
+            dxi[p * c + k] = dyi[p * c + k] * al[k] + xi[p * c + k] * be[k] + ga[k];
+      }
+    });
+  for (int64_t k = 0; k < c; ++k) {
+    double sw = 0, sb = 0;
+    for (int t = 0; t < nt; ++t) {
+      sw += scratch[size_t(t * 2 * c + k)];
+      sb += scratch[size_t(t * 2 * c + c + k)];
+    }
+    dw[k] = T(sw);
+    db[k] = T(sb);
+  }
+}
+
 void group_norm(const View& x, const View& w, const View& b, int64_t groups, double eps,
                 const View& y, const View& mean, const View& rstd) {
   dispatch_floating(x.dtype, kernel::kGroupNorm, [&](auto t) {
@@ -186,8 +326,25 @@ void group_norm_grad(const View& x, const View& w, const View& mean, const View&
   });
 }
 
+void group_norm_channels_last(const View& x, const View& w, const View& b, int64_t groups,
+                              double eps, const View& y, const View& mean, const View& rstd) {
+  dispatch_floating(x.dtype, kernel::kGroupNormChannelsLast, [&](auto t) {
+    group_norm_channels_last_typed<decltype(t)>(x, w, b, groups, eps, y, mean, rstd);
+  });
+}
+void group_norm_grad_channels_last(const View& x, const View& w, const View& mean, const View& rstd,
+                                   const View& dy, const View& dmean, const View& drstd,
+                                   int64_t groups, const View& dx, const View& dw, const View& db) {
+  dispatch_floating(x.dtype, kernel::kGroupNormGradChannelsLast, [&](auto t) {
+    group_norm_grad_channels_last_typed<decltype(t)>(x, w, mean, rstd, dy, dmean, drstd, groups, dx,
+                                                     dw, db);
+  });
+}
+
 NEEDLE_REGISTER_KERNEL(kernel::kGroupNorm, "cpu", group_norm);
 NEEDLE_REGISTER_KERNEL(kernel::kGroupNormGrad, "cpu", group_norm_grad);
+NEEDLE_REGISTER_KERNEL(kernel::kGroupNormChannelsLast, "cpu", group_norm_channels_last);
+NEEDLE_REGISTER_KERNEL(kernel::kGroupNormGradChannelsLast, "cpu", group_norm_grad_channels_last);
 
 }  // namespace
 

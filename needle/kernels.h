@@ -191,6 +191,12 @@ using GroupNormGrad = void(const View& x, const View& w, const View& mean, const
                            const View& dy, const View& dmean, const View& drstd, int64_t groups,
                            const View& dx, const View& dw, const View& db);
 inline constexpr const char* kGroupNormGrad = "group_norm_grad";
+// The same two on channels-last data (same types): x, y, dy and dx (N, S, C), a group's
+// elements the channels [g * C / G, (g + 1) * C / G) of every one of the S positions. The op
+// calls them for the NCHW view of an NHWC array (a convolution's output), so the norm, the
+// activation after it and the next convolution all run without a transposing copy.
+inline constexpr const char* kGroupNormChannelsLast = "group_norm_channels_last";
+inline constexpr const char* kGroupNormGradChannelsLast = "group_norm_grad_channels_last";
 
 // Softmax cross-entropy of logits (N, C) against labels (N,) int64 in [0, C) (the op checked
 // them), for the softmax_cross_entropy op (needle/ops/ops_loss.h): loss (N,), row i's

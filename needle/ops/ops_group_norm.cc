@@ -3,6 +3,8 @@
 // one group's elements and whose axes 0 and 3 are what a channel's dw and db sum over.
 #include "needle/ops/ops_group_norm.h"
 
+#include <optional>
+
 #include "needle/kernels.h"
 #include "needle/ops/ops_elementwise.h"
 #include "needle/ops/ops_norm.h"
@@ -42,21 +44,47 @@ GroupLayout check_group_norm(const char* op, const NDArray& x, const NDArray& w,
   return {s[0], s[1], groups, s[1] / groups, spatial};
 }
 
+// Which fused kernel reads x, and how: for the NCHW view of an NHWC array (a convolution's
+// output) the channels-last kernel, with no copy and a result in the same memory order; else
+// the NCHW kernel on a compact copy. The channels-last kernel is a variant of the NCHW one:
+// with that one off (kernels.disabled("group_norm")) the op composes.
+struct FusedLayout {
+  const char* kernel;
+  std::optional<Axes> order;  // set for channels last
+
+  Shape rows(const GroupLayout& l) const { return order ? Shape{l.n, l.s, l.c} : l.flat(); }
+  // a (x's shape) as the compact rows the kernel reads: a copy unless a is laid out as x.
+  NDArray rows_of(const NDArray& a, const GroupLayout& l) const {
+    return (order ? a.permute(*order).compact() : a.compact()).reshape(rows(l));
+  }
+  NDArray result(const NDArray& stored, const Shape& shape) const {
+    return order ? from_channels_last(stored, shape, *order) : stored.reshape(shape);
+  }
+};
+
+template <class Fn>
+FusedLayout fused_layout(const NDArray& x, const char* nchw, const char* channels_last) {
+  if (find_kernel<Fn>(nchw, x.device()) == nullptr) return {nchw, std::nullopt};
+  if (auto order = channels_last_order(x); order && find_kernel<Fn>(channels_last, x.device()))
+    return {channels_last, order};
+  return {nchw, std::nullopt};
+}
+
 }  // namespace
 
 std::vector<NDArray> GroupNorm::compute_tuple(const Args& args) const {
   const NDArray &x = args[0], &w = args[1], &b = args[2];
   const GroupLayout l = check_group_norm("group_norm", x, w, num_groups);
   check_norm_operand("group_norm", "bias", b, x, {l.c});
-  if (auto* fused = find_kernel<kernel::GroupNorm>(kernel::kGroupNorm, x.device());
-      fused && x.size()) {
-    NDArray y = NDArray::empty(x.shape(), x.dtype(), x.device());
+  const FusedLayout f =
+      fused_layout<kernel::GroupNorm>(x, kernel::kGroupNorm, kernel::kGroupNormChannelsLast);
+  if (auto* fused = find_kernel<kernel::GroupNorm>(f.kernel, x.device()); fused && x.size()) {
+    NDArray y = NDArray::empty(f.rows(l), x.dtype(), x.device());
     NDArray mean = NDArray::empty(l.stats(), x.dtype(), x.device());
     NDArray rstd = NDArray::empty(l.stats(), x.dtype(), x.device());
-    fused(x.compact().reshape(l.flat()).view(), w.compact().view(), b.compact().view(), l.g, eps,
-          y.reshape(l.flat()).view(), mean.reshape({l.n * l.g}).view(),
-          rstd.reshape({l.n * l.g}).view());
-    return {y, mean, rstd};
+    fused(f.rows_of(x, l).view(), w.compact().view(), b.compact().view(), l.g, eps, y.view(),
+          mean.reshape({l.n * l.g}).view(), rstd.reshape({l.n * l.g}).view());
+    return {f.result(y, x.shape()), mean, rstd};
   }
   const Axes group{2, 3};
   const double m = double(l.group_size());
@@ -71,9 +99,9 @@ std::vector<NDArray> GroupNorm::compute_tuple(const Args& args) const {
 std::vector<Value> GroupNorm::gradient_values(const Value& out_grad, const Value& node) const {
   // The adjoints of (y, mean, rstd): an output the consumer did not use arrives as zeros.
   const auto& inputs = node.node()->inputs();
-  TensorTuple grads =
-      group_norm_grad(input_tensor(node, 0), input_tensor(node, 1), tuple_item(node, 1), tuple_item(node, 2),
-                      tuple_item(out_grad, 0), tuple_item(out_grad, 1), tuple_item(out_grad, 2), num_groups);
+  TensorTuple grads = group_norm_grad(
+      input_tensor(node, 0), input_tensor(node, 1), tuple_item(node, 1), tuple_item(node, 2),
+      tuple_item(out_grad, 0), tuple_item(out_grad, 1), tuple_item(out_grad, 2), num_groups);
   std::vector<Value> out(3);
   for (size_t i = 0; i < 3; ++i)
     if (inputs[i]->requires_grad()) out[i] = grads[int64_t(i)];
@@ -89,17 +117,17 @@ std::vector<NDArray> GroupNormGrad::compute_tuple(const Args& args) const {
   check_norm_operand("group_norm_grad", "dy", dy, x, x.shape());
   check_norm_operand("group_norm_grad", "dmean", dmean, x, l.stats());
   check_norm_operand("group_norm_grad", "drstd", drstd, x, l.stats());
-  if (auto* fused = find_kernel<kernel::GroupNormGrad>(kernel::kGroupNormGrad, x.device());
-      fused && x.size()) {
-    NDArray dx = NDArray::empty(x.shape(), x.dtype(), x.device());
+  const FusedLayout f = fused_layout<kernel::GroupNormGrad>(x, kernel::kGroupNormGrad,
+                                                            kernel::kGroupNormGradChannelsLast);
+  if (auto* fused = find_kernel<kernel::GroupNormGrad>(f.kernel, x.device()); fused && x.size()) {
+    NDArray dx = NDArray::empty(f.rows(l), x.dtype(), x.device());
     NDArray dw = NDArray::empty({l.c}, x.dtype(), x.device());
     NDArray db = NDArray::empty({l.c}, x.dtype(), x.device());
     auto vec = [&](const NDArray& a) { return a.compact().reshape({l.n * l.g}); };
-    auto flat = [&](const NDArray& a) { return a.compact().reshape(l.flat()); };
-    fused(flat(x).view(), w.compact().view(), vec(mean).view(), vec(rstd).view(), flat(dy).view(),
-          vec(dmean).view(), vec(drstd).view(), l.g, dx.reshape(l.flat()).view(), dw.view(),
+    fused(f.rows_of(x, l).view(), w.compact().view(), vec(mean).view(), vec(rstd).view(),
+          f.rows_of(dy, l).view(), vec(dmean).view(), vec(drstd).view(), l.g, dx.view(), dw.view(),
           db.view());
-    return {dx, dw, db};
+    return {f.result(dx, x.shape()), dw, db};
   }
   const Axes group{2, 3}, per_channel{0, 3};
   const double m = double(l.group_size());

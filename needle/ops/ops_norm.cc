@@ -40,9 +40,17 @@ Tensor row(const Tensor& sums, int64_t i, DType dtype) {
   return astype(getitem(sums, {Index::at(i), Index::all()}), dtype);
 }
 
-// The memory order of a when it is the (N, C, ...) view of a compact (N, ..., C) array
-// (channels last: what a convolution's NHWC output is as NCHW): a.permute(order) is then
-// that array, which the per-channel kernels read as (N * H * W, C) without a copy.
+// a as the 2-D (rows, C) compact array the per-channel kernels read.
+NDArray as_rows(const NDArray& a, const Axes& order) {
+  return a.permute(order).reshape({-1, a.shape()[1]});
+}
+
+Tensor zeros_vector(int64_t n, DType dtype, Backend& device) {
+  return Tensor(NDArray::full({n}, 0.0, dtype, device));
+}
+
+}  // namespace
+
 std::optional<Axes> channels_last_order(const NDArray& a) {
   const int64_t r = a.ndim();
   if (r < 3 || a.is_compact()) return std::nullopt;
@@ -53,16 +61,13 @@ std::optional<Axes> channels_last_order(const NDArray& a) {
   return order;
 }
 
-// a as the 2-D (rows, C) or 3-D (N, C, inner) compact array the kernels read.
-NDArray as_rows(const NDArray& a, const Axes& order) {
-  return a.permute(order).reshape({-1, a.shape()[1]});
+NDArray from_channels_last(const NDArray& stored, const Shape& shape, const Axes& order) {
+  Shape in_memory;  // the shape in memory order, then back to the input's axes
+  for (int64_t axis : order) in_memory.push_back(shape[size_t(axis)]);
+  Axes inverse(order.size());
+  for (size_t i = 0; i < order.size(); ++i) inverse[size_t(order[i])] = int64_t(i);
+  return stored.reshape(in_memory).permute(inverse);
 }
-
-Tensor zeros_vector(int64_t n, DType dtype, Backend& device) {
-  return Tensor(NDArray::full({n}, 0.0, dtype, device));
-}
-
-}  // namespace
 
 void ChannelSums::prepare(std::vector<NodePtr>& inputs) const {
   promote_dtypes("channel_sums", inputs);
@@ -101,7 +106,8 @@ std::vector<Tensor> ChannelSums::gradient(const Tensor& out_grad, const Tensor& 
     return {channel_affine(a, g1 * 2.0, g0), Tensor()};
   Tensor grad_a, grad_b;
   if (a.requires_grad()) grad_a = channel_affine(b, g1, g0);
-  if (b.requires_grad()) grad_b = channel_affine(a, g1, zeros_vector(g1.shape()[0], a.dtype(), a.device()));
+  if (b.requires_grad())
+    grad_b = channel_affine(a, g1, zeros_vector(g1.shape()[0], a.dtype(), a.device()));
   return {grad_a, grad_b};
 }
 
@@ -117,8 +123,8 @@ NDArray ChannelAffine::compute(const Args& args) const {
   const Shape cvec{shape[1]};
   if (scale.shape() != cvec || shift.shape() != cvec)
     fail<ValueError>("[channel_affine] scale of shape ", shape_str(scale.shape()),
-                     " and shift of shape ", shape_str(shift.shape()), " must both be (",
-                     shape[1], ",) for an input of shape ", shape_str(shape));
+                     " and shift of shape ", shape_str(shift.shape()), " must both be (", shape[1],
+                     ",) for an input of shape ", shape_str(shape));
   // A channels-last input gives a channels-last result: the same memory order, no copy.
   auto order = channels_last_order(args[0]);
   const NDArray a = order ? as_rows(args[0], *order) : args[0].compact();
@@ -130,14 +136,10 @@ NDArray ChannelAffine::compute(const Args& args) const {
     const Shape layout = channel_layout(a.shape());
     const Shape per_channel{1, layout[1], 1};
     out = (a.reshape(layout) * scale.reshape(per_channel).broadcast_to(layout) +
-           shift.reshape(per_channel).broadcast_to(layout)).compact();
+           shift.reshape(per_channel).broadcast_to(layout))
+              .compact();
   }
-  if (!order) return out.reshape(shape);
-  Shape stored;  // the shape in memory order, then back to the input's axes
-  for (int64_t axis : *order) stored.push_back(shape[size_t(axis)]);
-  Axes inverse(order->size());
-  for (size_t i = 0; i < order->size(); ++i) inverse[size_t((*order)[i])] = int64_t(i);
-  return out.reshape(stored).permute(inverse);
+  return order ? from_channels_last(out, shape, *order) : out.reshape(shape);
 }
 
 std::vector<Tensor> ChannelAffine::gradient(const Tensor& out_grad, const Tensor& node) const {
@@ -187,7 +189,6 @@ std::tuple<Tensor, Tensor, Tensor> batch_norm(const Tensor& x, const Tensor& wei
 
 namespace {
 
-
 // Checks x (..., D) of a float dtype and a (D,) weight; returns D.
 int64_t check_layer_norm(const char* op, const NDArray& x, const NDArray& w) {
   if (x.ndim() < 1)
@@ -213,7 +214,7 @@ NDArray rows_of(const NDArray& a, int64_t d) {
 }  // namespace
 
 void check_norm_operand(const char* op, const char* what, const NDArray& a, const NDArray& x,
-                const Shape& shape) {
+                        const Shape& shape) {
   if (a.dtype() != x.dtype())
     fail<TypeError>("[", op, "] ", what, " of dtype ", dtype_name(a.dtype()), " and x of dtype ",
                     dtype_name(x.dtype()), " differ");
@@ -221,8 +222,8 @@ void check_norm_operand(const char* op, const char* what, const NDArray& a, cons
     fail<RuntimeError>("[", op, "] inputs are on different devices: ", x.device().name(), " and ",
                        a.device().name());
   if (a.shape() != shape)
-    fail<ValueError>("[", op, "] x of shape ", shape_str(x.shape()), " needs ", what,
-                     " of shape ", shape_str(shape), ", got shape ", shape_str(a.shape()));
+    fail<ValueError>("[", op, "] x of shape ", shape_str(x.shape()), " needs ", what, " of shape ",
+                     shape_str(shape), ", got shape ", shape_str(a.shape()));
 }
 
 std::vector<NDArray> LayerNorm::compute_tuple(const Args& args) const {
@@ -250,9 +251,9 @@ std::vector<NDArray> LayerNorm::compute_tuple(const Args& args) const {
 std::vector<Value> LayerNorm::gradient_values(const Value& out_grad, const Value& node) const {
   // The adjoints of (y, mean, rstd): an output the consumer did not use arrives as zeros.
   const auto& inputs = node.node()->inputs();
-  TensorTuple grads = layer_norm_grad(input_tensor(node, 0), input_tensor(node, 1), tuple_item(node, 1),
-                                      tuple_item(node, 2), tuple_item(out_grad, 0), tuple_item(out_grad, 1),
-                                      tuple_item(out_grad, 2));
+  TensorTuple grads = layer_norm_grad(
+      input_tensor(node, 0), input_tensor(node, 1), tuple_item(node, 1), tuple_item(node, 2),
+      tuple_item(out_grad, 0), tuple_item(out_grad, 1), tuple_item(out_grad, 2));
   std::vector<Value> out(3);
   for (size_t i = 0; i < 3; ++i)
     if (inputs[i]->requires_grad()) out[i] = grads[int64_t(i)];
@@ -277,8 +278,8 @@ std::vector<NDArray> LayerNormGrad::compute_tuple(const Args& args) const {
     NDArray db = NDArray::empty({d}, x.dtype(), x.device());
     auto vec = [&](const NDArray& a) { return a.compact().reshape({rows}); };
     fused(rows_of(x, d).view(), w.compact().view(), vec(mean).view(), vec(rstd).view(),
-          rows_of(dy, d).view(), vec(dmean).view(), vec(drstd).view(),
-          dx.reshape({rows, d}).view(), dw.view(), db.view());
+          rows_of(dy, d).view(), vec(dmean).view(), vec(drstd).view(), dx.reshape({rows, d}).view(),
+          dw.view(), db.view());
     return {dx, dw, db};
   }
   const Axes last{x.ndim() - 1};
@@ -316,8 +317,8 @@ std::vector<Value> LayerNormGrad::gradient_values(const Value& out_grad, const V
   Tensor a = rsum(g) / d, b = rsum(g * xh) / d;
   Tensor sux = rsum(ux), suxh = rsum(ux * xh);
   Tensor p = ux - full(sux) / d - xh * full(suxh) / d;
-  Tensor h = -(br * g * full(suxh)) / d - br * full(b) * ux - full(drstd * r * r) * ux / d +
-             full(uw) * dy;
+  Tensor h =
+      -(br * g * full(suxh)) / d - br * full(b) * ux - full(drstd * r * r) * ux / d + full(uw) * dy;
   std::vector<Value> grads(7);
   if (inputs[0]->requires_grad()) grads[0] = h * br;
   if (inputs[1]->requires_grad()) grads[1] = over_rows(br * dy * p);

@@ -12,6 +12,7 @@ import torch
 import needle as ndl
 import needle.nn as nn
 from needle import _needle
+from needle import backend_ndarray as nd
 
 import test_ops as base
 from gradcheck import DEVICES, kernels_off, tensor
@@ -432,3 +433,47 @@ def test_kernels_off_environment_variable():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "True", "0.25"]
+
+
+def _channels_last(array, device, dtype):
+    """array (N, C, H, W) as the NCHW view of a compact NHWC array: a convolution's output."""
+    stored = nd.NDArray(np.ascontiguousarray(array.transpose(0, 2, 3, 1)), device=device, dtype=dtype)
+    return ndl.Tensor(stored.permute((0, 3, 1, 2)), requires_grad=True)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape,groups", [((3, 16, 7, 5), 4), ((2, 64, 14, 14), 8), ((2, 6, 3, 3), 6),
+                                          ((70, 8, 9, 3), 1)])
+def test_group_norm_channels_last(shape, groups, device, dtype):
+    """The NCHW view of an NHWC array runs the channels-last kernels (no transposing copy; the
+    result, and the input's gradient, keep that memory order) and agrees with the NCHW kernel
+    on a compact copy and with the composite, upstream gradient channels-last or not."""
+    np.random.seed(11)
+    c = shape[1]
+    x, w, b = np.random.randn(*shape) * 2 + 1, np.random.randn(c), np.random.randn(c)
+    g = np.random.randn(*shape)
+
+    def run(make_x, grad_layout):
+        X = make_x(x)
+        W, B = (ndl.Tensor(a, device=device, dtype=dtype, requires_grad=True) for a in (w, b))
+        out = ndl.ops.group_norm_stats(X, W, B, groups).tuple()
+        gy = _channels_last(g, device, dtype).detach() if grad_layout == "nhwc" else \
+            ndl.Tensor(g, device=device, dtype=dtype)
+        out[0].backward(gy)
+        return out[0], [out[0].numpy(), out[1].numpy(), out[2].numpy(), X.grad.numpy(), W.grad.numpy(),
+                        B.grad.numpy()], X
+
+    compact = lambda a: ndl.Tensor(a, device=device, dtype=dtype, requires_grad=True)  # noqa: E731
+    _, want, _ = run(compact, "nchw")
+    with kernels_off("group_norm", "group_norm_grad"):
+        _, composed, _ = run(compact, "nchw")
+    tol = 2e-4 if dtype == "float32" else 1e-10
+    for grad_layout in ("nhwc", "nchw"):
+        y, got, X = run(lambda a: _channels_last(a, device, dtype), grad_layout)
+        if device == nd.cpu():  # the fused kernel kept the channels-last memory order
+            data = y.realize_cached_data()
+            assert not data.is_compact() and data.permute((0, 2, 3, 1)).is_compact()
+        for a, b_, c_ in zip(got, want, composed):
+            np.testing.assert_allclose(a, b_, rtol=tol, atol=tol)
+            np.testing.assert_allclose(a, c_, rtol=tol, atol=tol)
