@@ -4,14 +4,14 @@ scored by a Fréchet distance in the features of a needle-trained classifier.
     python -m needle.apps.diffusion_demo [--minutes M] [--steps N] [--batch-size B] [--lr LR]
                                          [--base-channels C] [--timesteps T]
                                          [--schedule linear|cosine] [--ddim-steps S]
-                                         [--fd-samples N] [--sample] [--device cpu|cuda]
+                                         [--eta E] [--fd-samples N] [--sample] [--device cpu|cuda]
                                          [--out DIR] [--data-dir DIR]
 
 Trains ``needle.apps.models.UNet`` on the 60,000 training images scaled to [-1, 1] with
 the ε-prediction loss of ``needle.diffusion.GaussianDiffusion``, Adam with a linear
 warm-up and an EMA of the weights (``needle.optim.EMA``), for --minutes or --steps,
 whichever ends first, with a progress bar. It saves the EMA weights and the
-configuration into --out, then samples with DDIM (--ddim-steps) and writes
+configuration into --out, then samples with DDIM (--ddim-steps, --eta) and writes
 ``diffusion_samples.png`` (an 8x8 grid) and ``diffusion_denoising.png`` (one sample from
 noise to image). ``--sample`` skips training and samples from the checkpoint in --out.
 
@@ -54,6 +54,8 @@ def parse_args(argv):
     p.add_argument("--timesteps", type=int, default=1000, help="diffusion steps T (default 1000)")
     p.add_argument("--schedule", default="linear", choices=["linear", "cosine"], help="beta schedule")
     p.add_argument("--ddim-steps", type=int, default=50, help="DDIM sampling steps (default 50)")
+    p.add_argument("--eta", type=float, default=1.0,
+                   help="DDIM's noise: 0 deterministic, 1 DDPM's variance (default 1; see the tutorial)")
     p.add_argument("--fd-samples", type=int, default=512, help="samples for the Fréchet distance (default 512)")
     p.add_argument("--train-images", type=int, default=60_000,
                    help="train on the first N training images (default all 60,000)")
@@ -75,6 +77,8 @@ def parse_args(argv):
         raise UsageError("--minutes and --lr must be positive numbers")
     if not 0 <= args.ema_decay <= 1:
         raise UsageError(f"--ema-decay must lie in [0, 1], got {args.ema_decay}")
+    if not 0 <= args.eta <= 1:
+        raise UsageError(f"--eta must lie in [0, 1], got {args.eta}")
     if args.ddim_steps > args.timesteps:
         raise UsageError(f"--ddim-steps {args.ddim_steps} cannot exceed --timesteps {args.timesteps}")
     return args
@@ -249,18 +253,18 @@ def sample(args, diffusion, device):
     """--fd-samples DDIM samples (numpy, NCHW) and the first one's trajectory; writes the PNGs."""
     n, batches, trajectory = args.fd_samples, [], []
     start = time.perf_counter()
-    bar = Progress(-(-n // 64), f"DDIM {args.ddim_steps} steps")
+    bar = Progress(-(-n // 64), f"DDIM {args.ddim_steps} steps, eta {args.eta:g}")
     start_noise = np.random.randn(min(64, n), 1, 28, 28)
     for i in range(0, n, 64):
         first = i == 0
-        x = diffusion.ddim_sample(min(64, n - i), (1, 28, 28), steps=args.ddim_steps,
+        x = diffusion.ddim_sample(min(64, n - i), (1, 28, 28), steps=args.ddim_steps, eta=args.eta,
                                   noise=start_noise if first else None, trajectory=trajectory if first else None)
         batches.append(x.numpy())
         bar.update(len(batches), f"{time.perf_counter() - start:.0f} s")
     bar.close()
     samples = np.concatenate(batches)
     per_batch = (time.perf_counter() - start) / len(batches)
-    print(f"sampled {n} images with DDIM ({args.ddim_steps} steps) in {time.perf_counter() - start:.0f} s "
+    print(f"sampled {n} images with DDIM ({args.ddim_steps} steps, eta {args.eta:g}) in {time.perf_counter() - start:.0f} s "
           f"({per_batch:.1f} s per batch of 64)")
     grid, strip = os.path.join(args.out, GRID_FILE), os.path.join(args.out, STRIP_FILE)
     save_png(grid, samples[:64], 8)
