@@ -87,6 +87,32 @@ void dy_sums(const T* __restrict__ dy, const T* __restrict__ x, T mu, int64_t n,
   }
 }
 
+// A group's dx as dy * (rstd * w[c]) + (x - mean) * beta + gamma, from its sums
+// sg = sum(dy * w) and sgx = sum(dy * w * (x - mean)) over its M elements: LayerNormGrad's
+// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) + dmean / M - drstd * rstd^2 * xhat / M.
+struct DxCoefficients {
+  double beta, gamma;
+};
+DxCoefficients dx_coefficients(double sg, double sgx, double rs, double dmean, double drstd,
+                               double inv_m) {
+  const double a = sg * inv_m, bm = sgx * rs * inv_m;
+  return {-(rs * rs * bm + drstd * rs * rs * rs * inv_m), dmean * inv_m - rs * a};
+}
+
+// dw and db from the per-thread partials: scratch holds nt blocks of [dw (C), db (C)].
+template <class T>
+void sum_partials(const std::vector<double>& scratch, int nt, int64_t c, T* dw, T* db) {
+  for (int64_t k = 0; k < c; ++k) {
+    double sw = 0, sb = 0;
+    for (int t = 0; t < nt; ++t) {
+      sw += scratch[size_t(t * 2 * c + k)];
+      sb += scratch[size_t(t * 2 * c + c + k)];
+    }
+    dw[k] = T(sw);
+    db[k] = T(sb);
+  }
+}
+
 template <class T>
 void group_norm_typed(const View& xv, const View& wv, const View& bv, int64_t groups, double eps,
                       const View& yv, const View& mv, const View& rv) {
@@ -149,11 +175,9 @@ void group_norm_grad_typed(const View& xv, const View& wv, const View& mv, const
           pdw[c0 + j] += sdyx * rs;
           pdb[c0 + j] += sdy;
         }
-        // dx = rs * (g - a - xhat * bm) + dmean / M - drstd * rs^2 * xhat / M, with
-        // a = mean(g) and bm = mean(g * xhat): dy * alpha[c] + (x - mean) * beta + gamma.
-        const double a = sg * inv_m, bm = sgx * rs * inv_m;
-        const T beta = T(-(rs * rs * bm + double(drstd[r]) * rs * rs * rs * inv_m));
-        const T gamma = T(double(dmean[r]) * inv_m - rs * a);
+        const DxCoefficients dk =
+            dx_coefficients(sg, sgx, rs, double(dmean[r]), double(drstd[r]), inv_m);
+        const T beta = T(dk.beta), gamma = T(dk.gamma);
         for (int64_t j = 0; j < cg; ++j) {
           const T* __restrict__ xc = xr + j * s;
           const T* __restrict__ dyc = dyr + j * s;
@@ -163,15 +187,7 @@ void group_norm_grad_typed(const View& xv, const View& wv, const View& mv, const
         }
       }
     });
-  for (int64_t i = 0; i < c; ++i) {
-    double sw = 0, sb = 0;
-    for (int t = 0; t < nt; ++t) {
-      sw += scratch[size_t(t * 2 * c + i)];
-      sb += scratch[size_t(t * 2 * c + c + i)];
-    }
-    dw[i] = T(sw);
-    db[i] = T(sb);
-  }
+  sum_partials(scratch, nt, c, dw, db);
 }
 
 // --- Channels last: x (N, S, C), one image per task. The channel axis is contiguous, so
@@ -284,9 +300,9 @@ void group_norm_grad_channels_last_typed(const View& xv, const View& wv, const V
             pdw[k] += sdyx[size_t(k)] * rs;
             pdb[k] += sdy[size_t(k)];
           }
-          const double a = sg * inv_m, bm = sgx * rs * inv_m;
-          const double be = -(rs * rs * bm + double(drstd[i * groups + g]) * rs * rs * rs * inv_m);
-          const double ga = double(dmean[i * groups + g]) * inv_m - rs * a;
+          const DxCoefficients dk = dx_coefficients(sg, sgx, rs, double(dmean[i * groups + g]),
+                                                    double(drstd[i * groups + g]), inv_m);
+          const double be = dk.beta, ga = dk.gamma;
           for (int64_t k = g * cg; k < (g + 1) * cg; ++k) {
             alpha[size_t(k)] = T(rs * double(w[k]));
             beta[size_t(k)] = T(be);
@@ -301,15 +317,7 @@ void group_norm_grad_channels_last_typed(const View& xv, const View& wv, const V
             dxi[p * c + k] = dyi[p * c + k] * al[k] + xi[p * c + k] * be[k] + ga[k];
       }
     });
-  for (int64_t k = 0; k < c; ++k) {
-    double sw = 0, sb = 0;
-    for (int t = 0; t < nt; ++t) {
-      sw += scratch[size_t(t * 2 * c + k)];
-      sb += scratch[size_t(t * 2 * c + c + k)];
-    }
-    dw[k] = T(sw);
-    db[k] = T(sb);
-  }
+  sum_partials(scratch, nt, c, dw, db);
 }
 
 void group_norm(const View& x, const View& w, const View& b, int64_t groups, double eps,
