@@ -1,8 +1,11 @@
 """Models built from ``needle.nn`` (the course's ``apps/models.py``): ResNet9 for CIFAR-10,
-FashionResNet, its adaptation to 28x28 grayscale images (the main demo's CNN), and
-LanguageModel, an embedding, a recurrent stack and a linear decoder over a vocabulary.
+FashionResNet, its adaptation to 28x28 grayscale images (the main demo's CNN),
+LanguageModel, an embedding, a recurrent (or transformer) stack and a linear decoder over a
+vocabulary, GPT (with its KVCache), ViT, and UNet, the DDPM noise predictor of
+needle.diffusion.
 
-The CNNs are stacks of ConvBN blocks (Conv, BatchNorm2d, ReLU) with residual pairs, NCHW in.
+The CNNs are stacks of ConvBN blocks (Conv, BatchNorm2d, ReLU) with residual pairs, NCHW in;
+the U-Net's blocks live in needle.nn (nn_diffusion.py).
 """
 import math
 
