@@ -421,6 +421,7 @@ def test_every_registered_kernel_has_a_case():
 
     covered = {k for c in CASES + FUSED_CASES for k in c[4].get("fused", ())} | {"adam_step"}  # test_optim.py
     covered |= {"attention", "attention_grad"}  # test_attention.py
+    covered |= {"group_norm_channels_last", "group_norm_grad_channels_last"}  # test_ops_fused.py
     settings = {"set_num_threads", "get_num_threads"}
     assert {name for name, _ in _needle.kernels.registered()} - settings <= covered
 
