@@ -284,17 +284,17 @@ def main(argv=None):
 
     device = get_device(args.device)
     np.random.seed(args.seed)
+    real = load_images(paths["train_images"])  # the training data, and the figure's floor
     if args.sample:
         model, diffusion = load_checkpoint(args, device)
     else:
-        train_images = load_images(paths["train_images"])[:args.train_images]
+        train_images = real[:args.train_images]
         print(f"data: {len(train_images):,} training images from {args.data_dir}, scaled to [-1, 1]")
         model, diffusion = train(args, train_images, device)
     samples = sample(args, diffusion, device)
 
     net = classifier(args, paths, device)
     rng = np.random.default_rng(args.seed)
-    real = load_images(paths["train_images"])
     test_feats, _ = features(net, load_images(paths["test_images"]), device)
     sample_feats, predicted = features(net, samples, device)
     real_feats, _ = features(net, real[rng.choice(len(real), 10_000, replace=False)], device)
