@@ -315,7 +315,3 @@ class EMA:
         for p, b in zip(self._check_model(model), self._backup):
             p.data = b
         self._backup = None
-
-    def state_dict(self):
-        """The averages as numpy arrays, with the update count: what a checkpoint saves."""
-        return {"num_updates": self.num_updates, "shadow": [s.numpy() for s in self.shadow]}
