@@ -65,10 +65,37 @@ void check_out_grad(const Value& output, const Value& out_grad) {
                      " but the output has shape ", shape_str(output.tensor().shape()));
 }
 
+// The callbacks queued during the backward pass running on this thread (null outside one).
+thread_local std::vector<std::function<void()>>* queued_callbacks = nullptr;
+
+// Collects the callbacks of one backward pass and runs them, in order, when it ends.
+class BackwardCallbacks {
+ public:
+  BackwardCallbacks() : outer_(queued_callbacks) { queued_callbacks = &callbacks_; }
+  ~BackwardCallbacks() { queued_callbacks = outer_; }
+  void run() {
+    for (size_t i = 0; i < callbacks_.size(); ++i) {  // a callback may queue more
+      std::function<void()> callback = std::move(callbacks_[i]);
+      callback();
+    }
+  }
+
+ private:
+  std::vector<std::function<void()>> callbacks_;
+  std::vector<std::function<void()>>* outer_;
+};
+
 }  // namespace
+
+void queue_backward_callback(std::function<void()> callback) {
+  if (!queued_callbacks)
+    fail<RuntimeError>("[queue_backward_callback] no backward pass is running");
+  queued_callbacks->push_back(std::move(callback));
+}
 
 void compute_gradient_of_variables(const Value& output, const Value& out_grad) {
   check_out_grad(output, out_grad);
+  BackwardCallbacks callbacks;
   // BEGIN SOLUTION hw1
   // Course idiom: x.grad.backward() computes second derivatives into the grads (replacing
   // them); any other backward accumulates into existing grads.
@@ -97,6 +124,7 @@ void compute_gradient_of_variables(const Value& output, const Value& out_grad) {
       stored = stored.is_tuple() ? Value(stored.tuple().detach()) : Value(stored.tensor().detach());
     stored.node()->mark_gradient();
     node->set_grad(stored.node());
+    node->run_grad_hooks();
 
     if (node->is_leaf()) continue;
     std::vector<Value> input_grads = node->op()->gradient_values(grad, Value(node));
@@ -107,6 +135,7 @@ void compute_gradient_of_variables(const Value& output, const Value& out_grad) {
     }
   }
   // END SOLUTION
+  callbacks.run();
 }
 
 }  // namespace needle

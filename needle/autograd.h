@@ -5,6 +5,7 @@
 // walks that order backwards, summing each node's partial adjoints into its `grad`.
 #pragma once
 
+#include <functional>
 #include <vector>
 
 #include "needle/tensor.h"
@@ -29,6 +30,13 @@ Value sum_values(const std::vector<Value>& values);
 // grad from a single backward can be differentiated again. The exception keeps the course
 // framework's second-derivative idiom working: calling backward() on a tensor that is
 // itself some node's grad (`x.grad.backward()`) replaces the grads instead.
+//
+// A node's grad hooks (Node::add_grad_hook) run right after its grad is stored; callbacks
+// queued with queue_backward_callback during the pass run once it ends.
 void compute_gradient_of_variables(const Value& output, const Value& out_grad);
+
+// Runs `callback` when the backward pass now running ends, after every grad is stored (a
+// grad hook uses it to finish what it started). RuntimeError outside a backward pass.
+void queue_backward_callback(std::function<void()> callback);
 
 }  // namespace needle

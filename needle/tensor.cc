@@ -186,6 +186,17 @@ void Node::set_grad(NodePtr grad) {
   }
 }
 
+void Node::add_grad_hook(GradHook hook) {
+  if (!grad_hooks_) grad_hooks_ = std::make_unique<std::vector<GradHook>>();
+  grad_hooks_->push_back(std::move(hook));
+}
+
+void Node::run_grad_hooks() {
+  if (!grad_hooks_) return;
+  NodePtr self = shared_from_this();
+  for (const GradHook& hook : *grad_hooks_) hook(self);
+}
+
 void Node::realize() {
   if (realized()) return;
   // Post-order over the unrealized ancestors, then compute them in that order.

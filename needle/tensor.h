@@ -11,6 +11,7 @@
 // traversals are iterative, so a chain of any length neither overflows the stack.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -77,6 +78,13 @@ class Node : public std::enable_shared_from_this<Node> {
   // Computes the data of this node and of every unrealized node it reads (iteratively).
   void realize();
 
+  // Hooks that backward() runs once this node's grad is final for that pass (after it is
+  // stored), in the order added: how data-parallel training starts reducing gradients
+  // while the rest of backward runs. Assigning grad directly runs none.
+  using GradHook = std::function<void(const NodePtr& node)>;
+  void add_grad_hook(GradHook hook);
+  void run_grad_hooks();
+
   // Set on nodes that backward() stored as some node's grad (see autograd.h).
   bool is_gradient() const { return is_gradient_; }
   void mark_gradient() { is_gradient_ = true; }
@@ -96,6 +104,7 @@ class Node : public std::enable_shared_from_this<Node> {
   OpPtr op_;
   std::vector<NodePtr> inputs_;
   NodePtr grad_;
+  std::unique_ptr<std::vector<GradHook>> grad_hooks_;  // null while there are none
   bool requires_grad_;
   bool is_gradient_ = false;
   // Registry links (every live node is on one list, for collect_garbage) and GC scratch.

@@ -18,6 +18,7 @@ void init_ops(pybind11::module_& m);        // op classes and functions (ops.cc)
 void init_serialize(pybind11::module_& m);  // safetensors checkpoints (serialize.cc)
 void init_kernels(pybind11::module_& m);    // the fused-kernel registry (kernels.cc)
 void init_text(pybind11::module_& m);       // the BPE tokenizer (text.cc)
+void init_distributed(pybind11::module_& m);  // MPI / NCCL collectives (distributed.cc)
 
 // The Python device object (`nd.cpu()`) is the bound class `Device`, a handle to a Backend.
 struct Device {

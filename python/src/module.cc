@@ -31,4 +31,5 @@ PYBIND11_MODULE(_needle, m) {
   needle::python::init_serialize(m);
   needle::python::init_kernels(m);
   needle::python::init_text(m);
+  needle::python::init_distributed(m);
 }

@@ -3,6 +3,7 @@
 // and PyOp: the C++ op that runs a Python-defined TensorOp (compute and gradient call back
 // into Python, holding the GIL).
 #include <Python.h>
+#include <pybind11/functional.h>
 
 #include "tensor_bindings.h"
 
@@ -285,6 +286,13 @@ Tensor and TensorTuple derive from it.)doc");
                       n.set_requires_grad(r);
                     })
       .def("is_leaf", &Node::is_leaf)
+      .def(
+          "register_grad_hook",
+          [](Node& n, std::function<void(Value)> hook) {
+            n.add_grad_hook([hook = std::move(hook)](const NodePtr& node) { hook(Value(node)); });
+          },
+          py::arg("hook"),
+          "hook(tensor) runs in each backward() right after this tensor's grad is final.")
       .def_property(
           "grad", [](const Node& n) { return Value(n.grad()); },
           [](Node& n, const Value& g) { n.set_grad(g.node()); })
@@ -588,6 +596,8 @@ require grad (requires_grad=True is ignored for them).)doc");
   ag.def("compute_gradient_of_variables", &compute_gradient_of_variables, py::arg("output_tensor"),
          py::arg("out_grad"),
          "Sets (or accumulates) .grad on every node the output depends on that requires grad.");
+  ag.def("queue_backward_callback", &queue_backward_callback, py::arg("callback"),
+         "callback() runs when the backward pass now running ends (from a grad hook).");
   ag.def("live_tensor_count", [] {
     collect_garbage();
     return live_node_count();

@@ -1,0 +1,368 @@
+// needle::distributed's engine (see distributed.h): the state of the job, the communication
+// thread that runs queued collectives in order, the watchdog that turns a hung collective
+// into an abort of the whole job, and the dispatch of each collective to its device's
+// Communicator.
+#include "needle/distributed/distributed.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <deque>
+#include <map>
+#include <thread>
+#include <vector>
+
+#include "needle/distributed/communicator.h"
+
+namespace needle::distributed {
+
+namespace {
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::map<std::string, CommunicatorFactory>& factories() {
+  static std::map<std::string, CommunicatorFactory> registry;
+  return registry;
+}
+
+void check_op_dtype(const char* name, CollectiveOp op, DType dtype) {
+  if (op == CollectiveOp::mean && !is_floating(dtype))
+    fail<TypeError>("[", name, "] op 'mean' needs a float32 or float64 array, got ",
+                    dtype_name(dtype), " (use 'sum')");
+}
+
+std::string describe(const char* name, const NDArray& a) {
+  return std::string(name) + " of " + shape_str(a.shape()) + " " + dtype_name(a.dtype()) + " on " +
+         a.device().name();
+}
+
+std::vector<InitHook>& init_hooks() {
+  static std::vector<InitHook> hooks;
+  return hooks;
+}
+
+}  // namespace
+
+void register_init_hook(InitHook hook) {
+  init_hooks().push_back(std::move(hook));
+}
+
+void register_communicator(const std::string& device, CommunicatorFactory factory) {
+  factories()[device] = std::move(factory);
+}
+
+CollectiveOp collective_op(const std::string& name) {
+  if (name == "sum") return CollectiveOp::sum;
+  if (name == "mean") return CollectiveOp::mean;
+  if (name == "max") return CollectiveOp::max;
+  if (name == "min") return CollectiveOp::min;
+  fail<ValueError>("[all_reduce] op must be 'sum', 'mean', 'max' or 'min', got '", name, "'");
+}
+
+const char* collective_op_name(CollectiveOp op) {
+  switch (op) {
+    case CollectiveOp::sum:
+      return "sum";
+    case CollectiveOp::mean:
+      return "mean";
+    case CollectiveOp::max:
+      return "max";
+    case CollectiveOp::min:
+      return "min";
+  }
+  return "?";
+}
+
+// The job's state. Collectives run one at a time (MPI is started with
+// MPI_THREAD_SERIALIZED), on the communication thread when queued, on the caller's thread
+// otherwise, and always in call order: a direct call first waits for the queue to drain.
+struct Engine {
+  bool initialized = false;
+  bool started_transport = false;
+  transport::World world;
+  double timeout_seconds = 300;
+
+  std::mutex collective_mutex;  // held while a collective runs
+  std::map<std::string, std::unique_ptr<Communicator>> communicators;
+
+  std::thread worker;
+  std::mutex queue_mutex;
+  std::condition_variable queue_cv, drained_cv;
+  std::deque<std::shared_ptr<Work>> queue;
+  bool worker_busy = false, stopping = false;
+
+  std::thread watchdog;
+  std::mutex watch_mutex;
+  std::condition_variable watch_cv;
+  std::atomic<int64_t> running_since_ns{0};
+  std::string running_what;  // guarded by watch_mutex
+
+  static Engine& get() {
+    static Engine* engine = new Engine();  // never destroyed: its threads may outlive statics
+    return *engine;
+  }
+
+  Communicator& communicator(const std::string& device) {
+    auto found = communicators.find(device);
+    if (found != communicators.end()) return *found->second;
+    auto factory = factories().find(device);
+    if (factory == factories().end())
+      fail<RuntimeError>("[distributed] no communicator for device '", device,
+                         "' in this build (CUDA tensors need NCCL at build time)");
+    return *(communicators[device] = factory->second());
+  }
+
+  // Runs one collective on `buffer` (compact) with the collective mutex held and the
+  // watchdog watching. "mean" runs as a sum here; Work::finish divides.
+  void run(const std::string& what, const std::function<void(Communicator&, const View&)>& fn,
+           const NDArray& buffer) {
+    std::lock_guard<std::mutex> lock(collective_mutex);
+    {
+      std::lock_guard<std::mutex> watch(watch_mutex);
+      running_what = what;
+    }
+    running_since_ns = now_ns();
+    struct Unwatch {
+      std::atomic<int64_t>& since;
+      ~Unwatch() { since = 0; }
+    } unwatch{running_since_ns};
+    fn(communicator(buffer.device().name()), buffer.view());
+  }
+
+  // Runs a queued all_reduce and marks it done (its error kept for wait()).
+  void execute(Work& work) {
+    std::exception_ptr error;
+    try {
+      CollectiveOp op = work.op_ == CollectiveOp::mean ? CollectiveOp::sum : work.op_;
+      run(
+          work.what_, [op](Communicator& c, const View& v) { c.all_reduce(v, op); }, work.buffer_);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    {
+      std::lock_guard<std::mutex> lock(work.mutex_);
+      work.error_ = error;
+      work.done_ = true;
+    }
+    work.done_cv_.notify_all();
+  }
+
+  void wait_until_drained() {
+    std::unique_lock<std::mutex> lock(queue_mutex);
+    drained_cv.wait(lock, [&] { return queue.empty() && !worker_busy; });
+  }
+
+  void worker_loop() {
+    for (;;) {
+      std::shared_ptr<Work> work;
+      {
+        std::unique_lock<std::mutex> lock(queue_mutex);
+        queue_cv.wait(lock, [&] { return stopping || !queue.empty(); });
+        if (queue.empty()) return;  // stopping, and nothing left
+        work = queue.front();
+        queue.pop_front();
+        worker_busy = true;
+      }
+      execute(*work);
+      {
+        std::lock_guard<std::mutex> lock(queue_mutex);
+        worker_busy = false;
+        if (queue.empty()) drained_cv.notify_all();
+      }
+    }
+  }
+
+  // Polls once a second (so starting a collective costs no wake-up) and aborts the job
+  // when one has run longer than the timeout.
+  void watchdog_loop() {
+    std::unique_lock<std::mutex> lock(watch_mutex);
+    while (!stopping) {
+      int64_t since = running_since_ns;
+      if (since && double(now_ns() - since) / 1e9 > timeout_seconds) {
+        std::fprintf(stderr,
+                     "needle.distributed: rank %d of %d: %s did not finish within %g s (another "
+                     "rank failed, exited, or called a different collective); aborting the job\n",
+                     world.rank, world.size, running_what.c_str(), timeout_seconds);
+        std::fflush(stderr);
+        transport::abort_job(1);
+      }
+      watch_cv.wait_for(lock, std::chrono::seconds(1));
+    }
+  }
+
+  // The Work of an all_reduce, already done when there is nothing to communicate.
+  static std::shared_ptr<Work> make_all_reduce(const NDArray& array, CollectiveOp op) {
+    Engine& e = get();
+    e.require_initialized("all_reduce");
+    check_op_dtype("all_reduce", op, array.dtype());
+    auto work = std::make_shared<Work>();
+    work->target_ = array;
+    work->op_ = op;
+    work->buffer_ = array;
+    if (e.world.size == 1 || array.size() == 0) {
+      work->done_ = true;  // one rank: the reduction of one array is itself
+      return work;
+    }
+    if (!array.is_compact()) work->buffer_ = array.compact();
+    work->what_ =
+        describe((std::string("all_reduce(") + collective_op_name(op) + ")").c_str(), array);
+    return work;
+  }
+
+  void require_initialized(const char* name) const {
+    if (!initialized)
+      fail<RuntimeError>("[", name, "] needle.distributed is not initialized: call init() first");
+  }
+};
+
+bool mpi_available() {
+  return transport::mpi_compiled();
+}
+
+void init(double timeout_seconds) {
+  Engine& e = Engine::get();
+  if (!(timeout_seconds > 0))
+    fail<ValueError>("[init] timeout must be positive, got ", timeout_seconds, " s");
+  e.timeout_seconds = timeout_seconds;
+  if (e.initialized) return;
+  if (transport::launched_by_mpirun()) {
+    if (!transport::mpi_compiled())
+      fail<RuntimeError>(
+          "[init] this process was started by mpirun, but needle was built without MPI: install "
+          "libopenmpi-dev (.ci/install-deps does) and rebuild (CMake option NEEDLE_MPI)");
+    e.world = transport::start();
+    e.started_transport = true;
+  }
+  e.initialized = true;
+  for (const InitHook& hook : init_hooks()) hook(e.world.rank, e.world.size, e.world.local_rank);
+  if (e.world.size > 1) {
+    e.stopping = false;
+    e.worker = std::thread([&e] { e.worker_loop(); });
+    e.watchdog = std::thread([&e] { e.watchdog_loop(); });
+  }
+}
+
+bool is_initialized() {
+  return Engine::get().initialized;
+}
+
+int rank() {
+  Engine::get().require_initialized("rank");
+  return Engine::get().world.rank;
+}
+
+int world_size() {
+  Engine::get().require_initialized("world_size");
+  return Engine::get().world.size;
+}
+
+int local_rank() {
+  Engine::get().require_initialized("local_rank");
+  return Engine::get().world.local_rank;
+}
+
+void finalize() {
+  Engine& e = Engine::get();
+  if (!e.initialized) return;
+  if (e.worker.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(e.queue_mutex);
+      e.stopping = true;
+    }
+    e.queue_cv.notify_all();
+    e.worker.join();
+    {
+      std::lock_guard<std::mutex> lock(e.watch_mutex);
+      e.watch_cv.notify_all();
+    }
+    e.watchdog.join();
+  }
+  e.communicators.clear();
+  if (e.started_transport) transport::stop();
+  e.started_transport = false;
+  e.initialized = false;
+  e.world = transport::World{};
+}
+
+void abort(const std::string& message, int exit_code) {
+  Engine& e = Engine::get();
+  std::fprintf(stderr, "needle.distributed: rank %d of %d: %s; aborting the job\n", e.world.rank,
+               e.world.size, message.c_str());
+  std::fflush(stderr);
+  if (e.started_transport) transport::abort_job(exit_code);
+  std::_Exit(exit_code);
+}
+
+void barrier() {
+  Engine& e = Engine::get();
+  e.require_initialized("barrier");
+  if (e.world.size == 1) return;
+  e.wait_until_drained();
+  std::lock_guard<std::mutex> lock(e.collective_mutex);
+  transport::barrier();
+}
+
+// A direct call runs on the caller's thread: no hand-off to the communication thread, so
+// small messages cost what MPI costs.
+void all_reduce(NDArray& array, CollectiveOp op) {
+  auto work = Engine::make_all_reduce(array, op);
+  if (!work->is_completed()) {
+    Engine& e = Engine::get();
+    e.wait_until_drained();
+    e.execute(*work);
+  }
+  work->wait();
+}
+
+std::shared_ptr<Work> all_reduce_async(const NDArray& array, CollectiveOp op) {
+  auto work = Engine::make_all_reduce(array, op);
+  if (work->is_completed()) return work;
+  Engine& e = Engine::get();
+  {
+    std::lock_guard<std::mutex> lock(e.queue_mutex);
+    e.queue.push_back(work);
+  }
+  e.queue_cv.notify_one();
+  return work;
+}
+
+void broadcast(NDArray& array, int root) {
+  Engine& e = Engine::get();
+  e.require_initialized("broadcast");
+  if (root < 0 || root >= e.world.size)
+    fail<IndexError>("[broadcast] root ", root, " is not a rank of this job of ", e.world.size);
+  if (e.world.size == 1 || array.size() == 0) return;
+  NDArray buffer = array.is_compact() ? array : array.compact();
+  e.wait_until_drained();
+  e.run(
+      describe("broadcast", array),
+      [root](Communicator& c, const View& v) { c.broadcast(v, root); }, buffer);
+  if (buffer.buffer() != array.buffer()) array.assign(buffer);
+}
+
+void Work::wait() {
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_cv_.wait(lock, [&] { return done_; });
+    if (finished_) return;
+    finished_ = true;
+  }
+  if (error_) std::rethrow_exception(error_);
+  int n = Engine::get().world.size;
+  if (op_ == CollectiveOp::mean && n > 1) {
+    View v = buffer_.view();
+    buffer_.device().binary_scalar(BinaryOp::multiply, v, 1.0 / n, v, false);
+  }
+  if (buffer_.buffer() != target_.buffer()) target_.assign(buffer_);
+}
+
+bool Work::is_completed() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return done_;
+}
+
+}  // namespace needle::distributed
