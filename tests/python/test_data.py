@@ -58,6 +58,12 @@ def test_dataloader_in_order_with_short_last_batch(device):
             np.testing.assert_array_equal(by.numpy(), y[4 * i : 4 * i + 4])
 
 
+def test_dataloader_of_an_empty_dataset_has_no_batches():
+    for shuffle in (False, True):
+        loader = data.DataLoader(data.NDArrayDataset(np.zeros((0, 3))), batch_size=4, shuffle=shuffle)
+        assert len(loader) == 0 and list(loader) == []
+
+
 @hw2
 def test_dataloader_shuffle_follows_numpy_seed():
     x = np.arange(50, dtype=np.float32).reshape(50, 1)

@@ -2,9 +2,10 @@
 
 A DataLoader splits the index range into batches (the last short batch is kept);
 with ``shuffle=True`` it draws a fresh ``np.random.permutation`` at the start of
-each iteration, so ``np.random.seed`` fixes the order. Each batch is a tuple of
-Tensors, one per field the dataset returns, that do not require grad; integer fields
-(labels) stay integer tensors.
+each iteration, so ``np.random.seed`` fixes the order. With a ``sampler`` (an
+extension, as in PyTorch) each iteration batches the indices ``list(sampler)`` gives
+instead. Each batch is a tuple of Tensors, one per field the dataset returns, that
+do not require grad; integer fields (labels) stay integer tensors.
 """
 from typing import List, Optional
 
@@ -64,31 +65,40 @@ class DataLoader:
     ``device`` and ``dtype`` (extensions) place the batches; by default the default
     device and each field's own dtype, as numpy infers it (float32 images stay float32,
     uint8 or int64 labels stay integers). ``dtype`` casts the floating-point fields only:
-    integer and bool fields (class labels, token ids) keep their dtype.
+    integer and bool fields (class labels, token ids) keep their dtype. ``sampler``
+    (an extension) is an iterable of dataset indices with a ``__len__``, such as a
+    ``DistributedSampler``; it is iterated afresh each epoch and excludes ``shuffle``.
     """
 
     dataset: Dataset
     batch_size: Optional[int]
 
     def __init__(self, dataset: Dataset, batch_size: Optional[int] = 1, shuffle: bool = False,
-                 device=None, dtype=None):
+                 device=None, dtype=None, sampler=None):
         if batch_size is None or int(batch_size) < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive integer, got {batch_size}")
+        if shuffle and sampler is not None:
+            raise ValueError("DataLoader: shuffle and sampler are mutually exclusive")
         self.dataset = dataset
         self.shuffle = shuffle
         self.batch_size = int(batch_size)
         self.device = device
         self.dtype = dtype
-        if not self.shuffle:
+        self.sampler = sampler
+        if not self.shuffle and self.sampler is None:
             self.ordering = self._split(np.arange(len(dataset)))
 
     def _split(self, indices):
-        return np.array_split(indices, range(self.batch_size, len(indices), self.batch_size))
+        # Slices, not np.array_split, so that no indices give no batches (not one empty batch).
+        return [indices[i : i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
 
     def __len__(self) -> int:
-        return (len(self.dataset) + self.batch_size - 1) // self.batch_size
+        num_indices = len(self.dataset) if self.sampler is None else len(self.sampler)
+        return (num_indices + self.batch_size - 1) // self.batch_size
 
     def __iter__(self):
+        if self.sampler is not None:
+            self.ordering = self._split(np.array(list(self.sampler), dtype=np.int64))
         # BEGIN SOLUTION hw2
         if self.shuffle:
             self.ordering = self._split(np.random.permutation(len(self.dataset)))
