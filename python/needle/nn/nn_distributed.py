@@ -66,16 +66,17 @@ def _buckets(params, cap_bytes):
     return buckets
 
 
-def _broadcast_text(text):
-    """Rank 0's ``text`` on every rank."""
+def _broadcast_text(text, root):
+    """Rank ``root``'s ``text`` on every rank."""
     data = np.frombuffer(text.encode(), dtype=np.uint8)
-    size = Tensor(np.array([data.size], dtype=np.int64), requires_grad=False)
-    dist.broadcast(size, 0)
-    if dist.rank() != 0:
+    size = dist.broadcast(Tensor(np.array([data.size]), requires_grad=False), root)
+    if dist.rank() != root:
         data = np.zeros(int(size.numpy()[0]), dtype=np.uint8)
-    buffer = Tensor(data, requires_grad=False)
-    dist.broadcast(buffer, 0)
-    return bytes(buffer.numpy()).decode()
+    return bytes(dist.broadcast(Tensor(data, requires_grad=False), root).numpy()).decode()
+
+
+def _all_reduce_int(value, op):
+    return int(dist.all_reduce(Tensor(np.array([value]), requires_grad=False), op).numpy()[0])
 
 
 def _bucket_hook(ddp_ref, index):
@@ -121,19 +122,21 @@ class DistributedDataParallel(Module):
     # --- construction ---
     def _check_same_state(self):
         """ValueError on every rank, naming the first parameter or buffer whose name, shape
-        or dtype differs from rank 0's."""
+        or dtype differs between rank 0 and some rank."""
         mine = [f"'{name}' {tuple(t.shape)} {t.dtype}"
                 for name, (t, _) in self.module._state_entries().items()]
-        rank0 = _broadcast_text("\n".join(mine)).split("\n")
-        differs = [i for i, (a, b) in enumerate(zip(mine + [None], rank0 + [None])) if a != b]
-        first = Tensor(np.array([differs[0] if differs else -1], dtype=np.int64), requires_grad=False)
-        dist.all_reduce(first, "max")  # one index for every rank (-1: none differs)
-        i = int(first.numpy()[0])
-        if i >= 0:
-            describe = lambda entries: entries[i] if i < len(entries) else "no more parameters"
-            raise ValueError(
-                f"DistributedDataParallel: the ranks' models differ: parameter/buffer #{i} is "
-                f"{describe(mine)} on rank {dist.rank()} but {describe(rank0)} on rank 0")
+        rank0 = _broadcast_text("\n".join(mine), 0).split("\n")
+        first = next((i for i, (a, b) in enumerate(zip(mine + [""], rank0 + [""])) if a != b), None)
+        none = 2**62
+        i = _all_reduce_int(none if first is None else first, "min")
+        if i == none:
+            return
+        other = _all_reduce_int(dist.rank() if first == i else -1, "max")
+        describe = lambda entries: entries[i] if i < len(entries) and entries[i] else "nothing"
+        theirs = _broadcast_text(describe(mine), other)
+        raise ValueError(
+            f"DistributedDataParallel: the ranks' models differ: parameter/buffer #{i} is "
+            f"{theirs} on rank {other} but {describe(rank0)} on rank 0")
 
     # --- backward ---
     def _reset(self):
