@@ -14,7 +14,7 @@ ifeq ($(origin OMP_WAIT_POLICY),undefined)
 export GOMP_SPINCOUNT ?= 10000
 endif
 
-.PHONY: all deps build build-asan test test-cpp test-asan test-python test-homework demo lm gpt diffusion bench format clean
+.PHONY: all deps build build-asan test test-cpp test-asan test-python test-homework demo lm gpt diffusion distributed bench format clean
 
 all: build
 
@@ -72,6 +72,13 @@ gpt: build
 diffusion: build
 	@.ci/install-deps dataset-fashion-mnist
 	$(PYTHON) -m needle.apps.diffusion_demo $(DIFFUSION_ARGS)
+
+# The main job data-parallel on NP processes (needle.distributed over OpenMPI; mpirun needs
+# --allow-run-as-root as root): `make distributed NP=2 DEMO_ARGS="--model cnn"`.
+NP ?= 2
+distributed: build
+	@.ci/install-deps dataset-fashion-mnist
+	mpirun --allow-run-as-root --oversubscribe -np $(NP) -x PYTHONPATH $(PYTHON) -m needle.apps.demo --distributed $(DEMO_ARGS)
 
 bench: build
 	$(PYTHON) bench/bench_ndarray.py

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "needle/autograd.h"
+#include "needle/distributed/distributed.h"
 #include "needle/kernels.h"
 #include "needle/ndarray.h"
 #include "needle/ops/op.h"

@@ -2,7 +2,8 @@
 
     python -m needle.apps.demo [--model mlp|cnn|vit] [--epochs N] [--batch-size B] [--lr LR]
                                [--hidden H] [--width W] [--data-dir DIR]
-                               [--device cpu|cuda] [--out DIR]
+                               [--device cpu|cuda] [--out DIR] [--distributed]
+    mpirun --allow-run-as-root --oversubscribe -np 2 python3 -m needle.apps.demo --distributed
 
 --model mlp (the default) is MLPResNet on flattened images; --model cnn is FashionResNet
 (needle.apps.models: ResNet9's ConvBN blocks adapted to 28x28x1) and --model vit is ViT
@@ -14,6 +15,13 @@ cosine learning-rate schedule with linear warm-up, shows a progress bar per batc
 accuracy), then saves the trained weights (safetensors, via ``ndl.save``) and a PNG
 of the curves into --out, and prints ``test accuracy: 0.xxxx`` last.
 Bad options or a missing data directory print one ``error: ...`` line and exit 2.
+
+--distributed trains data-parallel on the ranks mpirun starts (needle.distributed, one CPU
+thread per rank unless --threads): every rank takes a DistributedSampler shard of each
+epoch and --batch-size / ranks images per step (the same global batch, steps and schedule
+as one process), DistributedDataParallel averages the gradients, the test set is sharded
+and its counts summed; every rank logs its shard, rank 0 alone prints the progress, writes
+the files and prints the accuracy.
 """
 import argparse
 import contextlib
@@ -71,6 +79,8 @@ def parse_args(argv):
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--out", default="out", help="folder for the checkpoint and the plot (default out/)")
     p.add_argument("--seed", type=int, default=0, help="numpy seed: weights, dropout, shuffling (default 0)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the ranks of an mpirun job (see the module docs)")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads for needle's kernels (default 0: the library's choice)")
     args = p.parse_args(argv)
@@ -206,6 +216,15 @@ def run_epoch(model, loader, loss_fn, opt=None, sched=None, progress=None, histo
     return total_loss / seen, correct / seen, seen / max(elapsed, 1e-9)
 
 
+def mean_over_ranks(values):
+    """Each value's mean over the ranks of the job (needle.distributed)."""
+    import needle as ndl
+    import needle.distributed as dist
+
+    t = ndl.Tensor(np.array(values, dtype=np.float64), requires_grad=False)
+    return [float(v) for v in dist.all_reduce(t, "mean").numpy()]
+
+
 def save_plot(path, batch_losses, steps_per_epoch, hist, title):
     import matplotlib
 
@@ -254,6 +273,18 @@ def main(argv=None):
     from needle.apps.mlp_resnet import MLPResNet
     from needle.apps.models import ViT, FashionResNet
 
+    rank, ranks = 0, 1
+    if args.distributed:
+        import needle.distributed as dist
+
+        dist.init()
+        rank, ranks = dist.rank(), dist.world_size()
+        if args.batch_size % ranks:
+            raise UsageError(f"--batch-size {args.batch_size} does not split over {ranks} ranks")
+        if not args.threads:  # the machine's cores shared among the ranks on it
+            local = int(os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE", ranks))
+            args.threads = max(1, (os.cpu_count() or 1) // local)
+    say = print if rank == 0 else (lambda *a, **k: None)
     device = get_device(args.device)
     if args.threads:
         set_threads = getattr(ndl, "set_num_threads", None) or getattr(ndl.backend_ndarray, "set_num_threads", None)
@@ -271,12 +302,23 @@ def main(argv=None):
         test_set = ndl.data.MNISTDataset(paths["test_images"], paths["test_labels"])
     except ValueError as e:
         raise UsageError(str(e)) from None
-    print(f"data: {len(train_set):,} training and {len(test_set):,} test images from {args.data_dir} "
+    say(f"data: {len(train_set):,} training and {len(test_set):,} test images from {args.data_dir} "
           f"({time.perf_counter() - t0:.1f} s)" + ("; training images augmented (RandomCrop(1), "
                                                     "RandomFlipHorizontal)" if images else ""))
 
-    train_loader = ndl.data.DataLoader(train_set, args.batch_size, shuffle=True, device=device)
-    test_loader = ndl.data.DataLoader(test_set, 1000, device=device)
+    # One shuffle of the whole set per epoch, dealt out to the ranks: rank r reads every
+    # ranks-th image of it, so a step's global batch is the same images with any number
+    # of ranks, and one process (ranks == 1) reads it all.
+    train_sampler = ndl.data.DistributedSampler(train_set, ranks, rank, shuffle=True, seed=args.seed)
+    test_sampler = ndl.data.DistributedSampler(test_set, ranks, rank, shuffle=False)
+    batch = args.batch_size // ranks
+    train_loader = ndl.data.DataLoader(train_set, batch, device=device, sampler=train_sampler)
+    test_loader = ndl.data.DataLoader(test_set, 1000, device=device, sampler=test_sampler)
+    if args.distributed:
+        print(f"rank {rank}/{ranks}: {len(train_sampler):,} training images per epoch (1 in "
+              f"{ranks} of a seeded shuffle), {len(train_loader)} steps of {batch}; "
+              f"{len(test_sampler):,} test images; {args.threads} CPU threads", flush=True)
+    np.random.seed(args.seed + rank)  # each rank its own augmentation and dropout draws
     if args.model == "cnn":
         model = FashionResNet(args.width, num_classes=10)
         title, prepare, name = f"FashionResNet(width {args.width})", as_nchw, "fashion_resnet"
@@ -290,14 +332,16 @@ def main(argv=None):
         name = "mlp_resnet"
     model.to(device)  # modules are built on the default device
     n_params = sum(int(np.prod(p.shape)) for p in model.parameters())
-    print(f"model: {title}, {n_params:,} parameters, device {args.device}")
+    if args.distributed:
+        model = ndl.nn.DistributedDataParallel(model)  # rank 0's initial weights everywhere
+    say(f"model: {title}, {n_params:,} parameters, device {args.device}")
 
     steps_per_epoch = len(train_loader)
     total_steps = steps_per_epoch * args.epochs
     opt = ndl.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     warmup = min(steps_per_epoch // 2, total_steps // 10)
     sched = ndl.optim.CosineWarmupLR(opt, warmup_steps=warmup, total_steps=total_steps)
-    print(f"training: {args.epochs} epochs x {steps_per_epoch} steps of {args.batch_size} images, "
+    say(f"training: {args.epochs} epochs x {steps_per_epoch} steps of {args.batch_size} images, "
           f"Adam lr {args.lr:g} (warm-up {warmup} steps, cosine decay)")
 
     loss_fn = ndl.nn.SoftmaxLoss()
@@ -306,19 +350,26 @@ def main(argv=None):
     t_train = time.perf_counter()
     for ep in range(1, args.epochs + 1):
         t_ep = time.perf_counter()
-        bar = Progress(steps_per_epoch, f"epoch {ep}/{args.epochs}")
+        bar = Progress(steps_per_epoch, f"epoch {ep}/{args.epochs}") if rank == 0 else None
+        train_sampler.set_epoch(ep)
         tr_loss, tr_acc, rate = run_epoch(model, train_loader, loss_fn, opt, sched, bar, batch_losses, prepare)
-        bar.close()
+        if bar is not None:
+            bar.close()
         te_loss, te_acc, _ = run_epoch(model, test_loader, loss_fn, prepare=prepare)
+        if args.distributed:  # the means over every rank's images (equal shards)
+            tr_loss, tr_acc, te_loss, te_acc = mean_over_ranks([tr_loss, tr_acc, te_loss, te_acc])
+            rate *= ranks
         for k, v in zip(hist, (tr_loss, tr_acc, te_loss, te_acc)):
             hist[k].append(v)
-        print(f"epoch {ep}/{args.epochs}  train loss {tr_loss:.4f} acc {tr_acc:.4f} | "
+        say(f"epoch {ep}/{args.epochs}  train loss {tr_loss:.4f} acc {tr_acc:.4f} | "
               f"test loss {te_loss:.4f} acc {te_acc:.4f} | {time.perf_counter() - t_ep:.1f} s, "
               f"{rate:,.0f} img/s", flush=True)
     train_time = time.perf_counter() - t_train
+    if rank != 0:
+        return 0
 
     ckpt = os.path.join(args.out, f"{name}_fashion_mnist.safetensors")
-    ndl.save(model.state_dict(), ckpt)
+    ndl.save((model.module if args.distributed else model).state_dict(), ckpt)  # no "module."
     plot = os.path.join(args.out, "training_curves.png" if args.model == "mlp"
                         else f"training_curves_{args.model}.png")
     save_plot(plot, batch_losses, steps_per_epoch, hist, title)
