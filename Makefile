@@ -93,6 +93,8 @@ bench: build
 	$(PYTHON) bench/bench_diffusion.py
 	@.ci/install-deps bible-kjv python3-sentencepiece
 	$(PYTHON) bench/bench_tokenizer.py
+	@.ci/install-deps python3-mpi4py
+	mpirun --allow-run-as-root --oversubscribe -np 2 -x PYTHONPATH $(PYTHON) bench/bench_distributed.py
 
 format:
 	clang-format -i $$(git ls-files '*.h' '*.cc' '*.cu' '*.cuh')
