@@ -30,9 +30,9 @@ is split across the ranks (43/43/42 for 3). Columns (medians over --steps steps,
 slowest rank's):
   local   the same step without DDP on this rank's shard: computation only;
   ddp     the DDP step; ddp - local is what data parallelism costs here;
-  reduce  the all-reduces of one step timed alone: one per gradient bucket of the model's
-          bucket sizes, then one per floating buffer (BatchNorm's running statistics, which
-          DDP averages after each backward), in the same order, on the same sizes;
+  reduce  the all-reduces of one step timed alone: one of all floating buffers together
+          (BatchNorm's running statistics), then one per gradient bucket of the model's
+          bucket sizes, in DDP's order, on the same sizes;
   comm    reduce / ddp, the communication share of the step were nothing overlapped.
 The global batch is fixed, so more ranks means less work per rank (strong scaling). With
 more than one rank every process runs one OpenMP thread (OMP_NUM_THREADS=1, set before
@@ -168,18 +168,18 @@ def bench_steps(comm, dist, ndl, steps):
         local = stepper(make())
         ddp_model = nn.DistributedDataParallel(make())
         ddp = stepper(ddp_model)
-        # The reduces of one DDP step, alone: its buckets' sizes, then its floating buffers.
+        # The reduces of one DDP step, alone: its floating buffers together (all float32
+        # here), then its buckets.
         flats = [ndl.Tensor(np.zeros(sum(b.sizes), np.float32), requires_grad=False) for b in ddp_model._buckets]
-        buffers = [ndl.Tensor(np.zeros(t.shape, np.float32), requires_grad=False)
-                   for t, setter in ddp_model.module._state_entries().values()
-                   if setter is not None and str(t.dtype).startswith("float")]
+        buffer_sizes = [int(np.prod(t.shape)) for t, setter in ddp_model.module._state_entries().values()
+                        if setter is not None and str(t.dtype).startswith("float")]
+        if buffer_sizes:
+            flats.insert(0, ndl.Tensor(np.zeros(sum(buffer_sizes), np.float32), requires_grad=False))
 
         def reduce():
             works = [dist.all_reduce_async(f, "mean") for f in flats]
             for w in works:
                 w.wait()
-            for b in buffers:
-                dist.all_reduce(b, "mean")
 
         times = {"local": [], "ddp": [], "reduce": []}
         for fn in (local, ddp, reduce):  # warm-up
@@ -191,8 +191,9 @@ def bench_steps(comm, dist, ndl, steps):
                 fn()
                 times[key].append(time.perf_counter() - t)
         r = {k: comm.allreduce(statistics.median(v), op=MPI.MAX) for k, v in times.items()}
-        r.update(batch=batch, global_batch=global_batch, grad_bytes=4 * sum(f.shape[0] for f in flats),
-                 buckets=len(flats), buffers=len(buffers))
+        r.update(batch=batch, global_batch=global_batch,
+                 grad_bytes=4 * sum(sum(b.sizes) for b in ddp_model._buckets),
+                 buckets=len(ddp_model._buckets), buffers=len(buffer_sizes))
         results[name] = r
     return results
 

@@ -35,11 +35,6 @@ void check_op_dtype(const char* name, CollectiveOp op, DType dtype) {
                     dtype_name(dtype), " (use 'sum')");
 }
 
-std::string describe(const char* name, const NDArray& a) {
-  return std::string(name) + " of " + shape_str(a.shape()) + " " + dtype_name(a.dtype()) + " on " +
-         a.device().name();
-}
-
 std::vector<InitHook>& init_hooks() {
   static std::vector<InitHook> hooks;
   return hooks;
@@ -77,9 +72,40 @@ const char* collective_op_name(CollectiveOp op) {
   return "?";
 }
 
+namespace {
+
+// What the watchdog names when a collective hangs; `array` is valid while it runs.
+struct Running {
+  const char* name = "";
+  CollectiveOp op = CollectiveOp::sum;
+  const NDArray* array = nullptr;  // null for a barrier
+
+  std::string describe() const {
+    std::string s = name;
+    if (std::string(name) == "all_reduce") s += std::string("(") + collective_op_name(op) + ")";
+    if (array)
+      s += " of " + shape_str(array->shape()) + " " + dtype_name(array->dtype()) + " on " +
+           array->device().name();
+    return s;
+  }
+};
+
+// After the sum of a "mean", the division; then a non-compact caller's array gets the result.
+void finish(CollectiveOp op, int world_size, const NDArray& buffer, const NDArray& target) {
+  if (op == CollectiveOp::mean) {
+    View v = buffer.view();
+    buffer.device().binary_scalar(BinaryOp::multiply, v, 1.0 / world_size, v, false);
+  }
+  if (buffer.buffer() != target.buffer()) const_cast<NDArray&>(target).assign(buffer);
+}
+
+}  // namespace
+
 // The job's state. Collectives run one at a time (MPI is started with
 // MPI_THREAD_SERIALIZED), on the communication thread when queued, on the caller's thread
 // otherwise, and always in call order: a direct call first waits for the queue to drain.
+// A direct call allocates nothing and formats nothing, so a small message costs what MPI
+// costs; the watchdog formats its message only when it fires.
 struct Engine {
   bool initialized = false;
   bool started_transport = false;
@@ -87,59 +113,73 @@ struct Engine {
   double timeout_seconds = 300;
 
   std::mutex collective_mutex;  // held while a collective runs
-  std::map<std::string, std::unique_ptr<Communicator>> communicators;
+  std::map<const Backend*, std::unique_ptr<Communicator>> communicators;
 
   std::thread worker;
   std::mutex queue_mutex;
   std::condition_variable queue_cv, drained_cv;
   std::deque<std::shared_ptr<Work>> queue;
-  bool worker_busy = false, stopping = false;
+  std::atomic<int> pending{0};  // queued or running on the worker
+  bool stopping = false;
 
   std::thread watchdog;
   std::mutex watch_mutex;
   std::condition_variable watch_cv;
-  std::atomic<int64_t> running_since_ns{0};
-  std::string running_what;  // guarded by watch_mutex
+  int64_t running_since_ns = 0;  // 0 when no collective runs; guarded by watch_mutex
+  Running running;
 
   static Engine& get() {
     static Engine* engine = new Engine();  // never destroyed: its threads may outlive statics
     return *engine;
   }
 
-  Communicator& communicator(const std::string& device) {
-    auto found = communicators.find(device);
-    if (found != communicators.end()) return *found->second;
-    auto factory = factories().find(device);
-    if (factory == factories().end())
-      fail<RuntimeError>("[distributed] no communicator for device '", device,
-                         "' in this build (CUDA tensors need NCCL at build time)");
-    return *(communicators[device] = factory->second());
+  void require_initialized(const char* name) const {
+    if (!initialized)
+      fail<RuntimeError>("[", name, "] needle.distributed is not initialized: call init() first");
   }
 
-  // Runs one collective on `buffer` (compact) with the collective mutex held and the
-  // watchdog watching. "mean" runs as a sum here; Work::finish divides.
-  void run(const std::string& what, const std::function<void(Communicator&, const View&)>& fn,
-           const NDArray& buffer) {
+  Communicator& communicator(const Backend& device) {
+    auto found = communicators.find(&device);
+    if (found != communicators.end()) return *found->second;
+    auto factory = factories().find(device.name());
+    if (factory == factories().end())
+      fail<RuntimeError>("[distributed] no communicator for device '", device.name(),
+                         "' in this build (CUDA tensors need NCCL at build time)");
+    return *(communicators[&device] = factory->second());
+  }
+
+  // Runs fn(communicator, view) on `buffer` (compact; null for a barrier) with the
+  // collective mutex held and the watchdog watching.
+  template <class Fn>
+  void run(const char* name, CollectiveOp op, const NDArray* buffer, Fn&& fn) {
     std::lock_guard<std::mutex> lock(collective_mutex);
+    Communicator* c = buffer ? &communicator(buffer->device()) : nullptr;
     {
       std::lock_guard<std::mutex> watch(watch_mutex);
-      running_what = what;
+      running = Running{name, op, buffer};
+      running_since_ns = now_ns();
     }
-    running_since_ns = now_ns();
     struct Unwatch {
-      std::atomic<int64_t>& since;
-      ~Unwatch() { since = 0; }
-    } unwatch{running_since_ns};
-    fn(communicator(buffer.device().name()), buffer.view());
+      Engine& e;
+      ~Unwatch() {
+        std::lock_guard<std::mutex> watch(e.watch_mutex);
+        e.running_since_ns = 0;
+      }
+    } unwatch{*this};
+    fn(c, buffer ? buffer->view() : View{});
+  }
+
+  void run_all_reduce(CollectiveOp op, const NDArray& buffer) {
+    CollectiveOp wire = op == CollectiveOp::mean ? CollectiveOp::sum : op;
+    run("all_reduce", op, &buffer,
+        [wire](Communicator* c, const View& v) { c->all_reduce(v, wire); });
   }
 
   // Runs a queued all_reduce and marks it done (its error kept for wait()).
   void execute(Work& work) {
     std::exception_ptr error;
     try {
-      CollectiveOp op = work.op_ == CollectiveOp::mean ? CollectiveOp::sum : work.op_;
-      run(
-          work.what_, [op](Communicator& c, const View& v) { c.all_reduce(v, op); }, work.buffer_);
+      run_all_reduce(work.op_, work.buffer_);
     } catch (...) {
       error = std::current_exception();
     }
@@ -152,8 +192,18 @@ struct Engine {
   }
 
   void wait_until_drained() {
+    if (pending.load() == 0) return;
     std::unique_lock<std::mutex> lock(queue_mutex);
-    drained_cv.wait(lock, [&] { return queue.empty() && !worker_busy; });
+    drained_cv.wait(lock, [&] { return pending.load() == 0; });
+  }
+
+  void enqueue(std::shared_ptr<Work> work) {
+    {
+      std::lock_guard<std::mutex> lock(queue_mutex);
+      pending++;
+      queue.push_back(std::move(work));
+    }
+    queue_cv.notify_one();
   }
 
   void worker_loop() {
@@ -163,15 +213,13 @@ struct Engine {
         std::unique_lock<std::mutex> lock(queue_mutex);
         queue_cv.wait(lock, [&] { return stopping || !queue.empty(); });
         if (queue.empty()) return;  // stopping, and nothing left
-        work = queue.front();
+        work = std::move(queue.front());
         queue.pop_front();
-        worker_busy = true;
       }
       execute(*work);
       {
         std::lock_guard<std::mutex> lock(queue_mutex);
-        worker_busy = false;
-        if (queue.empty()) drained_cv.notify_all();
+        if (--pending == 0) drained_cv.notify_all();
       }
     }
   }
@@ -181,12 +229,11 @@ struct Engine {
   void watchdog_loop() {
     std::unique_lock<std::mutex> lock(watch_mutex);
     while (!stopping) {
-      int64_t since = running_since_ns;
-      if (since && double(now_ns() - since) / 1e9 > timeout_seconds) {
+      if (running_since_ns && double(now_ns() - running_since_ns) / 1e9 > timeout_seconds) {
         std::fprintf(stderr,
                      "needle.distributed: rank %d of %d: %s did not finish within %g s (another "
                      "rank failed, exited, or called a different collective); aborting the job\n",
-                     world.rank, world.size, running_what.c_str(), timeout_seconds);
+                     world.rank, world.size, running.describe().c_str(), timeout_seconds);
         std::fflush(stderr);
         transport::abort_job(1);
       }
@@ -194,28 +241,11 @@ struct Engine {
     }
   }
 
-  // The Work of an all_reduce, already done when there is nothing to communicate.
-  static std::shared_ptr<Work> make_all_reduce(const NDArray& array, CollectiveOp op) {
-    Engine& e = get();
-    e.require_initialized("all_reduce");
+  // Checks an all_reduce's arguments; false when there is nothing to communicate.
+  bool start_all_reduce(const NDArray& array, CollectiveOp op) const {
+    require_initialized("all_reduce");
     check_op_dtype("all_reduce", op, array.dtype());
-    auto work = std::make_shared<Work>();
-    work->target_ = array;
-    work->op_ = op;
-    work->buffer_ = array;
-    if (e.world.size == 1 || array.size() == 0) {
-      work->done_ = true;  // one rank: the reduction of one array is itself
-      return work;
-    }
-    if (!array.is_compact()) work->buffer_ = array.compact();
-    work->what_ =
-        describe((std::string("all_reduce(") + collective_op_name(op) + ")").c_str(), array);
-    return work;
-  }
-
-  void require_initialized(const char* name) const {
-    if (!initialized)
-      fail<RuntimeError>("[", name, "] needle.distributed is not initialized: call init() first");
+    return world.size > 1 && array.size() > 0;
   }
 };
 
@@ -302,31 +332,30 @@ void barrier() {
   e.require_initialized("barrier");
   if (e.world.size == 1) return;
   e.wait_until_drained();
-  std::lock_guard<std::mutex> lock(e.collective_mutex);
-  transport::barrier();
+  e.run("barrier", CollectiveOp::sum, nullptr,
+        [](Communicator*, const View&) { transport::barrier(); });
 }
 
-// A direct call runs on the caller's thread: no hand-off to the communication thread, so
-// small messages cost what MPI costs.
 void all_reduce(NDArray& array, CollectiveOp op) {
-  auto work = Engine::make_all_reduce(array, op);
-  if (!work->is_completed()) {
-    Engine& e = Engine::get();
-    e.wait_until_drained();
-    e.execute(*work);
-  }
-  work->wait();
+  Engine& e = Engine::get();
+  if (!e.start_all_reduce(array, op)) return;  // one rank: the reduction of one array is itself
+  NDArray buffer = array.is_compact() ? array : array.compact();
+  e.wait_until_drained();
+  e.run_all_reduce(op, buffer);
+  finish(op, e.world.size, buffer, array);
 }
 
 std::shared_ptr<Work> all_reduce_async(const NDArray& array, CollectiveOp op) {
-  auto work = Engine::make_all_reduce(array, op);
-  if (work->is_completed()) return work;
   Engine& e = Engine::get();
-  {
-    std::lock_guard<std::mutex> lock(e.queue_mutex);
-    e.queue.push_back(work);
+  auto work = std::make_shared<Work>();
+  work->target_ = work->buffer_ = array;
+  work->op_ = op;
+  if (!e.start_all_reduce(array, op)) {
+    work->done_ = true;
+    return work;
   }
-  e.queue_cv.notify_one();
+  if (!array.is_compact()) work->buffer_ = array.compact();
+  e.enqueue(work);
   return work;
 }
 
@@ -338,9 +367,8 @@ void broadcast(NDArray& array, int root) {
   if (e.world.size == 1 || array.size() == 0) return;
   NDArray buffer = array.is_compact() ? array : array.compact();
   e.wait_until_drained();
-  e.run(
-      describe("broadcast", array),
-      [root](Communicator& c, const View& v) { c.broadcast(v, root); }, buffer);
+  e.run("broadcast", CollectiveOp::sum, &buffer,
+        [root](Communicator* c, const View& v) { c->broadcast(v, root); });
   if (buffer.buffer() != array.buffer()) array.assign(buffer);
 }
 
@@ -352,12 +380,8 @@ void Work::wait() {
     finished_ = true;
   }
   if (error_) std::rethrow_exception(error_);
-  int n = Engine::get().world.size;
-  if (op_ == CollectiveOp::mean && n > 1) {
-    View v = buffer_.view();
-    buffer_.device().binary_scalar(BinaryOp::multiply, v, 1.0 / n, v, false);
-  }
-  if (buffer_.buffer() != target_.buffer()) target_.assign(buffer_);
+  if (Engine::get().world.size > 1 && buffer_.size() > 0)
+    finish(op_, Engine::get().world.size, buffer_, target_);
 }
 
 bool Work::is_completed() const {

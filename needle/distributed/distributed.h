@@ -62,10 +62,10 @@ class Work {
 
  private:
   friend struct Engine;
+  friend std::shared_ptr<Work> all_reduce_async(const NDArray& array, CollectiveOp op);
   NDArray target_;  // the caller's array
   NDArray buffer_;  // what the collective reduces: target_, or a compact copy of it
   CollectiveOp op_ = CollectiveOp::sum;
-  std::string what_;  // for the watchdog's message
   mutable std::mutex mutex_;
   std::condition_variable done_cv_;
   bool done_ = false, finished_ = false;

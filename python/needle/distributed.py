@@ -70,29 +70,6 @@ def init(timeout=300.0):
         atexit.register(_dist.finalize)
 
 
-def _array(tensor, op):
-    """The NDArray a collective works on in place: a Tensor's data, or the NDArray itself."""
-    data = getattr(tensor, "cached_data", tensor)
-    if data is None:  # a lazy tensor not computed yet
-        data = tensor.realize_cached_data()
-    if not hasattr(data, "device") or not hasattr(data, "strides"):
-        raise TypeError(f"{op}: expected a needle Tensor or NDArray, got {type(tensor).__name__}")
-    return data
-
-
-def all_reduce(tensor, op="sum"):
-    """In place: every rank's ``tensor`` becomes ``op`` over all ranks' tensors; returns it."""
-    _dist.all_reduce(_array(tensor, "all_reduce"), op)
-    return tensor
-
-
-def all_reduce_async(tensor, op="sum"):
-    """Queue an all_reduce on the communication thread; returns a Work whose ``wait()``
-    finishes it. Do not touch ``tensor`` before then (it overlaps the caller's work)."""
-    return _dist.all_reduce_async(_array(tensor, "all_reduce_async"), op)
-
-
-def broadcast(tensor, root=0):
-    """In place: every rank's ``tensor`` becomes rank ``root``'s; returns it."""
-    _dist.broadcast(_array(tensor, "broadcast"), int(root))
-    return tensor
+all_reduce = _dist.all_reduce
+all_reduce_async = _dist.all_reduce_async
+broadcast = _dist.broadcast

@@ -18,16 +18,20 @@ using TuplePtr = std::shared_ptr<TupleNode>;
 
 PyTypeObject* tensor_type = nullptr;  // the bound Tensor class, for fast type checks
 
+}  // namespace
+
 bool is_tensor(py::handle h) {
   return h && PyObject_TypeCheck(h.ptr(), tensor_type);
 }
-// h must be a Tensor (is_tensor). Reads the node straight from the instance's holder, which
-// skips pybind11's type lookup: operators run this on every call.
+// Reads the node straight from the instance's holder, which skips pybind11's type lookup:
+// operators run this on every call.
 Tensor as_tensor(py::handle h) {
   auto v_h = reinterpret_cast<py::detail::instance*>(h.ptr())->get_value_and_holder();
   if (!v_h.holder_constructed()) return h.cast<Tensor>();  // raises the usual error
   return Tensor(v_h.holder<TensorPtr>());
 }
+
+namespace {
 
 // --- PyOp ---
 

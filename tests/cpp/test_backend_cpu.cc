@@ -114,6 +114,26 @@ TEST_CASE("cpu backend: registered, enabled, aligned buffers, host copies", "[ba
   CHECK(cpu::get_num_threads() >= 1);
 }
 
+TEST_CASE("cpu blocks of 4 MiB and more are 2 MiB-aligned huge-page blocks", "[backend]") {
+  Backend& b = cpu_backend();
+  const size_t mib = size_t(1) << 20;
+  std::vector<void*> blocks;
+  for (size_t bytes : {4 * mib, 4 * mib + 1, 9 * mib, 4 * mib - 64}) {
+    char* p = static_cast<char*>(b.allocate(bytes));
+    REQUIRE(p != nullptr);
+    CHECK(reinterpret_cast<uintptr_t>(p) % (bytes >= 4 * mib ? 2 * mib : 64) == 0);
+    p[0] = 1;
+    p[bytes - 1] = 2;  // the whole request is usable (ASan checks the bounds)
+    blocks.push_back(p);
+  }
+  // An ordinary block that lands 2 MiB-aligned must still free as an ordinary block.
+  for (void* p : blocks) b.deallocate(p);
+  for (int i = 0; i < 3; ++i) {  // freed huge blocks are reused, and free again
+    void* p = b.allocate(9 * mib);
+    b.deallocate(p);
+  }
+}
+
 TEST_CASE("cpu fill writes exactly the strided view", "[backend][hw0]") {
   KernelChecker k(cpu_backend(), reference(), 1);
   for (DType dt : kAllDTypes)

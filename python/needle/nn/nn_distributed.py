@@ -21,9 +21,10 @@ buckets are reduced (a parameter that got no gradient on this rank contributes z
 gradient becomes the mean over the ranks, and so, with equal shards, the step equals one
 step on the whole global batch.
 
-BatchNorm's running statistics: each rank updates them from its own shard; at the end of
-each backward in training mode DDP replaces every floating buffer by its mean over the ranks
-(one more all-reduce), so all ranks keep the same buffers. With equal shards the running
+BatchNorm's running statistics: each rank updates them from its own shard; in each backward
+in training mode DDP replaces every floating buffer by its mean over the ranks (one more
+all-reduce of all of them together, started when backward starts), so all ranks keep the
+same buffers. With equal shards the running
 mean is then exactly the one of the global batch; the running variance is the mean of the
 shards' variances (it misses the spread of the shard means, a small bias for large shards).
 """
@@ -143,6 +144,7 @@ class DistributedDataParallel(Module):
         self._pending = [len(b.params) for b in self._buckets]
         self._launched = 0
         self._in_backward = False
+        self._buffer_works = []
         for b in self._buckets:
             b.flat, b.work = None, None
 
@@ -154,6 +156,8 @@ class DistributedDataParallel(Module):
         if not self._in_backward:
             self._in_backward = True
             _ag.queue_backward_callback(self._finish_backward)
+            if self.module.training:
+                self._launch_buffers()
         self._log("grad", index)
         self._pending[index] -= 1
         # Buckets start in index order, so every rank issues the same collectives in turn.
@@ -184,11 +188,24 @@ class DistributedDataParallel(Module):
             for p, size in zip(bucket.params, bucket.sizes):
                 p.grad = Tensor.make_const(bucket.flat[offset:offset + size].reshape(p.shape))
                 offset += size
-        if self.module.training:
-            self._average_buffers()
+        for setters, shapes, flat, work in self._buffer_works:
+            work.wait()
+            offset = 0
+            for setter, shape in zip(setters, shapes):
+                size = int(np.prod(shape))
+                setter(Tensor.make_const(flat[offset:offset + size].reshape(shape)))
+                offset += size
         self._reset()
 
-    def _average_buffers(self):
+    def _launch_buffers(self):
+        """Starts averaging the floating buffers (the forward pass has updated them), one
+        all-reduce per device and dtype."""
+        groups = {}
         for tensor, setter in self.module._state_entries().values():
             if setter is not None and str(tensor.dtype).startswith("float"):
-                dist.all_reduce(tensor, "mean")
+                groups.setdefault((str(tensor.device), str(tensor.dtype)), []).append((tensor, setter))
+        for entries in groups.values():
+            parts = [t.cached_data.compact().reshape((int(np.prod(t.shape)),)) for t, _ in entries]
+            flat = concatenate(parts, 0)
+            work = dist.all_reduce_async(flat, "mean")
+            self._buffer_works.append(([s for _, s in entries], [t.shape for t, _ in entries], flat, work))
