@@ -211,7 +211,7 @@ def print_steps(rows):
                   f"{r['reduce'] / r['ddp']:6.1%} {r['global_batch'] / r['ddp']:10.0f}")
     for name, r in rows[0][1].items():
         print(f"{name}: gradients {r['grad_bytes']:,} bytes in {r['buckets']} bucket(s), "
-              f"{r['buffers']} floating buffer(s)")
+              f"{r['buffers']} floating buffer(s)" + (" in 1 all-reduce" if r['buffers'] else ""))
 
 
 # ------------------------------------------------------------------ driver

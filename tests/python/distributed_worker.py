@@ -84,6 +84,28 @@ def check_collectives():
         np.testing.assert_allclose(t.numpy(), np.full(1000, (n - 1) / 2 + i))
     np.testing.assert_array_equal(direct.numpy(), np.full(3, n - 1.0))
     dist.barrier()
+    if ndl.cuda().enabled():  # NCCL: the same checks on device memory
+        check_collectives_on(ndl.cuda())
+
+
+def check_collectives_on(device):
+    r, n = dist.rank(), dist.world_size()
+    for dtype in DTYPES:
+        for op in ["sum", "max", "min"] + (["mean"] if dtype.startswith("float") else []):
+            x = ndl.Tensor(rank_data(r, (7, 13), dtype), device=device, dtype=dtype, requires_grad=False)
+            dist.all_reduce(x, op)
+            want = expected(op, [rank_data(k, (7, 13), dtype) for k in range(n)])
+            np.testing.assert_allclose(x.numpy(), want, rtol=1e-6, err_msg=f"{device} {dtype} {op}")
+        x = ndl.Tensor(rank_data(r, (5, 3), dtype), device=device, dtype=dtype, requires_grad=False)
+        dist.broadcast(x, n - 1)
+        np.testing.assert_array_equal(x.numpy(), rank_data(n - 1, (5, 3), dtype))
+    base = rank_data(r, (6, 8), "float32")
+    a = ndl.Tensor(base, device=device, requires_grad=False)
+    view = a.cached_data[1:6:2, ::3].permute((1, 0))
+    dist.all_reduce_async(view, "sum").wait()
+    want = base.copy()
+    want[1:6:2, ::3] = sum(rank_data(k, (6, 8), "float32")[1:6:2, ::3] for k in range(n))
+    np.testing.assert_allclose(a.numpy(), want, rtol=1e-6)
 
 
 def mlp():
