@@ -1,6 +1,7 @@
 // The MPI transport of needle::distributed and its CPU communicator: MPI's C API on host
 // buffers. Compiled against MPI when CMake finds it (NEEDLE_WITH_MPI); without it, only
 // mpi_compiled() and launched_by_mpirun() work, and init() says how to get MPI.
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -68,30 +69,29 @@ MPI_Op mpi_op(CollectiveOp op, DType d) {
   return MPI_SUM;
 }
 
-// MPI counts are int: a larger buffer goes in chunks.
-constexpr int64_t kMaxCount = int64_t(1) << 30;
+// MPI counts are int: calls fn(pointer, count) on chunks of at most 2^30 elements.
+template <class Fn>
+void for_each_chunk(const View& buffer, Fn&& fn) {
+  constexpr int64_t kMaxCount = int64_t(1) << 30;
+  const int64_t item = int64_t(dtype_size(buffer.dtype));
+  char* data = static_cast<char*>(buffer.data) + buffer.offset * item;
+  for (int64_t done = 0, n = buffer.size(); done < n; done += kMaxCount)
+    fn(data + done * item, int(std::min(kMaxCount, n - done)));
+}
 
 class MpiCommunicator final : public Communicator {
  public:
   void all_reduce(const View& buffer, CollectiveOp op) override {
-    size_t item = dtype_size(buffer.dtype);
-    char* data = static_cast<char*>(buffer.data) + buffer.offset * int64_t(item);
-    for (int64_t done = 0, n = buffer.size(); done < n; done += kMaxCount) {
-      int count = int(std::min(kMaxCount, n - done));
-      check(MPI_Allreduce(MPI_IN_PLACE, data + done * int64_t(item), count, mpi_type(buffer.dtype),
+    for_each_chunk(buffer, [&](char* data, int count) {
+      check(MPI_Allreduce(MPI_IN_PLACE, data, count, mpi_type(buffer.dtype),
                           mpi_op(op, buffer.dtype), MPI_COMM_WORLD),
             "all_reduce");
-    }
+    });
   }
   void broadcast(const View& buffer, int root) override {
-    size_t item = dtype_size(buffer.dtype);
-    char* data = static_cast<char*>(buffer.data) + buffer.offset * int64_t(item);
-    for (int64_t done = 0, n = buffer.size(); done < n; done += kMaxCount) {
-      int count = int(std::min(kMaxCount, n - done));
-      check(MPI_Bcast(data + done * int64_t(item), count, mpi_type(buffer.dtype), root,
-                      MPI_COMM_WORLD),
-            "broadcast");
-    }
+    for_each_chunk(buffer, [&](char* data, int count) {
+      check(MPI_Bcast(data, count, mpi_type(buffer.dtype), root, MPI_COMM_WORLD), "broadcast");
+    });
   }
 };
 
