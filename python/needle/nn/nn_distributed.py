@@ -67,6 +67,20 @@ def _buckets(params, cap_bytes):
     return buckets
 
 
+def _flatten(arrays):
+    """The arrays' elements in one new 1-D array (which the ranks then reduce in place)."""
+    return concatenate([a.compact().reshape((int(np.prod(a.shape)),)) for a in arrays], 0)
+
+
+def _unflatten(flat, shapes):
+    """Tensors of the given shapes viewing consecutive parts of ``flat``."""
+    offset = 0
+    for shape in shapes:
+        size = int(np.prod(shape))
+        yield Tensor.make_const(flat[offset:offset + size].reshape(shape))
+        offset += size
+
+
 def _broadcast_text(text, root):
     """Rank ``root``'s ``text`` on every rank."""
     data = np.frombuffer(text.encode(), dtype=np.uint8)
@@ -166,13 +180,11 @@ class DistributedDataParallel(Module):
 
     def _launch(self, index):
         bucket = self._buckets[index]
-        parts = []
-        for p, size in zip(bucket.params, bucket.sizes):
-            g = p.grad
-            if g is None:  # no gradient on this rank in this pass: it adds nothing
-                g = Tensor(np.zeros(size, dtype=str(p.dtype)), device=p.device, requires_grad=False)
-            parts.append(g.cached_data.compact().reshape((size,)))
-        bucket.flat = concatenate(parts, 0)  # a copy: the ranks reduce it in place
+        # A parameter without a gradient on this rank in this pass adds zeros.
+        bucket.flat = _flatten([
+            (p.grad if p.grad is not None else
+             Tensor(np.zeros(p.shape, dtype=str(p.dtype)), device=p.device, requires_grad=False)).cached_data
+            for p in bucket.params])
         bucket.work = dist.all_reduce_async(bucket.flat, "mean")
         self._launched = index + 1
         self._log("launch", index)
@@ -184,17 +196,12 @@ class DistributedDataParallel(Module):
             self._launch(self._launched)
         for bucket in self._buckets:
             bucket.work.wait()
-            offset = 0
-            for p, size in zip(bucket.params, bucket.sizes):
-                p.grad = Tensor.make_const(bucket.flat[offset:offset + size].reshape(p.shape))
-                offset += size
+            for p, grad in zip(bucket.params, _unflatten(bucket.flat, [p.shape for p in bucket.params])):
+                p.grad = grad
         for setters, shapes, flat, work in self._buffer_works:
             work.wait()
-            offset = 0
-            for setter, shape in zip(setters, shapes):
-                size = int(np.prod(shape))
-                setter(Tensor.make_const(flat[offset:offset + size].reshape(shape)))
-                offset += size
+            for setter, buffer in zip(setters, _unflatten(flat, shapes)):
+                setter(buffer)
         self._reset()
 
     def _launch_buffers(self):
@@ -205,7 +212,6 @@ class DistributedDataParallel(Module):
             if setter is not None and str(tensor.dtype).startswith("float"):
                 groups.setdefault((str(tensor.device), str(tensor.dtype)), []).append((tensor, setter))
         for entries in groups.values():
-            parts = [t.cached_data.compact().reshape((int(np.prod(t.shape)),)) for t, _ in entries]
-            flat = concatenate(parts, 0)
+            flat = _flatten([t.cached_data for t, _ in entries])
             work = dist.all_reduce_async(flat, "mean")
             self._buffer_works.append(([s for _, s in entries], [t.shape for t, _ in entries], flat, work))
