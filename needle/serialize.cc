@@ -1,6 +1,5 @@
-// safetensors writer and validating reader (see serialize.h), with the small JSON parser
-// and writer the header needs. The parser builds a tree of at most kMaxDepth levels and
-// only accepts well-formed JSON; the reader then checks the tree against the format.
+// safetensors writer and validating reader (see serialize.h). The header is JSON (json.h);
+// the reader checks its tree against the format.
 #include "needle/serialize.h"
 
 #include <dirent.h>
@@ -20,12 +19,12 @@
 #include <vector>
 
 #include "needle/checked.h"
+#include "needle/json.h"
 
 namespace needle {
 namespace {
 
 constexpr uint64_t kMaxHeader = 100'000'000;  // the reference implementation's limit
-constexpr int kMaxDepth = 64;
 
 template <class... Parts>
 [[noreturn]] void bad_file(const std::string& path, const Parts&... parts) {
@@ -39,239 +38,12 @@ bool little_endian_host() {
   return first == 1;
 }
 
-// --- JSON ---
-
-struct Json {
-  enum Kind { kNull, kBool, kNumber, kString, kArray, kObject } kind = kNull;
-  std::string text;  // string value, or the number's literal text
-  std::vector<Json> items;
-  std::vector<std::pair<std::string, Json>> members;  // in file order
-};
-
-class JsonParser {
- public:
-  JsonParser(const std::string& path, const char* data, size_t size)
-      : path_(path), p_(data), begin_(data), end_(data + size) {}
-
-  Json parse_document() {
-    Json v = parse_value(0);
-    skip_ws();
-    if (p_ != end_) error("unexpected text after the JSON object");
-    return v;
-  }
-
- private:
-  [[noreturn]] void error(const std::string& what) {
-    bad_file(path_, "corrupt header: ", what, " at header byte ", p_ - begin_);
-  }
-  void skip_ws() {
-    while (p_ != end_ && (*p_ == ' ' || *p_ == '\t' || *p_ == '\n' || *p_ == '\r')) ++p_;
-  }
-  bool consume(char c) {
-    skip_ws();
-    if (p_ != end_ && *p_ == c) {
-      ++p_;
-      return true;
-    }
-    return false;
-  }
-  void expect(char c) {
-    if (!consume(c)) error(std::string("expected '") + c + "'");
-  }
-  bool literal(const char* word) {
-    const size_t n = std::strlen(word);
-    if (size_t(end_ - p_) >= n && std::memcmp(p_, word, n) == 0) {
-      p_ += n;
-      return true;
-    }
-    return false;
-  }
-
-  Json parse_value(int depth) {
-    if (depth > kMaxDepth) error("nesting too deep");
-    skip_ws();
-    if (p_ == end_) error("unexpected end of header");
-    Json v;
-    const char c = *p_;
-    if (c == '{') {
-      ++p_;
-      v.kind = Json::kObject;
-      if (consume('}')) return v;
-      do {
-        skip_ws();
-        if (p_ == end_ || *p_ != '"') error("expected a string key");
-        std::string key = parse_string();
-        expect(':');
-        v.members.emplace_back(std::move(key), parse_value(depth + 1));
-      } while (consume(','));
-      expect('}');
-    } else if (c == '[') {
-      ++p_;
-      v.kind = Json::kArray;
-      if (consume(']')) return v;
-      do {
-        v.items.push_back(parse_value(depth + 1));
-      } while (consume(','));
-      expect(']');
-    } else if (c == '"') {
-      v.kind = Json::kString;
-      v.text = parse_string();
-    } else if (c == '-' || (c >= '0' && c <= '9')) {
-      v.kind = Json::kNumber;
-      v.text = parse_number();
-    } else if (literal("true") || literal("false")) {
-      v.kind = Json::kBool;
-    } else if (literal("null")) {
-      v.kind = Json::kNull;
-    } else {
-      error("unexpected character");
-    }
-    return v;
-  }
-
-  std::string parse_number() {
-    const char* start = p_;
-    auto digits = [&] {
-      const char* d = p_;
-      while (p_ != end_ && *p_ >= '0' && *p_ <= '9') ++p_;
-      if (p_ == d) error("malformed number");
-    };
-    if (*p_ == '-') ++p_;
-    digits();
-    if (p_ != end_ && *p_ == '.') {
-      ++p_;
-      digits();
-    }
-    if (p_ != end_ && (*p_ == 'e' || *p_ == 'E')) {
-      ++p_;
-      if (p_ != end_ && (*p_ == '+' || *p_ == '-')) ++p_;
-      digits();
-    }
-    return std::string(start, p_);
-  }
-
-  unsigned hex4() {
-    if (end_ - p_ < 4) error("truncated \\u escape");
-    unsigned v = 0;
-    for (int i = 0; i < 4; ++i, ++p_) {
-      const char h = *p_;
-      v <<= 4;
-      if (h >= '0' && h <= '9')
-        v |= unsigned(h - '0');
-      else if (h >= 'a' && h <= 'f')
-        v |= unsigned(h - 'a' + 10);
-      else if (h >= 'A' && h <= 'F')
-        v |= unsigned(h - 'A' + 10);
-      else
-        error("bad \\u escape");
-    }
-    return v;
-  }
-
-  static void append_utf8(std::string& s, unsigned cp) {
-    if (cp < 0x80) {
-      s += char(cp);
-    } else if (cp < 0x800) {
-      s += char(0xC0 | (cp >> 6));
-      s += char(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      s += char(0xE0 | (cp >> 12));
-      s += char(0x80 | ((cp >> 6) & 0x3F));
-      s += char(0x80 | (cp & 0x3F));
-    } else {
-      s += char(0xF0 | (cp >> 18));
-      s += char(0x80 | ((cp >> 12) & 0x3F));
-      s += char(0x80 | ((cp >> 6) & 0x3F));
-      s += char(0x80 | (cp & 0x3F));
-    }
-  }
-
-  std::string parse_string() {
-    ++p_;  // opening quote
-    std::string s;
-    while (true) {
-      if (p_ == end_) error("unterminated string");
-      const char c = *p_++;
-      if (c == '"') return s;
-      if (static_cast<unsigned char>(c) < 0x20) error("control character in string");
-      if (c != '\\') {
-        s += c;
-        continue;
-      }
-      if (p_ == end_) error("unterminated string");
-      const char e = *p_++;
-      switch (e) {
-        case '"':
-          s += '"';
-          break;
-        case '\\':
-          s += '\\';
-          break;
-        case '/':
-          s += '/';
-          break;
-        case 'b':
-          s += '\b';
-          break;
-        case 'f':
-          s += '\f';
-          break;
-        case 'n':
-          s += '\n';
-          break;
-        case 'r':
-          s += '\r';
-          break;
-        case 't':
-          s += '\t';
-          break;
-        case 'u': {
-          unsigned cp = hex4();
-          if (cp >= 0xD800 && cp < 0xDC00) {  // a surrogate pair
-            if (!(literal("\\u"))) error("unpaired surrogate in \\u escape");
-            const unsigned lo = hex4();
-            if (lo < 0xDC00 || lo >= 0xE000) error("unpaired surrogate in \\u escape");
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-          } else if (cp >= 0xDC00 && cp < 0xE000) {
-            error("unpaired surrogate in \\u escape");
-          }
-          append_utf8(s, cp);
-          break;
-        }
-        default:
-          error("bad escape in string");
-      }
-    }
-  }
-
-  const std::string& path_;
-  const char* p_;
-  const char* begin_;
-  const char* end_;
-};
-
-void write_json_string(std::ostringstream& os, const std::string& s) {
-  os << '"';
-  for (const char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      os << '\\' << c;
-    } else if (u < 0x20) {
-      static const char* hex = "0123456789abcdef";
-      os << "\\u00" << hex[u >> 4] << hex[u & 15];
-    } else {
-      os << c;
-    }
-  }
-  os << '"';
-}
-
 // --- Format ---
 
 // Needle's dtypes and their safetensors names: the one table both directions read.
 constexpr std::pair<DType, const char*> kSafetensorsDtypes[] = {
-    {DType::bool_, "BOOL"},  {DType::uint8, "U8"},     {DType::int32, "I32"},
-    {DType::int64, "I64"},   {DType::float32, "F32"}, {DType::float64, "F64"}};
+    {DType::bool_, "BOOL"}, {DType::uint8, "U8"},    {DType::int32, "I32"},
+    {DType::int64, "I64"},  {DType::float32, "F32"}, {DType::float64, "F64"}};
 
 const char* safetensors_dtype(DType d) {
   for (const auto& [dtype, name] : kSafetensorsDtypes)
@@ -620,7 +392,8 @@ ArrayDict load_safetensors_arrays(const std::string& path, Backend& device, Meta
     bad_file(path, "not a safetensors file (the header is not a JSON object)");
   if (!valid_utf8(bytes.data() + 8, size_t(n)))
     bad_file(path, "corrupt: the header is not valid UTF-8");
-  const Json root = JsonParser(path, bytes.data() + 8, size_t(n)).parse_document();
+  const Json root =
+      parse_json("[safetensors] " + path + ": corrupt header", bytes.data() + 8, size_t(n));
   if (root.kind != Json::kObject) bad_file(path, "the header is not a JSON object");
 
   const uint64_t data_size = bytes.size() - 8 - n;
