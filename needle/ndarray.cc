@@ -37,16 +37,6 @@ void check_shape(const char* op, const Shape& shape) {
   checked_numel(op, shape);
 }
 
-void check_same_device(const char* op, const NDArray& a, const NDArray& b) {
-  if (&a.device() != &b.device())
-    fail<RuntimeError>("[", op, "] arrays are on different devices: ", a.device().name(), " and ",
-                       b.device().name());
-}
-
-DType promote(DType a, DType b) {
-  return promote_types(a, b);
-}
-
 bool is_comparison(BinaryOp op) {
   return op == BinaryOp::eq || op == BinaryOp::ne || op == BinaryOp::lt || op == BinaryOp::le ||
          op == BinaryOp::gt || op == BinaryOp::ge;
@@ -55,10 +45,14 @@ bool is_comparison(BinaryOp op) {
 // Whether v is exactly representable in the integer dtype d.
 bool fits(double v, DType d) {
   switch (d) {
-    case DType::bool_: return v == 0 || v == 1;
-    case DType::uint8: return v >= 0 && v <= 255;
-    case DType::int32: return v >= -2147483648.0 && v <= 2147483647.0;
-    default: return true;
+    case DType::bool_:
+      return v == 0 || v == 1;
+    case DType::uint8:
+      return v >= 0 && v <= 255;
+    case DType::int32:
+      return v >= -2147483648.0 && v <= 2147483647.0;
+    default:
+      return true;
   }
 }
 
@@ -74,14 +68,21 @@ DType compute_dtype(BinaryOp op, DType promoted) {
 // (checked on the exponent's smallest value).
 void check_integer_op(BinaryOp op, DType work, const NDArray* exponent, double scalar_exp) {
   if (op == BinaryOp::subtract && work == DType::bool_)
-    fail<TypeError>("[subtract] numpy boolean subtract, the `-` operator, is not supported; "
-                    "use != (logical xor) instead");
+    fail<TypeError>(
+        "[subtract] numpy boolean subtract, the `-` operator, is not supported; "
+        "use != (logical xor) instead");
   if (op != BinaryOp::power || is_floating(work)) return;
   const double lo = exponent ? (exponent->size() ? exponent->min().item() : 0) : scalar_exp;
   if (lo < 0) fail<ValueError>("[power] integers to negative integer powers are not allowed");
 }
 
 }  // namespace
+
+void NDArray::check_same_device(const char* op, const NDArray& a, const NDArray& b) {
+  if (&a.device() != &b.device())
+    fail<RuntimeError>("[", op, "] arrays are on different devices: ", a.device().name(), " and ",
+                       b.device().name());
+}
 
 void NDArray::check_size_matches(const char* op, int64_t size, const Shape& shape) {
   check_shape(op, shape);
@@ -158,9 +159,10 @@ bool is_dense_permutation(const Shape& shape, const Strides& strides) {
 
 NDArray NDArray::empty_for_elementwise(const Shape& shape, DType dtype, Backend& device,
                                        const NDArray& like, const NDArray* other) {
-  const bool keep = !like.is_compact_ && like.size_ > 1 && like.shape_ == shape &&
-                    (other == nullptr || other->shape_ != shape || other->strides_ == like.strides_) &&
-                    is_dense_permutation(like.shape_, like.strides_);
+  const bool keep =
+      !like.is_compact_ && like.size_ > 1 && like.shape_ == shape &&
+      (other == nullptr || other->shape_ != shape || other->strides_ == like.strides_) &&
+      is_dense_permutation(like.shape_, like.strides_);
   if (!keep) return empty(shape, dtype, device);
   checked_numel("empty", shape, dtype_size(dtype));
   auto buffer = std::make_shared<Buffer>(device, product(shape), dtype);
@@ -463,16 +465,19 @@ NDArray NDArray::unary(UnaryOp op) const {
 }
 
 DType NDArray::result_dtype(BinaryOp op, DType a, DType b) {
-  const DType work = compute_dtype(op, promote(a, b));
+  const DType work = compute_dtype(op, promote_types(a, b));
   return is_comparison(op) && is_integral(work) ? DType::bool_ : work;
 }
 
 DType NDArray::scalar_operand_dtype(DType a, const Scalar& s) {
   if (is_floating(a)) return a;
   switch (s.kind) {
-    case Scalar::Kind::boolean: return a;
-    case Scalar::Kind::floating: return DType::float64;
-    case Scalar::Kind::integer: break;
+    case Scalar::Kind::boolean:
+      return a;
+    case Scalar::Kind::floating:
+      return DType::float64;
+    case Scalar::Kind::integer:
+      break;
   }
   if (a == DType::bool_) return DType::int64;  // numpy: bool array + Python int is int64
   if (fits(s.value, a)) return a;
@@ -482,7 +487,7 @@ DType NDArray::scalar_operand_dtype(DType a, const Scalar& s) {
 // Comparisons of integers compute in the promoted dtype (giving 1 / 0) and convert to bool.
 NDArray NDArray::binary(BinaryOp op, const NDArray& a, const NDArray& b) {
   check_same_device(op_name(op), a, b);
-  const DType dtype = compute_dtype(op, promote(a.dtype(), b.dtype()));
+  const DType dtype = compute_dtype(op, promote_types(a.dtype(), b.dtype()));
   if (is_integral(dtype)) check_integer_op(op, dtype, &b, 0);
   Shape shape = a.shape_ == b.shape_ ? a.shape_ : broadcast_shapes(op_name(op), a.shape_, b.shape_);
   const NDArray& ca = a.dtype() == dtype ? a : a.astype(dtype);
@@ -511,158 +516,6 @@ NDArray NDArray::scalar(BinaryOp op, Scalar s, bool scalar_on_left) const {
   if (size_) device().binary_scalar(op, in.view(), s.value, out.view(), scalar_on_left);
   // An integer array compared with any scalar gives bool (a float array keeps 1.0 / 0.0).
   return is_comparison(op) && is_integral(this->dtype()) ? out.astype(DType::bool_) : out;
-}
-
-// ---------------------------------------------------------------- reductions
-NDArray NDArray::sum(const std::optional<Axes>& axes, bool keepdims) const {
-  return reduce(ReduceOp::sum, axes, keepdims);
-}
-NDArray NDArray::max(const std::optional<Axes>& axes, bool keepdims) const {
-  return reduce(ReduceOp::max, axes, keepdims);
-}
-NDArray NDArray::min(const std::optional<Axes>& axes, bool keepdims) const {
-  return reduce(ReduceOp::min, axes, keepdims);
-}
-
-NDArray NDArray::reduce(ReduceOp op, const std::optional<Axes>& axes, bool keepdims) const {
-  const char* name = op_name(op);
-  std::vector<bool> reduced(ndim(), !axes.has_value());
-  if (axes) {
-    for (int64_t a : *axes) {
-      a = normalize_axis(name, a, ndim());
-      if (reduced[a]) fail<ValueError>("[", name, "] repeated axis ", a, " in ", shape_str(*axes));
-      reduced[a] = true;
-    }
-  }
-  // Kept axes first, reduced axes last: the layout the reduce kernel expects.
-  Axes order;
-  Shape out_shape, keep_shape;
-  int64_t reduce_count = 1;
-  for (int64_t i = 0; i < ndim(); ++i) {
-    if (!reduced[i]) order.push_back(i), out_shape.push_back(shape_[i]);
-    keep_shape.push_back(reduced[i] ? 1 : shape_[i]);
-  }
-  for (int64_t i = 0; i < ndim(); ++i)
-    if (reduced[i]) order.push_back(i), reduce_count *= shape_[i];
-  if (reduce_count == 0 && op != ReduceOp::sum)  // numpy: even when the result is empty
-    fail<ValueError>("[", name, "] zero-size array of shape ", shape_str(shape_),
-                     " has no identity for this reduction");
-  // numpy: the sum of bool or integers is int64 (numpy's uint8 sum is uint64, which Needle
-  // lacks); max and min keep the dtype.
-  const DType out_dtype = op == ReduceOp::sum && is_integral(dtype()) ? DType::int64 : dtype();
-  const NDArray& in = out_dtype == dtype() ? *this : astype(out_dtype);
-  NDArray out = empty(out_shape, out_dtype, device());
-  if (out.size_) device().reduce(op, in.permute(order).view(), out.view());
-  return keepdims ? out.reshape(keep_shape) : out;
-}
-
-// ---------------------------------------------------------------- linear algebra and layout
-NDArray NDArray::matmul(const NDArray& other) const {
-  check_same_device("matmul", *this, other);
-  if (ndim() == 0 || other.ndim() == 0)
-    fail<ValueError>("[matmul] operands must have at least one dimension, got shapes ",
-                     shape_str(shape_), " and ", shape_str(other.shape_));
-  // numpy: a 1-D left operand is a row, a 1-D right operand a column; both dropped after.
-  NDArray a = ndim() == 1 ? NDArray(buffer_, {1, shape_[0]}, {0, strides_[0]}, offset_) : *this;
-  NDArray b = other.ndim() == 1 ? NDArray(other.buffer_, {other.shape_[0], 1},
-                                          {other.strides_[0], 0}, other.offset_)
-                                : other;
-  int64_t m = a.shape_[a.ndim() - 2], k = a.shape_[a.ndim() - 1];
-  int64_t k2 = b.shape_[b.ndim() - 2], n = b.shape_[b.ndim() - 1];
-  if (k != k2)
-    fail<ValueError>("[matmul] shapes ", shape_str(shape_), " and ", shape_str(other.shape_),
-                     " are not aligned: ", k, " (dim ", ndim() - 1, ") != ", k2);
-  Shape batch = broadcast_shapes("matmul", Shape(a.shape_.begin(), a.shape_.end() - 2),
-                                 Shape(b.shape_.begin(), b.shape_.end() - 2));
-  DType dtype = promote(a.dtype(), b.dtype());
-  if (a.dtype() != dtype) a = a.astype(dtype);
-  if (b.dtype() != dtype) b = b.astype(dtype);
-  Shape a_shape = batch, b_shape = batch, out_shape = batch;
-  a_shape.insert(a_shape.end(), {m, k});
-  b_shape.insert(b_shape.end(), {k, n});
-  out_shape.insert(out_shape.end(), {m, n});
-  checked_numel("matmul", out_shape, dtype_size(dtype));
-  NDArray out = empty(out_shape, dtype, device());
-  if (out.size_) {
-    if (k == 0) {
-      out.fill(0);
-    } else {
-      device().matmul(a.broadcast_to(a_shape).view(), b.broadcast_to(b_shape).view(), out.view());
-    }
-  }
-  Shape result_shape = batch;
-  if (ndim() > 1) result_shape.push_back(m);
-  if (other.ndim() > 1) result_shape.push_back(n);
-  return result_shape == out_shape ? out : out.reshape(result_shape);
-}
-
-// pad: a new array of the padded shape filled with `value`, with this array written into
-// its middle; one (low, high) pair of non-negative widths per dimension.
-NDArray NDArray::pad(const std::vector<std::pair<int64_t, int64_t>>& widths, double value) const {
-  // BEGIN SOLUTION hw4
-  if (int64_t(widths.size()) != ndim())
-    fail<ValueError>("[pad] got ", widths.size(), " (low, high) pairs for an array of shape ",
-                     shape_str(shape_));
-  Shape shape = shape_;
-  IndexKey inner;
-  for (int64_t i = 0; i < ndim(); ++i) {
-    auto [lo, hi] = widths[i];
-    if (lo < 0 || hi < 0) fail<ValueError>("[pad] negative pad width on axis ", i);
-    shape[i] = checked_add("pad", checked_add("pad", shape[i], lo, "the padded size"), hi,
-                           "the padded size");
-    inner.push_back(Index::slice(lo, lo + shape_[i]));
-  }
-  checked_numel("pad", shape, dtype_size(dtype()));
-  NDArray out = full(shape, value, dtype(), device());
-  out.getitem(inner).assign(*this);
-  return out;
-  // END SOLUTION
-}
-
-NDArray NDArray::concatenate(const std::vector<NDArray>& arrays, int64_t axis) {
-  if (arrays.empty()) fail<ValueError>("[concatenate] needs at least one array");
-  const NDArray& first = arrays[0];
-  if (first.ndim() == 0) fail<ValueError>("[concatenate] zero-dimensional arrays cannot be joined");
-  axis = normalize_axis("concatenate", axis, first.ndim());
-  Shape shape = first.shape_;
-  shape[axis] = 0;
-  DType dtype = first.dtype();
-  for (const NDArray& a : arrays) {
-    check_same_device("concatenate", first, a);
-    bool ok = a.ndim() == first.ndim();
-    for (int64_t i = 0; ok && i < a.ndim(); ++i) ok = i == axis || a.shape_[i] == first.shape_[i];
-    if (!ok)
-      fail<ValueError>("[concatenate] shapes ", shape_str(first.shape_), " and ",
-                       shape_str(a.shape_), " differ outside axis ", axis);
-    shape[axis] += a.shape_[axis];
-    dtype = promote(dtype, a.dtype());
-  }
-  NDArray out = empty(shape, dtype, first.device());
-  int64_t at = 0;
-  for (const NDArray& a : arrays) {
-    IndexKey key(size_t(axis), Index::all());
-    key.push_back(Index::slice(at, at + a.shape_[axis]));
-    out.getitem(key).assign(a.dtype() == dtype ? a : a.astype(dtype));
-    at += a.shape_[axis];
-  }
-  return out;
-}
-
-NDArray NDArray::stack(const std::vector<NDArray>& arrays, int64_t axis) {
-  if (arrays.empty()) fail<ValueError>("[stack] needs at least one array");
-  axis = normalize_axis("stack", axis, arrays[0].ndim() + 1);
-  std::vector<NDArray> expanded;
-  for (const NDArray& a : arrays) {
-    if (a.shape_ != arrays[0].shape_)
-      fail<ValueError>("[stack] all arrays must have the same shape, got ",
-                       shape_str(arrays[0].shape_), " and ", shape_str(a.shape_));
-    Shape shape = a.shape_;
-    Strides strides = a.strides_;
-    shape.insert(shape.begin() + axis, 1);
-    strides.insert(strides.begin() + axis, 0);
-    expanded.emplace_back(a.buffer_, shape, strides, a.offset_);
-  }
-  return concatenate(expanded, axis);
 }
 
 }  // namespace needle

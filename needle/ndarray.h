@@ -200,6 +200,8 @@ class NDArray {
 
   // Helpers shared with the layers above.
   static void check_size_matches(const char* op, int64_t size, const Shape& shape);
+  // RuntimeError naming `op` when a and b live on different devices.
+  static void check_same_device(const char* op, const NDArray& a, const NDArray& b);
   // Normalizes a possibly negative axis for an array of rank ndim; IndexError names `op`.
   static int64_t normalize_axis(const char* op, int64_t axis, int64_t ndim);
   static Shape broadcast_shapes(const char* op, const Shape& a, const Shape& b);
@@ -222,13 +224,15 @@ class NDArray {
   bool is_compact_ = false;
 };
 
-#define NEEDLE_NDARRAY_BINARY_OPERATOR(sym, op)                                           \
-  inline NDArray operator sym(const NDArray& a, const NDArray& b) {                      \
-    return NDArray::binary(BinaryOp::op, a, b);                                           \
-  }                                                                                       \
-  inline NDArray operator sym(const NDArray& a, Scalar s) { return a.scalar(BinaryOp::op, s); } \
-  inline NDArray operator sym(Scalar s, const NDArray& a) {                              \
-    return a.scalar(BinaryOp::op, s, true);                                               \
+#define NEEDLE_NDARRAY_BINARY_OPERATOR(sym, op)                     \
+  inline NDArray operator sym(const NDArray& a, const NDArray& b) { \
+    return NDArray::binary(BinaryOp::op, a, b);                     \
+  }                                                                 \
+  inline NDArray operator sym(const NDArray& a, Scalar s) {         \
+    return a.scalar(BinaryOp::op, s);                               \
+  }                                                                 \
+  inline NDArray operator sym(Scalar s, const NDArray& a) {         \
+    return a.scalar(BinaryOp::op, s, true);                         \
   }
 NEEDLE_NDARRAY_BINARY_OPERATOR(+, add)
 NEEDLE_NDARRAY_BINARY_OPERATOR(-, subtract)

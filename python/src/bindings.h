@@ -13,7 +13,8 @@
 namespace needle::python {
 void init_device(pybind11::module_& m);     // Device, raw kernels on handles (device.cc)
 void init_ndarray(pybind11::module_& m);    // NDArray (ndarray.cc)
-void init_tensor(pybind11::module_& m);     // Value, Tensor, TensorTuple, autograd (tensor.cc)
+void init_tensor(pybind11::module_& m);     // Value, Tensor, TensorTuple (tensor.cc)
+void init_autograd(pybind11::module_& m);   // backward, modes, callbacks (autograd.cc)
 void init_ops(pybind11::module_& m);        // op classes and functions (ops.cc)
 void init_serialize(pybind11::module_& m);  // safetensors checkpoints (serialize.cc)
 void init_kernels(pybind11::module_& m);    // the fused-kernel registry (kernels.cc)

@@ -27,6 +27,7 @@ PYBIND11_MODULE(_needle, m) {
   needle::python::init_device(m);
   needle::python::init_ndarray(m);
   needle::python::init_tensor(m);
+  needle::python::init_autograd(m);
   needle::python::init_ops(m);
   needle::python::init_serialize(m);
   needle::python::init_kernels(m);

@@ -31,6 +31,17 @@ Tensor as_tensor(py::handle h) {
   return Tensor(v_h.holder<TensorPtr>());
 }
 
+std::vector<NodePtr> nodes_from(const py::handle& inputs) {
+  std::vector<NodePtr> nodes;
+  for (auto item : inputs) {
+    if (!py::isinstance<Node>(item))
+      throw py::type_error("op inputs must be Tensors or TensorTuples, got " +
+                           std::string(py::str(py::type::of(item))));
+    nodes.push_back(item.cast<Value>().node());
+  }
+  return nodes;
+}
+
 namespace {
 
 // --- PyOp ---
@@ -152,17 +163,6 @@ OpPtr op_from_python(const py::handle& op, bool returns_tuple) {
     throw py::type_error("make_from_op: expected an op with compute(), got " +
                          std::string(py::str(py::type::of(op))));
   return std::make_shared<PyOp>(py::reinterpret_borrow<py::object>(op), returns_tuple);
-}
-
-std::vector<NodePtr> nodes_from(const py::handle& inputs) {
-  std::vector<NodePtr> nodes;
-  for (auto item : inputs) {
-    if (!py::isinstance<Node>(item))
-      throw py::type_error("op inputs must be Tensors or TensorTuples, got " +
-                           std::string(py::str(py::type::of(item))));
-    nodes.push_back(item.cast<Value>().node());
-  }
-  return nodes;
 }
 
 py::tuple shape_tuple(const Shape& shape) {
@@ -585,32 +585,6 @@ require grad (requires_grad=True is ignored for them).)doc");
           s += (i ? ", " : "") + tensor_repr(Tensor(items[i]));
         return s + (items.size() == 1 ? ",)" : ")");
       });
-
-  // --- Autograd functions and modes ---
-  py::module_ ag = m.def_submodule("autograd", "The C++ side of needle.autograd.");
-  ag.def(
-      "find_topo_sort",
-      [](py::handle node_list) {
-        std::vector<NodePtr> order = find_topo_sort(nodes_from(node_list));
-        py::list out(order.size());
-        for (size_t i = 0; i < order.size(); ++i) out[i] = py::cast(Value(order[i]));
-        return out;
-      },
-      py::arg("node_list"), "Post-order DFS: every node after its inputs.");
-  ag.def("compute_gradient_of_variables", &compute_gradient_of_variables, py::arg("output_tensor"),
-         py::arg("out_grad"),
-         "Sets (or accumulates) .grad on every node the output depends on that requires grad.");
-  ag.def("queue_backward_callback", &queue_backward_callback, py::arg("callback"),
-         "callback() runs when the backward pass now running ends (from a grad hook).");
-  ag.def("live_tensor_count", [] {
-    collect_garbage();
-    return live_node_count();
-  });
-  ag.def("collect_garbage", &collect_garbage, "Frees graphs kept alive only by .grad cycles.");
-  ag.def("set_grad_enabled", &set_grad_enabled, py::arg("enabled"), "Returns the previous mode.");
-  ag.def("is_grad_enabled", &is_grad_enabled);
-  ag.def("set_lazy_mode", &set_lazy_mode, py::arg("lazy"));
-  ag.def("is_lazy_mode", &is_lazy_mode);
 }
 
 }  // namespace needle::python

@@ -60,6 +60,8 @@ inline std::optional<Axes> to_opt_axes(const pybind11::handle& obj) {
 // Whether `h` is a needle Tensor, and its handle (a fast path for hot bindings).
 bool is_tensor(pybind11::handle h);
 Tensor as_tensor(pybind11::handle h);
+// The nodes of a sequence of Tensors / TensorTuples (TypeError for anything else).
+std::vector<NodePtr> nodes_from(const pybind11::handle& inputs);
 
 // The Python object for an op: a Python-defined op's own object, else the bound C++ op.
 pybind11::object op_to_python(const OpPtr& op);
