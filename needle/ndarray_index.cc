@@ -48,12 +48,6 @@ Shape indexed_shape(const Shape& shape, const Shape& indices, int64_t axis) {
   return out;
 }
 
-void check_same_device(const char* op, const NDArray& a, const NDArray& b) {
-  if (&a.device() != &b.device())
-    fail<RuntimeError>("[", op, "] arrays are on different devices: ", a.device().name(), " and ",
-                       b.device().name());
-}
-
 // argmax (op = max) or argmin (op = min) along one axis: the smallest position whose value
 // equals the extreme (or is NaN when the extreme is NaN).
 NDArray arg_extreme(const char* name, ReduceOp op, const NDArray& a, std::optional<int64_t> axis,
