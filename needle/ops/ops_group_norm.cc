@@ -48,8 +48,9 @@ GroupLayout check_group_norm(const char* op, const NDArray& x, const NDArray& w,
 // output) the channels-last kernel, with no copy and a result in the same memory order; else
 // the NCHW kernel on a compact copy. The channels-last kernel is a variant of the NCHW one:
 // with that one off (kernels.disabled("group_norm")) the op composes.
+template <class Fn>
 struct FusedLayout {
-  const char* kernel;
+  Fn* kernel;                 // null: the device has none, compose
   std::optional<Axes> order;  // set for channels last
 
   Shape rows(const GroupLayout& l) const { return order ? Shape{l.n, l.s, l.c} : l.flat(); }
@@ -63,11 +64,12 @@ struct FusedLayout {
 };
 
 template <class Fn>
-FusedLayout fused_layout(const NDArray& x, const char* nchw, const char* channels_last) {
-  if (find_kernel<Fn>(nchw, x.device()) == nullptr) return {nchw, std::nullopt};
-  if (auto order = channels_last_order(x); order && find_kernel<Fn>(channels_last, x.device()))
-    return {channels_last, order};
-  return {nchw, std::nullopt};
+FusedLayout<Fn> fused_layout(const NDArray& x, const char* nchw, const char* channels_last) {
+  Fn* kernel = find_kernel<Fn>(nchw, x.device());
+  if (kernel == nullptr) return {nullptr, std::nullopt};
+  if (auto order = channels_last_order(x))
+    if (Fn* variant = find_kernel<Fn>(channels_last, x.device())) return {variant, order};
+  return {kernel, std::nullopt};
 }
 
 }  // namespace
@@ -76,14 +78,14 @@ std::vector<NDArray> GroupNorm::compute_tuple(const Args& args) const {
   const NDArray &x = args[0], &w = args[1], &b = args[2];
   const GroupLayout l = check_group_norm("group_norm", x, w, num_groups);
   check_norm_operand("group_norm", "bias", b, x, {l.c});
-  const FusedLayout f =
+  const auto f =
       fused_layout<kernel::GroupNorm>(x, kernel::kGroupNorm, kernel::kGroupNormChannelsLast);
-  if (auto* fused = find_kernel<kernel::GroupNorm>(f.kernel, x.device()); fused && x.size()) {
+  if (f.kernel && x.size()) {
     NDArray y = NDArray::empty(f.rows(l), x.dtype(), x.device());
     NDArray mean = NDArray::empty(l.stats(), x.dtype(), x.device());
     NDArray rstd = NDArray::empty(l.stats(), x.dtype(), x.device());
-    fused(f.rows_of(x, l).view(), w.compact().view(), b.compact().view(), l.g, eps, y.view(),
-          mean.reshape({l.n * l.g}).view(), rstd.reshape({l.n * l.g}).view());
+    f.kernel(f.rows_of(x, l).view(), w.compact().view(), b.compact().view(), l.g, eps, y.view(),
+             mean.reshape({l.n * l.g}).view(), rstd.reshape({l.n * l.g}).view());
     return {f.result(y, x.shape()), mean, rstd};
   }
   const Axes group{2, 3};
@@ -117,16 +119,16 @@ std::vector<NDArray> GroupNormGrad::compute_tuple(const Args& args) const {
   check_norm_operand("group_norm_grad", "dy", dy, x, x.shape());
   check_norm_operand("group_norm_grad", "dmean", dmean, x, l.stats());
   check_norm_operand("group_norm_grad", "drstd", drstd, x, l.stats());
-  const FusedLayout f = fused_layout<kernel::GroupNormGrad>(x, kernel::kGroupNormGrad,
-                                                            kernel::kGroupNormGradChannelsLast);
-  if (auto* fused = find_kernel<kernel::GroupNormGrad>(f.kernel, x.device()); fused && x.size()) {
+  const auto f = fused_layout<kernel::GroupNormGrad>(x, kernel::kGroupNormGrad,
+                                                     kernel::kGroupNormGradChannelsLast);
+  if (f.kernel && x.size()) {
     NDArray dx = NDArray::empty(f.rows(l), x.dtype(), x.device());
     NDArray dw = NDArray::empty({l.c}, x.dtype(), x.device());
     NDArray db = NDArray::empty({l.c}, x.dtype(), x.device());
     auto vec = [&](const NDArray& a) { return a.compact().reshape({l.n * l.g}); };
-    fused(f.rows_of(x, l).view(), w.compact().view(), vec(mean).view(), vec(rstd).view(),
-          f.rows_of(dy, l).view(), vec(dmean).view(), vec(drstd).view(), l.g, dx.view(), dw.view(),
-          db.view());
+    f.kernel(f.rows_of(x, l).view(), w.compact().view(), vec(mean).view(), vec(rstd).view(),
+             f.rows_of(dy, l).view(), vec(dmean).view(), vec(drstd).view(), l.g, dx.view(),
+             dw.view(), db.view());
     return {f.result(dx, x.shape()), dw, db};
   }
   const Axes group{2, 3}, per_channel{0, 3};
