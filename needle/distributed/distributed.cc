@@ -90,13 +90,14 @@ struct Running {
   }
 };
 
-// After the sum of a "mean", the division; then a non-compact caller's array gets the result.
-void finish(CollectiveOp op, int world_size, const NDArray& buffer, const NDArray& target) {
+// After the sum of a "mean", the division; then a non-compact caller's array gets the result
+// (`target` is a handle: assigning through it writes the caller's memory).
+void finish(CollectiveOp op, int world_size, const NDArray& buffer, NDArray target) {
   if (op == CollectiveOp::mean) {
     View v = buffer.view();
     buffer.device().binary_scalar(BinaryOp::multiply, v, 1.0 / world_size, v, false);
   }
-  if (buffer.buffer() != target.buffer()) const_cast<NDArray&>(target).assign(buffer);
+  if (buffer.buffer() != target.buffer()) target.assign(buffer);
 }
 
 }  // namespace
