@@ -90,14 +90,19 @@ struct Running {
   }
 };
 
-// After the sum of a "mean", the division; then a non-compact caller's array gets the result
-// (`target` is a handle: assigning through it writes the caller's memory).
-void finish(CollectiveOp op, int world_size, const NDArray& buffer, NDArray target) {
+// A non-compact caller's array gets the result of its compact copy (`target` is a handle:
+// assigning through it writes the caller's memory).
+void write_back(const NDArray& buffer, NDArray target) {
+  if (buffer.buffer() != target.buffer()) target.assign(buffer);
+}
+
+// After the sum of a "mean", the division; then the write-back.
+void finish(CollectiveOp op, int world_size, const NDArray& buffer, const NDArray& target) {
   if (op == CollectiveOp::mean) {
     View v = buffer.view();
     buffer.device().binary_scalar(BinaryOp::multiply, v, 1.0 / world_size, v, false);
   }
-  if (buffer.buffer() != target.buffer()) target.assign(buffer);
+  write_back(buffer, target);
 }
 
 }  // namespace
@@ -120,8 +125,8 @@ struct Engine {
   std::mutex queue_mutex;
   std::condition_variable queue_cv, drained_cv;
   std::deque<std::shared_ptr<Work>> queue;
-  std::atomic<int> pending{0};  // queued or running on the worker
-  bool stopping = false;
+  std::atomic<int> pending{0};        // queued or running on the worker
+  std::atomic<bool> stopping{false};  // set by finalize(), read by both threads
 
   std::thread watchdog;
   std::mutex watch_mutex;
@@ -352,7 +357,7 @@ std::shared_ptr<Work> all_reduce_async(const NDArray& array, CollectiveOp op) {
   work->target_ = work->buffer_ = array;
   work->op_ = op;
   if (!e.start_all_reduce(array, op)) {
-    work->done_ = true;
+    work->done_ = work->finished_ = true;  // nothing to communicate, so nothing to finish
     return work;
   }
   if (!array.is_compact()) work->buffer_ = array.compact();
@@ -370,7 +375,7 @@ void broadcast(NDArray& array, int root) {
   e.wait_until_drained();
   e.run("broadcast", CollectiveOp::sum, &buffer,
         [root](Communicator* c, const View& v) { c->broadcast(v, root); });
-  if (buffer.buffer() != array.buffer()) array.assign(buffer);
+  write_back(buffer, array);
 }
 
 void Work::wait() {
@@ -381,8 +386,7 @@ void Work::wait() {
     finished_ = true;
   }
   if (error_) std::rethrow_exception(error_);
-  if (Engine::get().world.size > 1 && buffer_.size() > 0)
-    finish(op_, Engine::get().world.size, buffer_, target_);
+  finish(op_, Engine::get().world.size, buffer_, target_);
 }
 
 bool Work::is_completed() const {

@@ -1,6 +1,6 @@
-// _needle.distributed: needle::distributed on NDArrays (python/needle/distributed.py adds
-// Tensors, the exception hook and atexit). Blocking calls release the GIL, so other Python
-// threads run while a collective waits for the other ranks.
+// _needle.distributed: needle::distributed on Tensors (their data, in place) and NDArrays;
+// python/needle/distributed.py adds the exception hook and atexit. Blocking calls release
+// the GIL, so other Python threads run while a collective waits for the other ranks.
 #include "needle/distributed/distributed.h"
 
 #include "tensor_bindings.h"
