@@ -1,10 +1,13 @@
 // The LSTM cell op and its adjoint (see ops_rnn.h): fused kernels where the device has
-// them, NDArray composites elsewhere, and a Tensor composite for the second order.
+// them, NDArray composites elsewhere, and a Tensor composite for the second order; and the
+// sequence op, a loop of cells whose gradient is Tensor ops.
 #include "needle/ops/ops_rnn.h"
 
 #include "needle/kernels.h"
 #include "needle/ops/ops_elementwise.h"
+#include "needle/ops/ops_linalg.h"
 #include "needle/ops/ops_shape.h"
+#include "needle/ops/ops_tuple.h"
 
 namespace needle {
 
@@ -66,12 +69,9 @@ Gates activations(const NDArray& gates, int64_t h) {
           col(3).unary(UnaryOp::sigmoid)};
 }
 
-}  // namespace
-
-std::vector<NDArray> LSTMCell::compute_tuple(const Args& args) const {
-  check_arity("lstm_cell", args.size(), 2);
-  const int64_t h = check_cell("lstm_cell", args[0], args[1]);
-  const NDArray &gates = args[0], &c_prev = args[1];
+// One step on NDArrays: (h_new, c_new) from the fused kernel where the device has it,
+// else from the composite.
+std::vector<NDArray> cell_forward(const NDArray& gates, const NDArray& c_prev, int64_t h) {
   if (auto* fused = find_kernel<kernel::LstmCell>(kernel::kLstmCell, gates.device())) {
     const NDArray gc = gates.compact(), cc = c_prev.compact();  // the kernel reads rows
     NDArray h_new = NDArray::empty(c_prev.shape(), c_prev.dtype(), c_prev.device());
@@ -82,6 +82,45 @@ std::vector<NDArray> LSTMCell::compute_tuple(const Args& args) const {
   const Gates a = activations(gates, h);
   NDArray c_new = a.f * c_prev + a.i * a.g;
   return {a.o * c_new.tanh(), c_new};
+}
+
+// Checks lstm_sequence's operands: xw (T, B, 4H) with T >= 1, h0 and c0 (B, H), w_hh
+// (H, 4H), one float dtype and one device. Returns H.
+int64_t check_sequence(const NDArray& xw, const NDArray& h0, const NDArray& c0,
+                       const NDArray& w_hh) {
+  const char* op = "lstm_sequence";
+  const Shape& s = xw.shape();
+  if (s.size() != 3 || s[0] == 0 || s[2] % 4 != 0)
+    fail<ValueError>("[", op,
+                     "] expects xw of shape (T, B, 4H) with T >= 1, the input "
+                     "projections of T steps, got shape ",
+                     shape_str(s));
+  const int64_t h = s[2] / 4;
+  for (const NDArray* a : {&h0, &c0, &w_hh}) {
+    if (a->dtype() != xw.dtype())
+      fail<TypeError>("[", op, "] xw of dtype ", dtype_name(xw.dtype()),
+                      " and an operand of dtype ", dtype_name(a->dtype()), " differ");
+    if (&a->device() != &xw.device())
+      fail<RuntimeError>("[", op, "] inputs are on different devices: ", xw.device().name(),
+                         " and ", a->device().name());
+  }
+  if (!is_floating(xw.dtype()))
+    fail<TypeError>("[", op, "] needs float32 or float64 inputs, got ", dtype_name(xw.dtype()));
+  const Shape state{s[1], h};
+  if (h0.shape() != state || c0.shape() != state || w_hh.shape() != Shape{h, 4 * h})
+    fail<ValueError>("[", op, "] xw of shape ", shape_str(s), " needs h0 and c0 of shape ",
+                     shape_str(state), " and w_hh of shape (", h, ", ", 4 * h, "), got ",
+                     shape_str(h0.shape()), ", ", shape_str(c0.shape()), " and ",
+                     shape_str(w_hh.shape()));
+  return h;
+}
+
+}  // namespace
+
+std::vector<NDArray> LSTMCell::compute_tuple(const Args& args) const {
+  check_arity("lstm_cell", args.size(), 2);
+  const int64_t h = check_cell("lstm_cell", args[0], args[1]);
+  return cell_forward(args[0], args[1], h);
 }
 
 std::vector<Value> LSTMCell::gradient_values(const Value& out_grad, const Value& node) const {
@@ -158,6 +197,65 @@ std::vector<Value> LSTMCellGrad::gradient_values(const Value& out_grad, const Va
   return grads;
 }
 
+std::vector<NDArray> LSTMSequence::compute_tuple(const Args& args) const {
+  check_arity("lstm_sequence", args.size(), 4);
+  const NDArray &xw = args[0], &w_hh = args[3];
+  const int64_t h = check_sequence(xw, args[1], args[2], w_hh);
+  const int64_t steps = xw.shape()[0], batch = xw.shape()[1];
+  NDArray hs = NDArray::empty({steps, batch, h}, xw.dtype(), xw.device());
+  NDArray cs = NDArray::empty({steps, batch, h}, xw.dtype(), xw.device());
+  NDArray h_prev = args[1], c_prev = args[2];
+  for (int64_t t = 0; t < steps; ++t) {
+    const IndexKey step{Index::at(t)};
+    const std::vector<NDArray> h_c =
+        cell_forward(xw.getitem(step) + h_prev.matmul(w_hh), c_prev, h);
+    hs.getitem(step).assign(h_c[0]);
+    cs.getitem(step).assign(h_c[1]);
+    h_prev = h_c[0];
+    c_prev = h_c[1];
+  }
+  return {hs, cs};
+}
+
+std::vector<Value> LSTMSequence::gradient_values(const Value& out_grad, const Value& node) const {
+  // The adjoints of (hs, cs) (an unused one arrives as zeros). Every step's h_{t-1} and
+  // c_{t-1} are h0, c0 followed by all but the last of hs, cs; the gates follow from them
+  // in one matmul.
+  const auto& inputs = node.node()->inputs();
+  const TensorTuple g = out_grad.tuple(), outputs = node.tuple();
+  Tensor xw = input_tensor(node, 0), h0 = input_tensor(node, 1), c0 = input_tensor(node, 2);
+  Tensor w_hh = input_tensor(node, 3);
+  const int64_t steps = xw.shape()[0], batch = xw.shape()[1], h = w_hh.shape()[0];
+  auto with_first = [&](const Tensor& first, const Tensor& all) {
+    if (steps == 1) return reshape(first, {1, batch, h});
+    return concat({reshape(first, {1, batch, h}), getitem(all, {Index::slice(0, steps - 1)})}, 0);
+  };
+  const Tensor h_prev = reshape(with_first(h0, outputs[0]), {steps * batch, h});
+  const TensorTuple c_prev = split(with_first(c0, outputs[1]), 0);
+  const TensorTuple gates = split(xw + reshape(matmul(h_prev, w_hh), {steps, batch, 4 * h}), 0);
+  const TensorTuple dhs = split(g[0], 0), dcs = split(g[1], 0);
+  // Backwards in time: step t's cell gets its outputs' own adjoints plus what step t + 1
+  // sends back through h_t (dgates_{t+1} @ w_hh^T) and c_t.
+  const Tensor w_hh_t = transpose(w_hh);
+  std::vector<Tensor> dgates(static_cast<size_t>(steps));
+  Tensor dh, dc;  // what reaches h_t and c_t from later steps
+  for (int64_t t = steps - 1; t >= 0; --t) {
+    const TensorTuple d = lstm_cell_grad(gates[t], c_prev[t], dh.defined() ? dhs[t] + dh : dhs[t],
+                                         dc.defined() ? dcs[t] + dc : dcs[t]);
+    dgates[size_t(t)] = d[0];
+    dc = d[1];
+    if (t > 0 || inputs[1]->requires_grad()) dh = matmul(d[0], w_hh_t);
+  }
+  const Tensor dxw = stack(dgates, 0);
+  std::vector<Value> grads(4);
+  if (inputs[0]->requires_grad()) grads[0] = dxw;
+  if (inputs[1]->requires_grad()) grads[1] = dh;
+  if (inputs[2]->requires_grad()) grads[2] = dc;
+  if (inputs[3]->requires_grad())
+    grads[3] = matmul(transpose(h_prev), reshape(dxw, {steps * batch, 4 * h}));
+  return grads;
+}
+
 // --- Functions ---
 
 TensorTuple lstm_cell(const Tensor& gates, const Tensor& c_prev) {
@@ -169,6 +267,12 @@ TensorTuple lstm_cell_grad(const Tensor& gates, const Tensor& c_prev, const Tens
                            const Tensor& dc) {
   static const OpPtr op = std::make_shared<LSTMCellGrad>();
   return TensorTuple::make_from_op(op, {gates, c_prev, dh, dc});
+}
+
+TensorTuple lstm_sequence(const Tensor& xw, const Tensor& h0, const Tensor& c0,
+                          const Tensor& w_hh) {
+  static const OpPtr op = std::make_shared<LSTMSequence>();
+  return TensorTuple::make_from_op(op, {xw, h0, c0, w_hh});
 }
 
 }  // namespace needle

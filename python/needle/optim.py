@@ -79,7 +79,9 @@ class Optimizer:
         grads = [p.grad for p in self.params if p.grad is not None]
         if not grads:
             return 0.0
-        total = math.sqrt(sum(float(np.sum(np.square(g.numpy(), dtype=np.float64))) for g in grads))
+        # Each sum of squares on the grad's device (a pairwise sum, accurate in float32): a
+        # float64 copy of every grad on the host cost 10 of the 140 ms of an LSTM LM step.
+        total = math.sqrt(sum(float((g.detach() * g.detach()).sum().numpy()) for g in grads))
         coef = min(max_norm / (total + 1e-6), 1.0)
         if coef < 1.0:
             for p in self.params:

@@ -289,6 +289,9 @@ void init_ops(py::module_& parent) {
   op_class<LSTMCellGrad>(m, "LSTMCellGrad",
                          "LSTMCell's adjoint: (gates, c_prev, dh, dc) -> (dgates, dc_prev)")
       .def(py::init<>());
+  op_class<LSTMSequence>(m, "LSTMSequence",
+                         "T LSTM steps: (xw (T, B, 4H), h0, c0 (B, H), w_hh (H, 4H)) -> (hs, cs)")
+      .def(py::init<>());
   op_class<MakeTensorTuple>(m, "MakeTensorTuple", "(a, b, ...) as one TensorTuple")
       .def(py::init<>());
   op_class<TupleGetItem>(m, "TupleGetItem", "element `index` of a TensorTuple")
@@ -556,6 +559,14 @@ with i, f, o sigmoids and g a tanh. One fused kernel each way where the device h
   m.def("lstm_cell_grad", &lstm_cell_grad, py::arg("gates"), py::arg("c_prev"), py::arg("dh"),
         py::arg("dc"),
         "lstm_cell's adjoint for the adjoints dh, dc of (h_new, c_new): (dgates, dc_prev)");
+  m.def("lstm_sequence", &lstm_sequence, py::arg("xw"), py::arg("h0"), py::arg("c0"),
+        py::arg("w_hh"),
+        R"doc(T steps of one LSTM layer (what nn.LSTM runs where the device has the fused cell):
+xw (T, B, 4H) holds each step's input projection x_t @ W_ih + bias_ih + bias_hh, h0 and c0
+(B, H) the state before the first step, w_hh (H, 4H) the recurrent weight; step t's gates
+are xw[t] + h_{t-1} @ w_hh, then lstm_cell. Returns the TensorTuple (hs, cs) of every
+step's h and c, each (T, B, H). The loop runs in C++; the gradient gets w_hh's adjoint from
+one matmul over all T * B rows.)doc");
   m.def(
       "stack",
       [](py::handle args, int64_t axis) -> Tensor {

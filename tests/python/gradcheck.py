@@ -3,9 +3,10 @@ and a finite-difference gradient checker in float64.
 
 ``check_gradients(f, *tensors)`` contracts ``f``'s output with a random array ``c``, runs
 backward on ``sum(f(x) * c)`` and compares each input's ``.grad`` with central differences
-of the same scalar. ``gradient_check`` is the course's checker (same name and arguments),
-for tests written against the course framework. ``close`` compares a needle result with a
-numpy or PyTorch one.
+of the same scalar; ``second_order_check`` does the same for a gradient's gradient.
+``gradient_check`` is the course's checker (same name and arguments), for tests written
+against the course framework. ``close`` compares a needle result with a numpy or PyTorch
+one.
 """
 import contextlib
 
@@ -130,3 +131,37 @@ def close(got, want, rtol=1e-4, err_msg=""):
     assert got.shape == want.shape, f"{err_msg}: shape {got.shape} != {want.shape}"
     scale = max(1.0, float(np.abs(want).max())) if want.size else 1.0
     np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale, err_msg=err_msg)
+
+
+def second_order_check(f, args, eps=1e-5, tol=1e-5):
+    """Checks the gradient of phi = sum(d * d/dx0 sum(c * f(args))) with respect to every
+    argument (a Hessian-vector product built by backward through the first backward)
+    against central differences of phi, each evaluated with a first-order backward."""
+    device = args[0].device
+    base = [a.numpy().astype(np.float64) for a in args]
+
+    def first_grad(values):
+        ts = [tensor(v, device) for v in values]
+        out = f(*ts)
+        if first_grad.c is None:
+            first_grad.c = np.random.randn(*out.shape)
+        (out * tensor(first_grad.c, device, requires_grad=False)).sum().backward()
+        return ts, ts[0].grad
+
+    first_grad.c = None
+    ts, g = first_grad(base)
+    d = np.random.randn(*g.shape)
+    for t in ts:
+        t.grad = None
+    (g * tensor(d, device, requires_grad=False)).sum().backward()
+    for i, t in enumerate(ts):
+        analytic = t.grad.numpy() if t.grad is not None else np.zeros(base[i].shape)
+        numeric = np.zeros(base[i].shape)
+        for idx in np.ndindex(*base[i].shape):
+            phis = []
+            for delta in (eps, -eps):
+                values = [v.copy() for v in base]
+                values[i][idx] += delta
+                phis.append(float((first_grad(values)[1].numpy() * d).sum()))
+            numeric[idx] = (phis[0] - phis[1]) / (2 * eps)
+        np.testing.assert_allclose(analytic, numeric, rtol=tol, atol=tol, err_msg=f"second order, input {i}")

@@ -296,6 +296,14 @@ VALIDATION = [
      "TypeError", r"\[lstm_cell\] needs float32 or float64"),
     ("ops.lstm_cell_grad(*[ndl.Tensor(np.ones(s)) for s in [(2, 8), (2, 2), (2, 2), (2, 3)]])",
      "ValueError", r"\[lstm_cell_grad\] dc of shape \(2, 3\) does not match c_prev of shape \(2, 2\)"),
+    ("ops.lstm_sequence(*[ndl.Tensor(np.ones(s)) for s in [(0, 2, 8), (2, 2), (2, 2), (2, 8)]])",
+     "ValueError", r"\[lstm_sequence\] expects xw of shape \(T, B, 4H\) with T >= 1.*\(0, 2, 8\)"),
+    ("ops.lstm_sequence(*[ndl.Tensor(np.ones(s)) for s in [(3, 2, 8), (2, 3), (2, 2), (2, 8)]])",
+     "ValueError", r"\[lstm_sequence\] xw of shape \(3, 2, 8\) needs h0 and c0 of shape \(2, 2\)"
+     r" and w_hh of shape \(2, 8\), got \(2, 3\)"),
+    ("ops.lstm_sequence(*[ndl.Tensor(np.ones(s), dtype=d) for s, d in "
+     "[((3, 2, 8), 'float64'), ((2, 2), 'float64'), ((2, 2), 'float64'), ((2, 8), 'float32')]])",
+     "TypeError", r"\[lstm_sequence\] xw of dtype float64 and an operand of dtype float32 differ"),
     ("ops.scaled_dot_product_attention(*[ndl.Tensor(np.ones(s)) for s in [(2, 3, 4), (2, 3, 4), (2, 3, 4)]])",
      "ValueError", r"\[scaled_dot_product_attention\] expects q \(B, H, Tq, D\).*\(2, 3, 4\)"),
     ("ops.scaled_dot_product_attention(*[ndl.Tensor(np.ones(s)) for s in [(1, 2, 3, 4), (1, 2, 5, 4), (1, 2, 6, 4)]])",

@@ -20,7 +20,7 @@ import needle.nn as nn
 from needle import _needle
 from needle import ops
 
-from gradcheck import DEVICES, check_gradients, gradient_check, close
+from gradcheck import DEVICES, check_gradients, gradient_check, close, second_order_check
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -544,40 +544,6 @@ def test_channel_ops_values(kernels_off, device):
             want = (x - m.reshape(1, 4, 1, 1)) / np.sqrt(v.reshape(1, 4, 1, 1) + 1e-5) * w.reshape(1, 4, 1, 1) \
                 + b.reshape(1, 4, 1, 1)
             np.testing.assert_allclose(out.numpy(), want, rtol=tol, atol=tol)
-
-
-def second_order_check(f, args, eps=1e-5, tol=1e-5):
-    """Checks the gradient of phi = sum(d * d/dx0 sum(c * f(args))) with respect to every
-    argument (a Hessian-vector product built by backward through the first backward)
-    against central differences of phi, each evaluated with a first-order backward."""
-    device = args[0].device
-    base = [a.numpy().astype(np.float64) for a in args]
-
-    def first_grad(values):
-        ts = [T(v, device) for v in values]
-        out = f(*ts)
-        if first_grad.c is None:
-            first_grad.c = np.random.randn(*out.shape)
-        (out * T(first_grad.c, device, False)).sum().backward()
-        return ts, ts[0].grad
-
-    first_grad.c = None
-    ts, g = first_grad(base)
-    d = np.random.randn(*g.shape)
-    for t in ts:
-        t.grad = None
-    (g * T(d, device, False)).sum().backward()
-    for i, t in enumerate(ts):
-        analytic = t.grad.numpy() if t.grad is not None else np.zeros(base[i].shape)
-        numeric = np.zeros(base[i].shape)
-        for idx in np.ndindex(*base[i].shape):
-            phis = []
-            for delta in (eps, -eps):
-                values = [v.copy() for v in base]
-                values[i][idx] += delta
-                phis.append(float((first_grad(values)[1].numpy() * d).sum()))
-            numeric[idx] = (phis[0] - phis[1]) / (2 * eps)
-        np.testing.assert_allclose(analytic, numeric, rtol=tol, atol=tol, err_msg=f"second order, input {i}")
 
 
 @pytest.mark.parametrize("device", DEVICES, ids=IDS)

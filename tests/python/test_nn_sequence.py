@@ -196,18 +196,14 @@ def test_lstm_cell_matches_torch(device, bias, init_hidden, composite_lstm):
         close(C.grad, ct.grad, err_msg="c0.grad")
 
 
-@hw5
-@pytest.mark.parametrize("device", DEVICES, ids=["cpu", "cuda"])
-@pytest.mark.parametrize("num_layers", [1, 2, 3])
-@pytest.mark.parametrize("init_hidden", [True, False])
-def test_lstm_matches_torch(device, num_layers, init_hidden, composite_lstm):
+def check_lstm_against_torch(device, num_layers, init_hidden, bias=True):
     np.random.seed(4)
     seq, batch, n_in, hidden = 6, 2, 3, 5
     x = np.random.randn(seq, batch, n_in).astype(np.float32)
     h0, c0 = (np.random.randn(num_layers, batch, hidden).astype(np.float32) for _ in range(2))
-    model = nn.LSTM(n_in, hidden, num_layers, device=device)
+    model = nn.LSTM(n_in, hidden, num_layers, bias=bias, device=device)
     assert len(model.lstm_cells) == num_layers
-    ref = torch.nn.LSTM(n_in, hidden, num_layers)
+    ref = torch.nn.LSTM(n_in, hidden, num_layers, bias=bias)
     for k, cell in enumerate(model.lstm_cells):
         copy_cell(cell, ref, f"_l{k}")
     X, H, C = T(x, device), T(h0, device), T(c0, device)
@@ -224,6 +220,26 @@ def test_lstm_matches_torch(device, num_layers, init_hidden, composite_lstm):
     if init_hidden:
         close(H.grad, ht.grad, err_msg="h0.grad")
         close(C.grad, ct.grad, err_msg="c0.grad")
+
+
+@hw5
+@pytest.mark.parametrize("device", DEVICES, ids=["cpu", "cuda"])
+@pytest.mark.parametrize("num_layers", [1, 2, 3])
+@pytest.mark.parametrize("init_hidden", [True, False])
+def test_lstm_matches_torch(device, num_layers, init_hidden, composite_lstm):
+    check_lstm_against_torch(device, num_layers, init_hidden)
+
+
+@pytest.mark.parametrize("device", DEVICES, ids=["cpu", "cuda"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("init_hidden", [True, False])
+def test_lstm_layer_op_matches_torch(device, num_layers, bias, init_hidden):
+    """nn.LSTM's path where the device has the fused cell: per layer one matmul for the
+    input projections and one ops.lstm_sequence."""
+    if not _needle.kernels.has("lstm_cell", device):
+        pytest.skip(f"no fused lstm_cell kernel on {device}")
+    check_lstm_against_torch(device, num_layers, init_hidden, bias)
 
 
 @hw5

@@ -1,9 +1,9 @@
 """The fused norm, softmax and loss ops (layer_norm, group_norm, softmax / logsoftmax on the last axis,
-softmax_cross_entropy, gelu's tanh form): their rows of the op table, run by test_ops.py's
+softmax_cross_entropy, gelu's tanh form) and the LSTM layer op (lstm_sequence): their rows of the op table, run by test_ops.py's
 harness (forward against numpy in float32 and float64, finite-difference gradients in
 float64 with the kernels off, fused against composite), kept here because test_ops.py is
 full. Also: the modules that take these fast paths (nn.LayerNorm, LayerNorm1d, GroupNorm,
-SoftmaxLoss, GELU, SiLU) against PyTorch with the kernels on and off, large rows that cross the kernels'
+SoftmaxLoss, GELU, SiLU) against PyTorch, lstm_sequence's second order with the kernels on and off, large rows that cross the kernels'
 chunk and thread boundaries, and ModuleList / ModuleDict."""
 import numpy as np
 import pytest
@@ -15,13 +15,14 @@ from needle import _needle
 from needle import backend_ndarray as nd
 
 import test_ops as base
-from gradcheck import DEVICES, kernels_off, tensor
+from gradcheck import DEVICES, kernels_off, second_order_check, tensor
 
 LN = dict(fused=("layer_norm", "layer_norm_grad"), tol32=1e-4)
 GN = dict(fused=("group_norm", "group_norm_grad"), tol32=1e-4)
 SOFTMAX = dict(fused=("softmax", "softmax_grad"))
 LOGSOFTMAX = base.LOGSOFTMAX
 SCE = dict(fused=("softmax_cross_entropy", "softmax_cross_entropy_grad"))
+LSTM = base.LSTM  # lstm_sequence runs the fused cell
 LAB = np.array([2, 0, 3, 3, 1])  # labels of 5 rows of 4 classes, with a repeat
 
 
@@ -133,6 +134,21 @@ def np_gelu_tanh(x):
     return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
 
 
+def np_lstm_sequence(xw, h0, c0, w_hh):
+    """(hs, cs) of T LSTM steps whose gates are xw[t] + h_{t-1} @ w_hh."""
+    hs, cs, h, c = [], [], h0, c0
+    for x in xw:
+        h, c = base.np_lstm_cell(x + h @ w_hh, c)
+        hs.append(h)
+        cs.append(c)
+    return np.stack(hs), np.stack(cs)
+
+
+def lstm_sequence_both(xw, h0, c0, w_hh):
+    hs, cs = ndl.ops.lstm_sequence(xw, h0, c0, w_hh)
+    return ndl.concat([hs, cs], 2)
+
+
 FUSED_CASES = [
     ("layer_norm", ndl.layer_norm, lambda x, w, b: np_layer_norm_stats(x, w, b)[0],
      [(4, 6), (6,), (6,)], LN),
@@ -174,6 +190,14 @@ FUSED_CASES = [
      np_sce_grad, [(5, 4), (5,)], SCE),
     ("gelu tanh", lambda a: ndl.gelu(a, approximate="tanh"), np_gelu_tanh, [(3, 4)],
      dict(low=-3.0, high=3.0)),
+    # Both outputs of 3 steps; one step's hs alone (cs's adjoint is zeros); the last c alone,
+    # which nn.LSTM returns as c_n. H = 7 is no multiple of 8.
+    ("lstm_sequence", lstm_sequence_both, lambda *a: np.concatenate(np_lstm_sequence(*a), 2),
+     [(3, 2, 12), (2, 3), (2, 3), (3, 12)], LSTM),
+    ("lstm_sequence one step hs", lambda *a: ndl.ops.lstm_sequence(*a)[0],
+     lambda *a: np_lstm_sequence(*a)[0], [(1, 2, 28), (2, 7), (2, 7), (7, 28)], LSTM),
+    ("lstm_sequence last c", lambda *a: ndl.ops.lstm_sequence(*a)[1][3],
+     lambda *a: np_lstm_sequence(*a)[1][3], [(4, 1, 8), (1, 2), (1, 2), (2, 8)], LSTM),
 ]
 # logsoftmax's composite is homework 2's, and softmax_cross_entropy's picks each row's label
 # logit with `where` (a gather, homework 2's); the rest is framework code.
@@ -211,6 +235,21 @@ def test_fused_matches_composite(case, device, dtype):
 
 ALL_KERNELS = ("layer_norm", "layer_norm_grad", "group_norm", "group_norm_grad", "softmax", "softmax_grad", "logsoftmax",
                "logsoftmax_grad", "softmax_cross_entropy", "softmax_cross_entropy_grad")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("first", ["xw", "w_hh"])
+def test_lstm_sequence_second_order_float64(device, first):
+    """lstm_sequence's gradient is Tensor ops: the gradient of its xw (or w_hh) gradient
+    against central differences of first-order backward passes."""
+    np.random.seed(9)
+    args = [tensor(np.random.randn(*s), device) for s in [(3, 2, 8), (2, 2), (2, 2), (2, 8)]]
+
+    def f(*a):
+        xw, h0, c0, w_hh = a if first == "xw" else (a[1], a[2], a[3], a[0])
+        return lstm_sequence_both(xw, h0, c0, w_hh)
+
+    second_order_check(f, args if first == "xw" else [args[3]] + args[:3])
 
 
 def test_the_cpu_registers_the_kernels():

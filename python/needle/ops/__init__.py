@@ -26,7 +26,7 @@ def _register_cpp_ops():
         cls = getattr(_needle.ops, name)
         if isinstance(cls, type) and issubclass(cls, _CppOp):
             tuple_ops = {"MakeTensorTuple", "FusedAddScalars", "Split", "LSTMCell", "LSTMCellGrad",
-                         "ScaledDotProductAttention", "ScaledDotProductAttentionGrad",
+                         "LSTMSequence", "ScaledDotProductAttention", "ScaledDotProductAttentionGrad",
                          "LayerNorm", "LayerNormGrad", "GroupNorm", "GroupNormGrad"}
             (_TensorTupleOp if name in tuple_ops else _TensorOp).register(cls)
 
