@@ -126,17 +126,23 @@ def test_random_flip_horizontal():
 
 
 @hw2
-def test_random_crop():
-    img = np.random.rand(8, 7, 2)
-    tform = data.RandomCrop(padding=3)
+@pytest.mark.parametrize("padding, shape", [(3, (8, 7, 2)), (1, (28, 28, 1)), (9, (4, 5, 3)),
+                                            (2, (6, 6))],
+                         ids=["pad3", "mnist", "pad-beyond-the-image", "2-D"])
+def test_random_crop(padding, shape):
+    """Against np.pad then a slice at the drawn shift, for shifts up to (and a padding
+    beyond) the image's size."""
+    img = np.random.rand(*shape).astype(np.float32)
+    tform = data.RandomCrop(padding=padding)
     np.random.seed(1)
-    outs = [tform(img) for _ in range(10)]
+    outs = [tform(img) for _ in range(40)]
     np.random.seed(1)
+    p, (h, w) = padding, shape[:2]
+    padded = np.pad(img, ((p, p), (p, p)) + ((0, 0),) * (img.ndim - 2))
     for out in outs:
-        sx, sy = np.random.randint(low=-3, high=4, size=2)
-        padded = np.pad(img, ((3, 3), (3, 3), (0, 0)))
-        np.testing.assert_array_equal(out, padded[3 + sx : 3 + sx + 8, 3 + sy : 3 + sy + 7, :])
-        assert out.shape == img.shape
+        sx, sy = np.random.randint(low=-p, high=p + 1, size=2)
+        assert out.shape == img.shape and out.dtype == img.dtype
+        np.testing.assert_array_equal(out, padded[p + sx : p + sx + h, p + sy : p + sy + w])
     np.testing.assert_array_equal(data.RandomCrop(padding=0)(img), img)
 
 

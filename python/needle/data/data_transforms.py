@@ -38,8 +38,13 @@ class RandomCrop(Transform):
         # BEGIN SOLUTION hw2
         shift_x, shift_y = np.random.randint(low=-self.padding, high=self.padding + 1, size=2)
         H, W = img.shape[0], img.shape[1]
-        p = self.padding
-        pad = ((p, p), (p, p)) + ((0, 0),) * (img.ndim - 2)
-        padded = np.pad(img, pad)
-        return padded[p + shift_x : p + shift_x + H, p + shift_y : p + shift_y + W]
+        # Pixel (i, j) of the crop is pixel (i + shift_x, j + shift_y) of the image, or a
+        # zero of the padding: copy the rows and columns that overlap into zeros (the same
+        # result as np.pad and a slice, without padding the whole image first).
+        out = np.zeros_like(img)
+        r0, r1 = max(0, -shift_x), min(H, H - shift_x)
+        c0, c1 = max(0, -shift_y), min(W, W - shift_y)
+        if r0 < r1 and c0 < c1:  # a shift past the image's edge leaves only zeros
+            out[r0:r1, c0:c1] = img[r0 + shift_x : r1 + shift_x, c0 + shift_y : c1 + shift_y]
+        return out
         # END SOLUTION
