@@ -25,8 +25,8 @@
 // so again any order) recomputes every step's gates in one matmul from hs, runs the cells'
 // adjoints backwards in time, and gets w_hh's gradient from one matmul over all T * B rows
 // (a per-step graph sums T products of B rows each, which costs more than the whole
-// recurrence). The inputs may be any views: the ops compact them only for a kernel, which reads
-// contiguous rows.
+// recurrence). The inputs may be any views: the ops compact them only for a kernel, which
+// reads contiguous rows.
 #pragma once
 
 #include "needle/ops/op.h"

@@ -1,9 +1,10 @@
-"""The fused norm, softmax and loss ops (layer_norm, group_norm, softmax / logsoftmax on the last axis,
-softmax_cross_entropy, gelu's tanh form) and the LSTM layer op (lstm_sequence): their rows of the op table, run by test_ops.py's
-harness (forward against numpy in float32 and float64, finite-difference gradients in
-float64 with the kernels off, fused against composite), kept here because test_ops.py is
-full. Also: the modules that take these fast paths (nn.LayerNorm, LayerNorm1d, GroupNorm,
-SoftmaxLoss, GELU, SiLU) against PyTorch, lstm_sequence's second order with the kernels on and off, large rows that cross the kernels'
+"""The fused norm, softmax and loss ops (layer_norm, group_norm, softmax / logsoftmax on the
+last axis, softmax_cross_entropy, gelu's tanh form) and the LSTM layer op (lstm_sequence):
+their rows of the op table, run by test_ops.py's harness (forward against numpy in float32
+and float64, finite-difference gradients in float64 with the kernels off, fused against
+composite), kept here because test_ops.py is full. Also: the modules that take these fast
+paths (nn.LayerNorm, LayerNorm1d, GroupNorm, SoftmaxLoss, GELU, SiLU) against PyTorch with
+the kernels on and off, lstm_sequence's second order, large rows that cross the kernels'
 chunk and thread boundaries, and ModuleList / ModuleDict."""
 import numpy as np
 import pytest
