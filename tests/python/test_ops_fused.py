@@ -204,11 +204,15 @@ FUSED_CASES = [
 # logit with `where` (a gather, homework 2's); the rest is framework code.
 HW2 = {"logsoftmax 3-D", "softmax_cross_entropy", "softmax_cross_entropy none",
        "softmax_cross_entropy sum"}
+# lstm_sequence's gradient splits the steps apart and stacks them (homework 4's split and stack).
+HW4 = {"lstm_sequence", "lstm_sequence one step hs", "lstm_sequence last c"}
 
 
 def _param(case, forward=False):
     if case[0] in HW2:
         return pytest.param(case, id=case[0], marks=pytest.mark.hw2)
+    if case[0] in HW4 and not forward:
+        return pytest.param(case, id=case[0], marks=pytest.mark.hw4)
     # A framework op's forward grades nothing; its gradient grades hw1's backward pass.
     return pytest.param(case, id=case[0], marks=() if forward else pytest.mark.hw1)
 
