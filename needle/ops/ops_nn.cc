@@ -18,6 +18,14 @@ Tensor apply_op(OpPtr op, std::vector<NodePtr> inputs) {
   return Value(make_node(std::move(op), std::move(inputs))).tensor();
 }
 
+// Replaces a non-compact input by a node that holds its compact copy (astype to its own
+// dtype: a copy whose gradient passes through), so that every op reading the input later
+// shares one copy instead of each making its own.
+void compact_input(NodePtr& input) {
+  const NDArray& data = static_cast<TensorNode&>(*input).data();
+  if (!data.is_compact()) input = apply_op(std::make_shared<AsType>(data.dtype()), {input}).node();
+}
+
 void check_nhwc(const char* op, const Shape& shape) {
   if (shape.size() != 4)
     fail<ValueError>("[", op, "] expects an NHWC input of rank 4, got shape ", shape_str(shape));
@@ -133,6 +141,9 @@ Tensor conv_weight_grad(const Tensor& x, const Tensor& out_grad, int64_t kh, int
 
 void Conv::prepare(std::vector<NodePtr>& inputs) const {
   promote_dtypes("conv", inputs);
+  // The image is usually a permuted view (nn.Conv's NCHW -> NHWC): the forward and the
+  // weight gradient (which reads the same input) then share one NHWC copy.
+  if (!inputs.empty() && !inputs[0]->is_tuple()) compact_input(inputs[0]);
 }
 
 NDArray Conv::compute(const Args& args) const {

@@ -140,6 +140,22 @@ def test_conv_module_fused_matches_composite(case, device):
 
 @hw4
 @pytest.mark.parametrize("device", DEVICES, ids=IDS)
+def test_conv_shares_one_compact_copy_of_a_permuted_input(device):
+    """nn.Conv hands ops.conv an NCHW -> NHWC view; the op compacts it as a node of its own
+    (astype to its dtype), which the weight gradient reads again instead of copying anew."""
+    x = np.random.randn(2, 3, 5, 5).astype(np.float32)
+    X = ndl.Tensor(x, device=device, requires_grad=True)
+    w = ndl.Tensor(np.random.randn(3, 3, 3, 4).astype(np.float32), device=device, requires_grad=True)
+    out = ops.conv(X.transpose((1, 2)).transpose((2, 3)), w, padding=1)
+    shared = out.inputs[0]
+    assert str(shared.op) == "<needle op astype>" and shared.realize_cached_data().is_compact()
+    compact_input = ndl.Tensor(x.transpose(0, 2, 3, 1).copy(), device=device, requires_grad=True)
+    want = ops.conv(compact_input, w, padding=1)
+    assert want.inputs[0].op is None  # a compact input is used as it is
+    close(out, want, rtol=1e-6, err_msg="forward")
+
+
+@pytest.mark.parametrize("device", DEVICES, ids=IDS)
 @pytest.mark.parametrize("k,stride,padding", [(3, 2, None), (2, 1, None), (3, 1, 0)])
 def test_conv_module_float64_gradient_check(k, stride, padding, device):
     np.random.seed(7)
