@@ -206,11 +206,34 @@ def test_demo_cnn_tiny_run(mnist_dir, tmp_path):
               "--width", "4", "--out", str(out))
     check_ran(r)
     assert "model: FashionResNet(width 4)" in r.stdout
-    assert r.stdout.strip().splitlines()[-1].startswith("test accuracy: ")
+    lines = r.stdout.strip().splitlines()
+    assert lines[-1].startswith("test accuracy: ")
+    assert "logits averaged with its mirror image's" in lines[-2]
+    assert lines[-2].endswith(lines[-1].split()[-1])  # the final figure is the mirrored one
     state = ndl.load(str(out / "fashion_resnet_fashion_mnist.safetensors"))
     model = models.FashionResNet(4)
     model.load_state_dict(state)
     assert (out / "training_curves_cnn.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_mirror_averaged_accuracy_against_numpy():
+    """The demo's final evaluation: each image's logits plus its mirror image's, in eval
+    mode, against the same sums computed image by image."""
+    from needle.apps.demo import as_nchw, mirror_averaged_accuracy
+
+    np.random.seed(5)
+    model = models.FashionResNet(4)
+    model.train()  # the evaluation must switch to eval mode itself
+    images = np.random.rand(12, 28, 28, 1).astype(np.float32)
+    labels = np.random.randint(0, 10, 12)
+    loader = [(ndl.Tensor(images[i:i + 5]), ndl.Tensor(labels[i:i + 5], dtype="int64"))
+              for i in range(0, 12, 5)]
+    got = mirror_averaged_accuracy(model, loader, as_nchw)
+    assert not model.training
+    nchw = images.transpose(0, 3, 1, 2)
+    logits = (model(ndl.Tensor(nchw)).numpy()
+              + model(ndl.Tensor(np.ascontiguousarray(nchw[..., ::-1]))).numpy())
+    assert got == pytest.approx(float((logits.argmax(axis=1) == labels).mean()))
 
 
 @pytest.mark.hw5
