@@ -46,6 +46,12 @@ template <class T>
 using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 template <class T>
 using ArrayMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+// A thread's scratch tiles start on a packet boundary, and their rows (kBlockK wide) stay on
+// one: Eigen runs the first elements of an unaligned array through scalar std::exp and the
+// rest through its vectorized exp, so an unaligned tile's exponentials (and the outputs)
+// differed in the last bit with the thread that computed them (seen on AMD EPYC).
+template <class T>
+using TileBuffer = std::vector<T, Eigen::aligned_allocator<T>>;
 
 // C = alpha * op(A) @ op(B) + beta * C, row-major with leading dimensions; op(X) = X^T when
 // the flag is set. C is (m x n) and op(A) (m x k).
@@ -159,7 +165,7 @@ void dropout_tile(const Problem<T>& p, int64_t bh, int64_t i0, int64_t rows, int
 // unnormalized output block.
 template <class T>
 struct ForwardScratch {
-  std::vector<T> s, m, l, acc;
+  TileBuffer<T> s, m, l, acc;
   ForwardScratch(int64_t d)
       : s(size_t(kBlockQ * kBlockK)), m(size_t(kBlockQ)), l(size_t(kBlockQ)),
         acc(size_t(kBlockQ * d)) {}
@@ -229,7 +235,7 @@ void forward_block(const Problem<T>& p, int64_t bh, int64_t i0, ForwardScratch<T
 // Per-thread scratch of the backward: the P and dP tiles, the dK and dV blocks.
 template <class T>
 struct BackwardScratch {
-  std::vector<T> p, dp, dk, dv;
+  TileBuffer<T> p, dp, dk, dv;
   BackwardScratch(int64_t d)
       : p(size_t(kBlockQ * kBlockK)), dp(size_t(kBlockQ * kBlockK)), dk(size_t(kBlockK * d)),
         dv(size_t(kBlockK * d)) {}

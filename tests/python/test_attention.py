@@ -7,6 +7,10 @@ PyTorch as a second oracle; on every device.
 Tests that run the fused kernels grade hw7 (on the CPU the tiled kernel's forward and backward
 block loops, on CUDA the three attention kernels); those that run only the composite (kernels
 off) test framework code and carry no mark."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -277,6 +281,35 @@ def test_fused_matches_composite(case, device, dtype):
     tol = 1e-4 if dtype == "float32" else 1e-11
     for got, want in zip(fused, composed):
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+SAME_ON_EVERY_THREAD = """
+import numpy as np, needle as ndl
+ndl.set_num_threads(2)
+rng = np.random.default_rng(0)
+for dtype in ("float32", "float64"):
+    for shape in [(2, 3, 70, 16), (2, 4, 16, 8), (1, 1, 200, 16), (8, 1, 16, 32)]:
+        q, k, v = (ndl.Tensor(rng.uniform(-1, 1, shape), dtype=dtype, requires_grad=False)
+                   for _ in range(3))
+        first = ndl.ops.scaled_dot_product_attention(q, k, v).numpy()
+        for _ in range(10):
+            again = ndl.ops.scaled_dot_product_attention(q, k, v).numpy()
+            assert np.array_equal(again, first), (dtype, shape, float(np.abs(again - first).max()))
+print("same")
+"""
+
+
+def test_fused_forward_is_the_same_on_every_thread():
+    """The CPU kernel's output does not depend on which thread computed a tile: repeated
+    calls on two threads agree bit for bit. (Unaligned scratch tiles made Eigen's exp take a
+    scalar prologue on some threads' tiles and not on others. Where malloc puts a tile
+    depends on the heap, so the check runs in fresh interpreters whose heaps start at
+    different places.)"""
+    for pad in range(0, 64, 8):  # environments of other sizes move the heap's start
+        env = dict(os.environ, PYTHONPATH=os.path.dirname(ndl.__path__[0]), PAD="x" * pad)
+        r = subprocess.run([sys.executable, "-c", SAME_ON_EVERY_THREAD], capture_output=True,
+                           text=True, env=env, timeout=300)
+        assert r.returncode == 0 and "same" in r.stdout, r.stderr[-2000:]
 
 
 @pytest.mark.parametrize("path", PATHS)
