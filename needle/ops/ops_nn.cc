@@ -142,8 +142,9 @@ Tensor conv_weight_grad(const Tensor& x, const Tensor& out_grad, int64_t kh, int
 void Conv::prepare(std::vector<NodePtr>& inputs) const {
   promote_dtypes("conv", inputs);
   // The image is usually a permuted view (nn.Conv's NCHW -> NHWC): the forward and the
-  // weight gradient (which reads the same input) then share one NHWC copy.
-  if (!inputs.empty() && !inputs[0]->is_tuple()) compact_input(inputs[0]);
+  // weight gradient (which reads the same input) then share one NHWC copy. (promote_dtypes
+  // has refused tuples; the arity is checked after prepare.)
+  if (!inputs.empty()) compact_input(inputs[0]);
 }
 
 NDArray Conv::compute(const Args& args) const {

@@ -22,8 +22,8 @@ Bad options or a missing data directory print one ``error: ...`` line and exit 2
 thread per rank unless --threads): every rank takes a DistributedSampler shard of each
 epoch and --batch-size / ranks images per step (the same global batch, steps and schedule
 as one process), DistributedDataParallel averages the gradients, the test set is sharded
-and each epoch's losses and accuracies are averaged over the ranks; every rank logs its shard, rank 0 alone prints the progress, writes
-the files and prints the accuracy.
+and each epoch's losses and accuracies are averaged over the ranks; every rank logs its
+shard, rank 0 alone prints the progress, writes the files and prints the accuracy.
 """
 import argparse
 import contextlib
