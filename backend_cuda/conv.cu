@@ -1,11 +1,15 @@
 // Fused NHWC convolution kernels on the GPU: the forward product and the weight gradient,
 // each as im2col (a gather kernel writing each output pixel's kh x kw x Cin window, zeros
-// where it overhangs the padding, into a scratch column matrix) followed by one cuBLAS GEMM.
-// The column matrix is built a chunk of pixel rows at a time, so its scratch buffer stays
-// under kColsBudget however large the batch; a 1x1 kernel at stride 1 without padding needs
-// no columns at all (x already is the column matrix). Registered as the "cuda" kernels
-// kernel::Conv2d and kernel::Conv2dWeightGrad (contracts in needle/kernels.h: every view is
-// contiguous, of one dtype, and the conv ops have checked the shapes).
+// where it overhangs the padding, into a scratch column matrix) followed by one cuBLAS GEMM;
+// and the input gradient, the same in reverse: one GEMM writes every output pixel's window
+// gradient into the column matrix, and col2im sums each input element's share of the
+// windows that hold it (a gather per input element: no atomics, so results do not depend
+// on thread timing). The column matrix is built a chunk of pixel rows (for the input
+// gradient, of whole images) at a time, so its scratch buffer stays under kColsBudget
+// however large the batch; a 1x1 kernel at stride 1 without padding needs no columns at all
+// (x already is the column matrix). Registered as the "cuda" kernels kernel::Conv2d,
+// kernel::Conv2dWeightGrad and kernel::Conv2dInputGrad (contracts in needle/kernels.h: every
+// view is contiguous, of one dtype, and the conv ops have checked the shapes).
 #include <algorithm>
 #include <climits>
 
@@ -176,6 +180,71 @@ void conv2d_weight_grad_typed(const View& x, const View& grad, int64_t stride, i
   }
 }
 
+// dx for images [img0, img0 + images) from their column matrix `cols` (row r = pixel
+// img0 * Ho * Wo + r's window gradient, laid out as im2col's): dx[img, y, x, c] = the sum over
+// the windows (oy, ox) covering (y, x), at window offset (i, j) = (y + padding - oy * stride,
+// x + padding - ox * stride), of that window's entry (i, j, c). One thread per input element.
+template <class T>
+__global__ void col2im_kernel(const T* __restrict__ cols, ConvGeometry g, int64_t img0,
+                              int64_t images, T* __restrict__ dx) {
+  const int64_t total = images * g.h * g.w * g.cin;
+  const int64_t step = int64_t(blockDim.x) * gridDim.x;
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += step) {
+    const int64_t c = e % g.cin, xx = e / g.cin % g.w, y = e / (g.cin * g.w) % g.h;
+    const int64_t img = e / (g.cin * g.w * g.h);  // within the chunk
+    T sum = 0;
+    for (int64_t i = 0; i < g.kh; ++i) {
+      const int64_t ty = y + g.padding - i;  // oy * stride for the window at offset i
+      if (ty < 0 || ty % g.stride != 0 || ty / g.stride >= g.ho) continue;
+      const int64_t row_y = (img * g.ho + ty / g.stride) * g.wo;
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const int64_t tx = xx + g.padding - j;
+        if (tx < 0 || tx % g.stride != 0 || tx / g.stride >= g.wo) continue;
+        sum += cols[(row_y + tx / g.stride) * g.patch + (i * g.kw + j) * g.cin + c];
+      }
+    }
+    dx[img0 * g.h * g.w * g.cin + e] = sum;
+  }
+}
+
+template <class T>
+void conv2d_input_grad_typed(const View& grad, const View& w, int64_t stride, int64_t padding,
+                             const View& out) {
+  const char* op = kernel::kConv2dInputGrad;
+  const ConvGeometry g = geometry(out, w, grad, stride, padding);
+  if (g.n * g.h * g.w * g.cin == 0) return;  // an empty output
+  T* dx = out.ptr<T>();
+  if (g.pixels == 0 || g.cout == 0) return zero(op, dx, g.n * g.h * g.w * g.cin, sizeof(T));
+  check_gemm_sizes(op, g);
+  const T* pg = grad.ptr<T>();
+  const T* pw = w.ptr<T>();
+  const T alpha = 1, beta = 0;
+  cublasHandle_t handle = cublas_handle(op);
+  // Whole images per chunk (windows never cross images), as many as fit the budget (one at
+  // least; for a 1x1 kernel the columns are dx itself), their rows at most INT_MAX.
+  const int64_t per_image = g.ho * g.wo;
+  const bool direct = columns_are_input(g);
+  const int64_t image_bytes = per_image * g.patch * int64_t(sizeof(T));
+  int64_t chunk = direct ? g.n : kColsBudget / std::max<int64_t>(image_bytes, 1);
+  chunk = std::max<int64_t>(1, std::min({chunk, g.n, INT_MAX / per_image}));
+  Scratch scratch(direct ? 0 : size_t(chunk * per_image * g.patch) * sizeof(T));
+  for (int64_t img0 = 0; img0 < g.n; img0 += chunk) {
+    const int64_t images = std::min(chunk, g.n - img0), rows = images * per_image;
+    T* cols = direct ? dx + img0 * per_image * g.patch : scratch.get<T>();
+    // Row-major cols (rows x patch) = grad[chunk] (rows x Cout) @ w^T (Cout x patch), w being
+    // patch x Cout row-major. Column-major: cols^T (patch x rows, ld patch) = op T of w's
+    // Cout x patch reading (ld Cout) @ grad^T (Cout x rows, ld Cout).
+    NEEDLE_CUBLAS_CHECK(
+        op, gemm(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(g.patch), int(rows), int(g.cout), &alpha,
+                 pw, int(g.cout), pg + img0 * per_image * g.cout, int(g.cout), &beta, cols,
+                 int(g.patch)));
+    if (direct) continue;
+    const int64_t total = images * g.h * g.w * g.cin;
+    col2im_kernel<T><<<grid_for(total), kThreads>>>(cols, g, img0, images, dx);
+    check_launch(op);
+  }
+}
+
 void conv2d(const View& x, const View& w, int64_t stride, int64_t padding, const View& out) {
   dispatch_floating(out.dtype, kernel::kConv2d, [&](auto t) {
     using T = decltype(t);
@@ -191,7 +260,16 @@ void conv2d_weight_grad(const View& x, const View& grad, int64_t stride, int64_t
   });
 }
 
+void conv2d_input_grad(const View& grad, const View& w, int64_t stride, int64_t padding,
+                       const View& out) {
+  dispatch_floating(out.dtype, kernel::kConv2dInputGrad, [&](auto t) {
+    using T = decltype(t);
+    conv2d_input_grad_typed<T>(grad, w, stride, padding, out);
+  });
+}
+
 NEEDLE_REGISTER_KERNEL(kernel::kConv2d, "cuda", conv2d);
+NEEDLE_REGISTER_KERNEL(kernel::kConv2dInputGrad, "cuda", conv2d_input_grad);
 NEEDLE_REGISTER_KERNEL(kernel::kConv2dWeightGrad, "cuda", conv2d_weight_grad);
 
 }  // namespace

@@ -286,6 +286,8 @@ CASES = [
      lambda g, w: np_conv_input_grad(g, w, 4, 5, 1, 1), [(2, 4, 5, 3), (3, 3, 2, 3)], CONV),
     ("conv_input_grad stride 2", lambda g, w: ndl.ops.conv_input_grad(g, w, 7, 6, 2, 0),
      lambda g, w: np_conv_input_grad(g, w, 7, 6, 2, 0), [(1, 3, 2, 2), (3, 3, 1, 2)], CONV),
+    ("conv_input_grad kernel 1", lambda g, w: ndl.ops.conv_input_grad(g, w, 3, 4, 1, 0),
+     lambda g, w: np_conv_input_grad(g, w, 3, 4, 1, 0), [(2, 3, 4, 3), (1, 1, 2, 3)], CONV),
     ("im2col", lambda a: ndl.ops.im2col(a, 2, 3, 2), lambda a: np_windows(a, 2, 3, 2),
      [(1, 5, 6, 2)], {}),
     ("max_pool2d", lambda a: ndl.ops.max_pool2d(a, 2),
