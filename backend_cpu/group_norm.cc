@@ -37,21 +37,20 @@ double sum_of(const T* a, int64_t n) {
 
 template <class T>
 double centred_squares(const T* __restrict__ a, T mu, int64_t n) {
+  constexpr int64_t lanes = vec::kLanesOf<T>;
   double s = 0;
   for (int64_t c = 0; c < n; c += kSumChunk) {
     const int64_t m = std::min(kSumChunk, n - c);
     const T* __restrict__ p = a + c;
-    T acc[vec::kLanes] = {};
+    vec::Lanes<T> acc = {};
     int64_t i = 0;
-    for (; i + vec::kLanes <= m; i += vec::kLanes)
-      for (int64_t k = 0; k < vec::kLanes; ++k) {
-        const T d = p[i + k] - mu;
-        acc[k] += d * d;
-      }
+    for (; i + lanes <= m; i += lanes) {
+      const vec::Lanes<T> d = vec::load_lanes(p + i) - mu;
+      acc += d * d;
+    }
     T t = 0;
     for (; i < m; ++i) t += (p[i] - mu) * (p[i] - mu);
-    for (int64_t k = 0; k < vec::kLanes; ++k) t += acc[k];
-    s += double(t);
+    s += double(t + vec::lane_total<T>(acc));
   }
   return s;
 }
@@ -60,30 +59,27 @@ double centred_squares(const T* __restrict__ a, T mu, int64_t n) {
 template <class T>
 void dy_sums(const T* __restrict__ dy, const T* __restrict__ x, T mu, int64_t n, double& sdy,
              double& sdyx) {
+  constexpr int64_t lanes = vec::kLanesOf<T>;
   sdy = 0;
   sdyx = 0;
   for (int64_t c = 0; c < n; c += kSumChunk) {
     const int64_t m = std::min(kSumChunk, n - c);
     const T* __restrict__ g = dy + c;
     const T* __restrict__ p = x + c;
-    T a1[vec::kLanes] = {}, a2[vec::kLanes] = {};
+    vec::Lanes<T> a1 = {}, a2 = {};
     int64_t i = 0;
-    for (; i + vec::kLanes <= m; i += vec::kLanes)
-      for (int64_t k = 0; k < vec::kLanes; ++k) {
-        a1[k] += g[i + k];
-        a2[k] += g[i + k] * (p[i + k] - mu);
-      }
+    for (; i + lanes <= m; i += lanes) {
+      const vec::Lanes<T> gi = vec::load_lanes(g + i);
+      a1 += gi;
+      a2 += gi * (vec::load_lanes(p + i) - mu);
+    }
     T t1 = 0, t2 = 0;
     for (; i < m; ++i) {
       t1 += g[i];
       t2 += g[i] * (p[i] - mu);
     }
-    for (int64_t k = 0; k < vec::kLanes; ++k) {
-      t1 += a1[k];
-      t2 += a2[k];
-    }
-    sdy += double(t1);
-    sdyx += double(t2);
+    sdy += double(t1 + vec::lane_total<T>(a1));
+    sdyx += double(t2 + vec::lane_total<T>(a2));
   }
 }
 

@@ -78,23 +78,21 @@ void layer_norm_grad_typed(const View& xv, const View& wv, const View& mv, const
         T* __restrict__ dxr = dx + r * d;
         const T mu = mean[r], rs = rstd[r];
         // sum(g) and sum(g * (x - mean)) in lanes, g = dy * w; then one pass for the rest.
-        T sg[vec::kLanes] = {}, sgx[vec::kLanes] = {};
+        constexpr int64_t lanes = vec::kLanesOf<T>;
+        vec::Lanes<T> sg = {}, sgx = {};
         int64_t i = 0;
-        for (; i + vec::kLanes <= d; i += vec::kLanes)
-          for (int64_t k = 0; k < vec::kLanes; ++k) {
-            const T g = dyr[i + k] * w_[i + k];
-            sg[k] += g;
-            sgx[k] += g * (xr[i + k] - mu);
-          }
+        for (; i + lanes <= d; i += lanes) {
+          const vec::Lanes<T> g = vec::load_lanes(dyr + i) * vec::load_lanes(w_ + i);
+          sg += g;
+          sgx += g * (vec::load_lanes(xr + i) - mu);
+        }
         T a = 0, bm = 0;
         for (; i < d; ++i) {
           a += dyr[i] * w_[i];
           bm += dyr[i] * w_[i] * (xr[i] - mu);
         }
-        for (int64_t k = 0; k < vec::kLanes; ++k) {
-          a += sg[k];
-          bm += sgx[k];
-        }
+        a += vec::lane_total<T>(sg);
+        bm += vec::lane_total<T>(sgx);
         a *= inv_d;
         bm *= rs * inv_d;
         const T shift = dmean[r] * inv_d, coef = drstd[r] * rs * rs * inv_d;

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 
@@ -75,6 +76,36 @@ void tanh_into(const T* a, T* o, int64_t n) {
 // Independent accumulators of the lane sums below: enough to fill an AVX register of
 // doubles twice, and each lane adds its elements in order.
 constexpr int64_t kLanes = 8;
+
+// One AVX register of T (8 floats, 4 doubles) as a GCC vector type, for loops that keep
+// more than one lane sum: written with it they compile to packed arithmetic. GCC 12 turns
+// the array form of two sums in one loop (s1[k] += a[i + k]; s2[k] += ...) into scalar adds
+// and shuffles (the group-norm gradient spent 2x its forward there).
+template <class T>
+struct LaneVector {
+  typedef T type __attribute__((vector_size(32)));
+  static constexpr int64_t size = 32 / sizeof(T);
+};
+template <class T>
+using Lanes = typename LaneVector<T>::type;
+template <class T>
+inline constexpr int64_t kLanesOf = LaneVector<T>::size;
+
+// The kLanesOf<T> elements from p on (any alignment of T).
+template <class T>
+Lanes<T> load_lanes(const T* p) {
+  Lanes<T> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// The sum of v's lanes, in lane order (call as lane_total<T>: T is not deduced).
+template <class T>
+T lane_total(const Lanes<T>& v) {
+  T s = 0;
+  for (int64_t k = 0; k < kLanesOf<T>; ++k) s += v[k];
+  return s;
+}
 
 // The sum of a[0, n), in kLanes lanes of T.
 template <class T>
