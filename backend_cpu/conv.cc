@@ -3,8 +3,9 @@
 // into a per-thread buffer that stays in cache and is consumed by the GEMM right away, so
 // the full (N*Ho*Wo, kh*kw*Cin) column matrix (75 MiB for a 32x32x32x64 batch) is never
 // written to memory, and padding is read as zeros instead of being copied in first.
-// The input gradient runs the other way: grad @ w^T per block, added back over each
-// pixel's window (col2im), images split over threads.
+// The input gradient at stride 1 is a forward convolution of the output gradient with the
+// flipped window; at other strides it runs the other way: grad @ w^T per block, added back
+// over each pixel's window (col2im), images split over threads.
 // Registered as the "cpu" kernels kernel::Conv2d, Conv2dInputGrad and Conv2dWeightGrad (see
 // needle/kernels.h for their contracts; the conv ops check the operands before calling).
 #include <algorithm>
@@ -98,18 +99,21 @@ void for_each_block(const ConvGeometry& g, const Body& body) {
   });
 }
 
+// out (pixels x Cout) = the column matrix of x under geometry g @ w (patch x Cout).
 template <class T>
-void conv2d_typed(const View& x, const View& w, int64_t stride, int64_t padding, const View& out) {
-  const ConvGeometry g = geometry(x, w.shape[0], w.shape[1], w.shape[3], stride, padding);
-  const T* px = x.ptr<T>();
-  const T* pw = w.ptr<T>();
-  T* po = out.ptr<T>();
+void conv_product(const T* px, const ConvGeometry& g, const T* pw, T* po) {
   for_each_block<T>(g, [&](int64_t, int64_t row0, int64_t rows, T* cols) {
     gather_columns(px, g, row0, rows, cols);
     // out[block] = cols (rows x patch) @ w (patch x Cout)
     gemm<T>(rows, g.cout, g.patch(), cols, g.patch(), 1, pw, g.cout, 1, po + row0 * g.cout, g.cout,
             1);
   });
+}
+
+template <class T>
+void conv2d_typed(const View& x, const View& w, int64_t stride, int64_t padding, const View& out) {
+  conv_product(x.ptr<T>(), geometry(x, w.shape[0], w.shape[1], w.shape[3], stride, padding),
+               w.ptr<T>(), out.ptr<T>());
 }
 
 template <class T>
@@ -163,12 +167,43 @@ void scatter_columns(const T* cols, const ConvGeometry& g, int64_t row0, int64_t
   }
 }
 
-// The input gradient, image by image: windows overlap inside an image but never across
-// images, so threads that own whole images add into dx without races.
+// Whether the input gradient is itself a stride-1 convolution of the output gradient (see
+// input_grad_as_conv): a square window at stride 1, padding at most kernel - 1.
+bool input_grad_is_conv(const ConvGeometry& g) {
+  return g.stride == 1 && g.kh == g.kw && g.padding <= g.kh - 1;
+}
+
+// dx = grad zero-padded by k - 1 - padding, convolved (forward, stride 1) with the window
+// flipped in both axes and its channel axes swapped: wf[i, j, d, c] = w[k-1-i, k-1-j, c, d].
+// The forward's gather + GEMM runs 13-27 % faster than GEMM + col2im on the U-Net's layers:
+// col2im's GEMM writes a product kh * kw times the size of dx (OpenBLAS zeroes it first) and
+// the scatter reads it back.
+template <class T>
+void input_grad_as_conv(const T* pg, const ConvGeometry& g, const T* pw, T* dx) {
+  const int64_t k = g.kh, cin = g.cin, cout = g.cout;
+  std::vector<T> flipped(size_t(k * k * cin * cout));
+  for (int64_t i = 0; i < k; ++i)
+    for (int64_t j = 0; j < k; ++j) {
+      const T* src = pw + ((k - 1 - i) * k + (k - 1 - j)) * cin * cout;  // (Cin, Cout)
+      T* dst = flipped.data() + (i * k + j) * cout * cin;               // (Cout, Cin)
+      for (int64_t c = 0; c < cin; ++c)
+        for (int64_t d = 0; d < cout; ++d) dst[d * cin + c] = src[c * cout + d];
+    }
+  // grad (N, Ho, Wo, Cout) is the input: its output is (N, H, W, Cin).
+  const ConvGeometry t{g.n, g.ho, g.wo, cout, k, k, cin, 1, k - 1 - g.padding, g.h, g.w};
+  conv_product(pg, t, flipped.data(), dx);
+}
+
+// The input gradient. At stride 1 with a square window, the forward convolution of
+// input_grad_as_conv; otherwise image by image as grad @ w^T added back over each pixel's
+// window: windows overlap inside an image but never across images, so threads that own
+// whole images add into dx without races.
 template <class T>
 void conv2d_input_grad_typed(const View& grad, const View& w, int64_t stride, int64_t padding,
                              const View& out) {
   ConvGeometry g = geometry(out, w.shape[0], w.shape[1], w.shape[3], stride, padding);
+  if (input_grad_is_conv(g) && g.pixels() > 0 && g.cin > 0 && g.cout > 0)
+    return input_grad_as_conv(grad.ptr<T>(), g, w.ptr<T>(), out.ptr<T>());
   const T* pg = grad.ptr<T>();
   const T* pw = w.ptr<T>();
   T* dx = out.ptr<T>();
