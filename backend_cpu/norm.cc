@@ -4,9 +4,11 @@
 // arrays with the inner run innermost (NCHW's H x W plane, or a single value for (B, C)),
 // and split the work over the CPU team by images. Registered as the "cpu" kernels.
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "backend_cpu/threads.h"
+#include "backend_cpu/vecmath.h"
 #include "needle/kernels.h"
 
 namespace needle::cpu {
@@ -23,29 +25,32 @@ ChannelLayout layout_of(const View& a) {
   return {a.shape[0], a.shape[1], inner};
 }
 
-// Adds the sum of a[0, n) to s and of a[i] * b[i] to d, in kLanes independent double lanes
-// (a loop the compiler vectorizes without reordering any one lane's additions). Double,
-// not T: the variance is E[x^2] - E[x]^2, and float partial sums of x^2 lose the digits
-// that difference keeps when the mean is large against the spread.
+// Adds the sum of a[0, n) to s and of a[i] * b[i] to d, in independent double lanes (one
+// AVX register each: vec::Lanes, which GCC compiles to packed adds where the array form of
+// two sums stayed scalar). Double, not T: the variance is E[x^2] - E[x]^2, and float
+// partial sums of x^2 lose the digits that difference keeps when the mean is large against
+// the spread.
 template <class T>
 void add_sum_and_dot(const T* a, const T* b, int64_t n, double& s, double& d) {
-  constexpr int64_t kLanes = 8;
-  double sum[kLanes] = {}, dot[kLanes] = {};
+  using Doubles = vec::Lanes<double>;
+  constexpr int64_t lanes = vec::kLanesOf<double>;
+  typedef T Narrow __attribute__((vector_size(lanes * sizeof(T))));  // as many T as doubles
+  Doubles sum = {}, dot = {};
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int64_t k = 0; k < kLanes; ++k) {
-      const double x = double(a[i + k]);
-      sum[k] += x;
-      dot[k] += x * double(b[i + k]);
-    }
+  for (; i + lanes <= n; i += lanes) {
+    Narrow na, nb;
+    std::memcpy(&na, a + i, sizeof na);
+    std::memcpy(&nb, b + i, sizeof nb);
+    const Doubles x = __builtin_convertvector(na, Doubles);
+    sum += x;
+    dot += x * __builtin_convertvector(nb, Doubles);
+  }
   for (; i < n; ++i) {
     s += double(a[i]);
     d += double(a[i]) * double(b[i]);
   }
-  for (int64_t k = 0; k < kLanes; ++k) {
-    s += sum[k];
-    d += dot[k];
-  }
+  s += vec::lane_total<double>(sum);
+  d += vec::lane_total<double>(dot);
 }
 
 // Runs body(first, last) over ranges of [0, outer) on the CPU team.
