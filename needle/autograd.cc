@@ -65,37 +65,62 @@ void check_out_grad(const Value& output, const Value& out_grad) {
                      " but the output has shape ", shape_str(output.tensor().shape()));
 }
 
-// The callbacks queued during the backward pass running on this thread (null outside one).
-thread_local std::vector<std::function<void()>>* queued_callbacks = nullptr;
+// The backward pass running on this thread (null outside one): the callbacks queued during
+// it, run in order when it ends, and the compact copies compact_node made in it.
+class BackwardPass;
+thread_local BackwardPass* current_pass = nullptr;
 
-// Collects the callbacks of one backward pass and runs them, in order, when it ends.
-class BackwardCallbacks {
+class BackwardPass {
  public:
-  BackwardCallbacks() : outer_(queued_callbacks) { queued_callbacks = &callbacks_; }
-  ~BackwardCallbacks() { queued_callbacks = outer_; }
-  void run() {
-    for (size_t i = 0; i < callbacks_.size(); ++i) {  // a callback may queue more
-      std::function<void()> callback = std::move(callbacks_[i]);
+  BackwardPass() : outer_(current_pass) { current_pass = this; }
+  ~BackwardPass() { current_pass = outer_; }
+  BackwardPass(const BackwardPass&) = delete;
+  BackwardPass& operator=(const BackwardPass&) = delete;
+
+  void run_callbacks() {
+    for (size_t i = 0; i < callbacks.size(); ++i) {  // a callback may queue more
+      std::function<void()> callback = std::move(callbacks[i]);
       callback();
     }
   }
 
+  std::vector<std::function<void()>> callbacks;
+  // By the node whose data was copied: that node and its copy, both weak (a copy lives as
+  // long as the ops that read it, as it would without the memo; the input is checked so a
+  // freed node's address, reused, never matches).
+  struct CompactCopy {
+    std::weak_ptr<Node> input, copy;
+  };
+  std::unordered_map<const Node*, CompactCopy> compact_copies;
+
  private:
-  std::vector<std::function<void()>> callbacks_;
-  std::vector<std::function<void()>>* outer_;
+  BackwardPass* outer_;
 };
 
 }  // namespace
 
 void queue_backward_callback(std::function<void()> callback) {
-  if (!queued_callbacks)
-    fail<RuntimeError>("[queue_backward_callback] no backward pass is running");
-  queued_callbacks->push_back(std::move(callback));
+  if (!current_pass) fail<RuntimeError>("[queue_backward_callback] no backward pass is running");
+  current_pass->callbacks.push_back(std::move(callback));
+}
+
+NodePtr compact_node(const NodePtr& input) {
+  const NDArray& data = static_cast<TensorNode&>(*input).data();
+  if (data.is_compact()) return input;
+  auto copy_of = [&] { return make_node(std::make_shared<AsType>(data.dtype()), {input}); };
+  if (!current_pass) return copy_of();
+  BackwardPass::CompactCopy& memo = current_pass->compact_copies[input.get()];
+  NodePtr copy = memo.input.lock() == input ? memo.copy.lock() : nullptr;
+  // A copy made with the graph off (or on) serves only while it still is.
+  if (copy && copy->requires_grad() == (input->requires_grad() && is_grad_enabled())) return copy;
+  copy = copy_of();
+  memo = {input, copy};
+  return copy;
 }
 
 void compute_gradient_of_variables(const Value& output, const Value& out_grad) {
   check_out_grad(output, out_grad);
-  BackwardCallbacks callbacks;
+  BackwardPass pass;
   // BEGIN SOLUTION hw1
   // Course idiom: x.grad.backward() computes second derivatives into the grads (replacing
   // them); any other backward accumulates into existing grads.
@@ -135,7 +160,7 @@ void compute_gradient_of_variables(const Value& output, const Value& out_grad) {
     }
   }
   // END SOLUTION
-  callbacks.run();
+  pass.run_callbacks();
 }
 
 }  // namespace needle

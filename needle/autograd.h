@@ -35,6 +35,13 @@ Value sum_values(const std::vector<Value>& values);
 // queued with queue_backward_callback during the pass run once it ends.
 void compute_gradient_of_variables(const Value& output, const Value& out_grad);
 
+// `input` itself when its data is compact, else a node of its own holding a compact copy
+// (an AsType to its own dtype), for an op's prepare() to read. Within a backward pass every
+// op that asks for the same input gets the same copy (a conv's input and weight gradients
+// both read one permuted out_grad): arrays do not change while the pass runs, and the memo
+// ends with it.
+NodePtr compact_node(const NodePtr& input);
+
 // Runs `callback` when the backward pass now running ends, after every grad is stored (a
 // grad hook uses it to finish what it started). RuntimeError outside a backward pass.
 void queue_backward_callback(std::function<void()> callback);

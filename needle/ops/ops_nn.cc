@@ -3,6 +3,7 @@
 
 #include <limits>
 
+#include "needle/autograd.h"
 #include "needle/checked.h"
 #include "needle/kernels.h"
 #include "needle/ops/ops_elementwise.h"
@@ -16,14 +17,6 @@ namespace {
 
 Tensor apply_op(OpPtr op, std::vector<NodePtr> inputs) {
   return Value(make_node(std::move(op), std::move(inputs))).tensor();
-}
-
-// Replaces a non-compact input by a node that holds its compact copy (astype to its own
-// dtype: a copy whose gradient passes through), so that every op reading the input later
-// shares one copy instead of each making its own.
-void compact_input(NodePtr& input) {
-  const NDArray& data = static_cast<TensorNode&>(*input).data();
-  if (!data.is_compact()) input = apply_op(std::make_shared<AsType>(data.dtype()), {input}).node();
 }
 
 void check_nhwc(const char* op, const Shape& shape) {
@@ -111,6 +104,7 @@ Tensor conv_input_grad(const Tensor& out_grad, const Tensor& w, int64_t h, int64
 
 void ConvInputGrad::prepare(std::vector<NodePtr>& inputs) const {
   promote_dtypes("conv_input_grad", inputs);
+  if (!inputs.empty()) inputs[0] = compact_node(inputs[0]);  // shared with conv_weight_grad
 }
 
 NDArray ConvInputGrad::compute(const Args& args) const {
@@ -144,7 +138,7 @@ void Conv::prepare(std::vector<NodePtr>& inputs) const {
   // The image is usually a permuted view (nn.Conv's NCHW -> NHWC): the forward and the
   // weight gradient (which reads the same input) then share one NHWC copy. (promote_dtypes
   // has refused tuples; the arity is checked after prepare.)
-  if (!inputs.empty()) compact_input(inputs[0]);
+  if (!inputs.empty()) inputs[0] = compact_node(inputs[0]);
 }
 
 NDArray Conv::compute(const Args& args) const {
@@ -182,6 +176,9 @@ std::vector<Tensor> Conv::gradient(const Tensor& out_grad, const Tensor& node) c
 
 void ConvWeightGrad::prepare(std::vector<NodePtr>& inputs) const {
   promote_dtypes("conv_weight_grad", inputs);
+  // In Conv's backward the output gradient is a permuted view (of nn.Conv's NCHW result's
+  // gradient), which conv_input_grad reads too: one compact copy serves both.
+  for (NodePtr& input : inputs) input = compact_node(input);
 }
 
 NDArray ConvWeightGrad::compute(const Args& args) const {

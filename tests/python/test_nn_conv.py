@@ -599,3 +599,32 @@ def test_channel_ops_errors(device):
         ops.batch_norm(ones(0, 3), ones(3), ones(3))
     with pytest.raises(ValueError, match=r"\[batch_norm\] expects an \(N, C, \.\.\.\) input of rank >= 2"):
         ops.batch_norm(ones(3), ones(3), ones(3))
+
+
+def _first_node(t, op_name):
+    while type(t.op).__name__ != op_name:
+        t = t.inputs[0]
+    return t
+
+
+def test_conv_gradients_share_one_copy_of_the_output_gradient():
+    # nn.Conv's output gradient reaches the op as a permuted view; within the backward pass
+    # conv_input_grad and conv_weight_grad read one compact copy of it, not one each.
+    x = ndl.Tensor(np.random.default_rng(0).standard_normal((2, 3, 5, 5)).astype(np.float32),
+                   requires_grad=True)
+    conv = nn.Conv(3, 4, 3, bias=False)
+    y = conv(x)
+    (y * y).sum().backward()
+    weight_grad = conv.weight.grad
+    assert type(weight_grad.op).__name__ == "ConvWeightGrad"
+    copy = weight_grad.inputs[1]
+    assert type(copy.op).__name__ == "AsType"
+    assert _first_node(x.grad, "ConvInputGrad").inputs[0] is copy
+    # The memo ends with the pass: a new pass on another input makes its own copy (and the
+    # gradient of sum(conv(2x)^2) without bias is 4 times that of sum(conv(x)^2)).
+    x.grad, conv.weight.grad = None, None
+    y2 = conv(x * 2)
+    (y2 * y2).sum().backward()
+    assert conv.weight.grad.inputs[1] is not copy
+    np.testing.assert_allclose(conv.weight.grad.numpy(), 4 * weight_grad.numpy(), rtol=1e-4,
+                               atol=1e-4)
