@@ -2,6 +2,7 @@
 // concatenate and stack, each turned into Backend kernel calls (see ndarray.cc).
 #include <algorithm>
 #include <numeric>
+#include <optional>
 
 #include "needle/checked.h"
 #include "needle/ndarray.h"
@@ -114,6 +115,32 @@ NDArray NDArray::pad(const std::vector<std::pair<int64_t, int64_t>>& widths, dou
   // END SOLUTION
 }
 
+namespace {
+
+// The order of `a`'s axes from the outermost in memory to the innermost, when that is not
+// a's own order and a is a dense permutation of a row-major block (nn.Conv's NCHW view of
+// an NHWC result, say); nullopt otherwise.
+std::optional<Axes> permuted_memory_order(const NDArray& a) {
+  if (a.is_compact() || a.size() <= 1) return std::nullopt;
+  Axes order(size_t(a.ndim()));
+  std::iota(order.begin(), order.end(), int64_t(0));
+  const Strides& st = a.strides();
+  std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) {
+    return st[size_t(x)] > st[size_t(y)];
+  });
+  const NDArray v = a.permute(order);
+  if (!View::is_row_major(v.shape(), v.strides())) return std::nullopt;
+  return order;
+}
+
+// Whether `a` is laid out row-major once its axes are taken in `order`.
+bool laid_out_in(const NDArray& a, const Axes& order) {
+  const NDArray v = a.permute(order);
+  return View::is_row_major(v.shape(), v.strides());
+}
+
+}  // namespace
+
 NDArray NDArray::concatenate(const std::vector<NDArray>& arrays, int64_t axis) {
   if (arrays.empty()) fail<ValueError>("[concatenate] needs at least one array");
   const NDArray& first = arrays[0];
@@ -132,7 +159,24 @@ NDArray NDArray::concatenate(const std::vector<NDArray>& arrays, int64_t axis) {
     shape[axis] += a.shape_[axis];
     dtype = promote_types(dtype, a.dtype());
   }
-  NDArray out = empty(shape, dtype, first.device());
+  // Arrays laid out alike in another axis order (the NCHW views of NHWC convolution results
+  // that a U-Net's skips join) give a result in that order too: the copies run along memory,
+  // and the next convolution reads its NHWC input without a transpose.
+  std::optional<Axes> order = permuted_memory_order(first);
+  for (const NDArray& a : arrays)
+    if (order && !laid_out_in(a, *order)) order.reset();
+  NDArray out;
+  if (order) {
+    Shape in_memory;
+    Axes inverse(order->size());
+    for (size_t i = 0; i < order->size(); ++i) {
+      in_memory.push_back(shape[size_t((*order)[i])]);
+      inverse[size_t((*order)[i])] = int64_t(i);
+    }
+    out = empty(in_memory, dtype, first.device()).permute(inverse);
+  } else {
+    out = empty(shape, dtype, first.device());
+  }
   int64_t at = 0;
   for (const NDArray& a : arrays) {
     IndexKey key(size_t(axis), Index::all());

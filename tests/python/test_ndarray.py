@@ -376,6 +376,22 @@ def test_pad_concat_stack(device):
         nd.concatenate([a, b], axis=0)
 
 
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_concatenate_keeps_a_shared_permuted_layout(device):
+    # NCHW views of NHWC arrays (nn.Conv's results) join into an NCHW view of one NHWC
+    # array, so the next convolution needs no transpose; mixed layouts give row-major.
+    x, y = rand(2, 4, 3, 3), rand(2, 4, 3, 2)
+    a = nd.array(x, device=device).permute((0, 3, 1, 2))
+    b = nd.array(y, device=device).permute((0, 3, 1, 2))
+    ref = np.concatenate([x.transpose(0, 3, 1, 2), y.transpose(0, 3, 1, 2)], axis=1)
+    out = nd.concatenate([a, b], axis=1)
+    check(out, ref)
+    assert not out.is_compact() and out.permute((0, 2, 3, 1)).is_compact()
+    mixed = nd.concatenate([a, nd.array(np.ascontiguousarray(ref[:, 3:]), device=device)], axis=1)
+    check(mixed, ref)
+    assert mixed.is_compact()
+
 # ------------------------------------------------------------------ raw kernels on handles
 @hw0
 @pytest.mark.parametrize("device", DEVICES)
