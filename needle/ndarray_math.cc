@@ -117,6 +117,12 @@ NDArray NDArray::pad(const std::vector<std::pair<int64_t, int64_t>>& widths, dou
 
 namespace {
 
+// Whether `a` is laid out row-major once its axes are taken in `order`.
+bool laid_out_in(const NDArray& a, const Axes& order) {
+  const NDArray v = a.permute(order);
+  return View::is_row_major(v.shape(), v.strides());
+}
+
 // The order of `a`'s axes from the outermost in memory to the innermost, when that is not
 // a's own order and a is a dense permutation of a row-major block (nn.Conv's NCHW view of
 // an NHWC result, say); nullopt otherwise.
@@ -128,15 +134,8 @@ std::optional<Axes> permuted_memory_order(const NDArray& a) {
   std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) {
     return st[size_t(x)] > st[size_t(y)];
   });
-  const NDArray v = a.permute(order);
-  if (!View::is_row_major(v.shape(), v.strides())) return std::nullopt;
+  if (!laid_out_in(a, order)) return std::nullopt;
   return order;
-}
-
-// Whether `a` is laid out row-major once its axes are taken in `order`.
-bool laid_out_in(const NDArray& a, const Axes& order) {
-  const NDArray v = a.permute(order);
-  return View::is_row_major(v.shape(), v.strides());
 }
 
 }  // namespace
