@@ -116,4 +116,12 @@ __device__ inline void offsets_of(const Indexer<N>& ix, int64_t i, int64_t (&off
   // END SOLUTION
 }
 
+// The sigmoid of the fused kernels (LSTM cell, SiLU), as the element-wise kernels compute it:
+// exp of -|x| only, in (0, 1], so it never overflows.
+template <class T>
+__device__ inline T sigmoid_of(T x) {
+  const T e = exp(-fabs(x));
+  return x >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
+}
+
 }  // namespace needle::cuda

@@ -3,19 +3,13 @@
 // pre-activations and c_prev, and writes h_new and c_new (forward) or its four gate
 // adjoints and dc_prev (backward, which recomputes the activations rather than reading
 // saved ones). Neighbouring threads read neighbouring columns of each gate, so every load
-// and store is coalesced. The sigmoid is the element-wise kernels' (exp of -|x| only).
+// and store is coalesced. The sigmoid is cuda_common.cuh's sigmoid_of.
 // Registered as the "cuda" kernels kernel::kLstmCell and kLstmCellGrad.
 #include "backend_cuda/cuda_common.cuh"
 #include "needle/kernels.h"
 
 namespace needle::cuda {
 namespace {
-
-template <class T>
-__device__ inline T sigmoid_of(T x) {
-  const T e = exp(-fabs(x));  // in (0, 1]: never overflows
-  return x >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
-}
 
 // The activations of element (r, j): i, f, g, o, and t = tanh(c_new) with c_new returned.
 template <class T>

@@ -155,6 +155,15 @@ using SoftmaxGrad = void(const View& y, const View& dy, const View& dx);
 inline constexpr const char* kSoftmaxGrad = "softmax_grad";
 inline constexpr const char* kLogSoftmaxGrad = "logsoftmax_grad";
 
+// SiLU, element-wise, for the silu op (needle/ops/ops_elementwise.h): with s = sigmoid(x),
+// silu: y = x * s; silu_grad (its adjoint from x and dy): dx = dy * s * (1 + x * (1 - s)).
+// Every view contiguous, of one size and one float dtype (the op hands arrays laid out alike
+// in another axis order over as their memory, and gives the result that order back).
+using Silu = void(const View& x, const View& y);
+inline constexpr const char* kSilu = "silu";
+using SiluGrad = void(const View& x, const View& dy, const View& dx);
+inline constexpr const char* kSiluGrad = "silu_grad";
+
 // Layer normalization over the last axis of a contiguous (R, D) array, for the layer_norm op
 // (needle/ops/ops_norm.h): per row, mean = sum(x) / D, var = sum((x - mean)^2) / D (two
 // passes), rstd = 1 / sqrt(var + eps), y = (x - mean) * rstd * w + b. x and y (R, D); w, b

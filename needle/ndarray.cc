@@ -140,33 +140,15 @@ NDArray NDArray::empty(const Shape& shape, DType dtype, Backend& device) {
   return NDArray(std::move(buffer), shape, compact_strides(shape), 0);
 }
 
-namespace {
-// Whether `strides` lay `shape` out densely: sorted by stride, every dimension (but those of
-// size 1) steps exactly over the ones inside it, the innermost by 1.
-bool is_dense_permutation(const Shape& shape, const Strides& strides) {
-  std::vector<size_t> dims;
-  for (size_t d = 0; d < shape.size(); ++d)
-    if (shape[d] != 1) dims.push_back(d);
-  std::sort(dims.begin(), dims.end(), [&](size_t x, size_t y) { return strides[x] > strides[y]; });
-  int64_t expected = 1;
-  for (auto it = dims.rbegin(); it != dims.rend(); ++it) {
-    if (strides[*it] != expected) return false;
-    expected *= shape[*it];
-  }
-  return true;
-}
-}  // namespace
-
 NDArray NDArray::empty_for_elementwise(const Shape& shape, DType dtype, Backend& device,
                                        const NDArray& like, const NDArray* other) {
   const bool keep =
       !like.is_compact_ && like.size_ > 1 && like.shape_ == shape &&
-      (other == nullptr || other->shape_ != shape || other->strides_ == like.strides_) &&
-      is_dense_permutation(like.shape_, like.strides_);
-  if (!keep) return empty(shape, dtype, device);
-  checked_numel("empty", shape, dtype_size(dtype));
-  auto buffer = std::make_shared<Buffer>(device, product(shape), dtype);
-  return NDArray(std::move(buffer), shape, like.strides_, 0);
+      (other == nullptr || other->shape_ != shape || other->strides_ == like.strides_);
+  NDArray out = empty(shape, dtype, device);
+  if (!keep) return out;
+  const std::optional<Axes> order = like.memory_order();
+  return order ? from_memory_order(out, shape, *order) : out;
 }
 
 NDArray NDArray::full(const Shape& shape, double value, DType dtype, Backend& device) {

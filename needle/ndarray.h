@@ -132,6 +132,13 @@ class NDArray {
   NDArray as_strided(const Shape& shape, const Strides& strides) const;
   NDArray getitem(const IndexKey& key) const;  // missing trailing entries mean ":"
   NDArray flip(const Axes& axes) const;
+  // Memory order: the axes from the outermost in memory to the innermost when the array's
+  // buffer holds exactly its elements, row-major in some axis order (0, 1, ... for a compact
+  // array; 0, 2, 3, 1 for nn.Conv's NCHW view of its NHWC result), so that permute(order) is
+  // compact; nullopt otherwise (a slice, a broadcast). from_memory_order is the inverse: `stored`
+  // (compact, of shape's element count) seen as an array of `shape` laid out in that order.
+  std::optional<Axes> memory_order() const;
+  static NDArray from_memory_order(const NDArray& stored, const Shape& shape, const Axes& order);
 
   // --- Copies ---
   NDArray compact() const;  // *this when already compact

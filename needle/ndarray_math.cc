@@ -115,30 +115,25 @@ NDArray NDArray::pad(const std::vector<std::pair<int64_t, int64_t>>& widths, dou
   // END SOLUTION
 }
 
-namespace {
-
-// Whether `a` is laid out row-major once its axes are taken in `order`.
-bool laid_out_in(const NDArray& a, const Axes& order) {
-  const NDArray v = a.permute(order);
-  return View::is_row_major(v.shape(), v.strides());
-}
-
-// The order of `a`'s axes from the outermost in memory to the innermost, when that is not
-// a's own order and a is a dense permutation of a row-major block (nn.Conv's NCHW view of
-// an NHWC result, say); nullopt otherwise.
-std::optional<Axes> permuted_memory_order(const NDArray& a) {
-  if (a.is_compact() || a.size() <= 1) return std::nullopt;
-  Axes order(size_t(a.ndim()));
+std::optional<Axes> NDArray::memory_order() const {
+  Axes order(static_cast<size_t>(ndim()));
   std::iota(order.begin(), order.end(), int64_t(0));
-  const Strides& st = a.strides();
-  std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) {
-    return st[size_t(x)] > st[size_t(y)];
-  });
-  if (!laid_out_in(a, order)) return std::nullopt;
+  if (is_compact_ || size_ <= 1) return order;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t x, int64_t y) { return strides_[size_t(x)] > strides_[size_t(y)]; });
+  if (!permute(order).is_compact()) return std::nullopt;
   return order;
 }
 
-}  // namespace
+NDArray NDArray::from_memory_order(const NDArray& stored, const Shape& shape, const Axes& order) {
+  Shape in_memory;
+  Axes inverse(order.size());
+  for (size_t i = 0; i < order.size(); ++i) {
+    in_memory.push_back(shape[size_t(order[i])]);
+    inverse[size_t(order[i])] = int64_t(i);
+  }
+  return stored.reshape(in_memory).permute(inverse);
+}
 
 NDArray NDArray::concatenate(const std::vector<NDArray>& arrays, int64_t axis) {
   if (arrays.empty()) fail<ValueError>("[concatenate] needs at least one array");
@@ -161,21 +156,11 @@ NDArray NDArray::concatenate(const std::vector<NDArray>& arrays, int64_t axis) {
   // Arrays laid out alike in another axis order (the NCHW views of NHWC convolution results
   // that a U-Net's skips join) give a result in that order too: the copies run along memory,
   // and the next convolution reads its NHWC input without a transpose.
-  std::optional<Axes> order = permuted_memory_order(first);
+  std::optional<Axes> order = first.memory_order();
   for (const NDArray& a : arrays)
-    if (order && !laid_out_in(a, *order)) order.reset();
-  NDArray out;
-  if (order) {
-    Shape in_memory;
-    Axes inverse(order->size());
-    for (size_t i = 0; i < order->size(); ++i) {
-      in_memory.push_back(shape[size_t((*order)[i])]);
-      inverse[size_t((*order)[i])] = int64_t(i);
-    }
-    out = empty(in_memory, dtype, first.device()).permute(inverse);
-  } else {
-    out = empty(shape, dtype, first.device());
-  }
+    if (order && a.permute(*order).is_compact() == false) order.reset();
+  NDArray out = empty(shape, dtype, first.device());
+  if (order) out = from_memory_order(out, shape, *order);
   int64_t at = 0;
   for (const NDArray& a : arrays) {
     IndexKey key(size_t(axis), Index::all());

@@ -1,5 +1,6 @@
 // The Op base class's defaults: evaluation by flattening the inputs' data into Args, and
-// the adapter from TensorOp's tensor gradient to the general Value one.
+// the adapter from TensorOp's tensor gradient to the general Value one; the operand check
+// of the fused adjoint ops.
 #include "needle/ops/op.h"
 
 namespace needle {
@@ -49,6 +50,19 @@ std::vector<NDArray> Op::evaluate_tuple(const std::vector<NodePtr>& inputs) cons
 std::vector<Value> TensorOp::gradient_values(const Value& out_grad, const Value& node) const {
   std::vector<Tensor> grads = gradient(out_grad.tensor(), node.tensor());
   return std::vector<Value>(grads.begin(), grads.end());
+}
+
+void check_operand_pair(const char* op, const char* a_name, const NDArray& a, const char* b_name,
+                        const NDArray& b) {
+  if (a.shape() != b.shape())
+    fail<ValueError>("[", op, "] ", a_name, " of shape ", shape_str(a.shape()), " and ", b_name,
+                     " of shape ", shape_str(b.shape()), " differ");
+  if (a.dtype() != b.dtype())
+    fail<TypeError>("[", op, "] ", a_name, " of dtype ", dtype_name(a.dtype()), " and ", b_name,
+                    " of dtype ", dtype_name(b.dtype()), " differ");
+  if (&a.device() != &b.device())
+    fail<RuntimeError>("[", op, "] inputs are on different devices: ", a.device().name(), " and ",
+                       b.device().name());
 }
 
 }  // namespace needle

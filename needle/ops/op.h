@@ -88,6 +88,12 @@ inline Tensor tuple_item(const Value& v, int64_t i) {
   return v.tuple()[i];
 }
 
+// ValueError, TypeError or RuntimeError naming `op` unless a and b (called a_name and b_name
+// in the message) share their shape, dtype and device: the operands of a fused adjoint op
+// (softmax_grad's y and dy, silu_grad's x and dy).
+void check_operand_pair(const char* op, const char* a_name, const NDArray& a, const char* b_name,
+                        const NDArray& b);
+
 // Builds a node for `op` on `inputs`: computes it now (eager) or records it (lazy mode).
 // When grad mode is off or no input requires grad the result is a constant leaf.
 NodePtr make_node(OpPtr op, std::vector<NodePtr> inputs);

@@ -2,7 +2,10 @@
 #include "needle/ops/ops_elementwise.h"
 
 #include <cmath>
+#include <numeric>
+#include <optional>
 
+#include "needle/kernels.h"
 #include "needle/ops/ops_shape.h"
 
 namespace needle {
@@ -326,14 +329,55 @@ std::vector<Tensor> GELU::gradient(const Tensor& out_grad, const Tensor& node) c
   return {out_grad * (cdf + a * pdf)};
 }
 
+namespace {
+// Runs an element-wise fused kernel on arrays of one shape, in the memory order of the first
+// (nn.Conv's NCHW view of an NHWC result is read as the NHWC block, so no transpose is
+// copied): each array as that order's compact block (the first copied only when it has no
+// memory order, the rest when laid out otherwise), the result in that order too.
+template <class Kernel, class... Rest>
+NDArray run_in_memory_order(Kernel* kernel, const NDArray& first, const Rest&... rest) {
+  Axes order(size_t(first.ndim()));
+  std::iota(order.begin(), order.end(), int64_t(0));
+  if (std::optional<Axes> memory = first.memory_order()) order = *memory;
+  auto in_order = [&](const NDArray& a) {
+    NDArray block = a.permute(order);
+    return block.is_compact() ? block : block.compact();
+  };
+  const NDArray x = in_order(first);
+  NDArray out = NDArray::empty(x.shape(), first.dtype(), first.device());
+  kernel(x.view(), in_order(rest).view()..., out.view());
+  return NDArray::from_memory_order(out, first.shape(), order);
+}
+}  // namespace
+
 NDArray SiLU::compute(const Args& args) const {
-  return args[0] * args[0].unary(UnaryOp::sigmoid);
+  const NDArray& a = args[0];
+  if (is_floating(a.dtype()))
+    if (auto* fused = find_kernel<kernel::Silu>(kernel::kSilu, a.device()))
+      return run_in_memory_order(fused, a);
+  return a * a.unary(UnaryOp::sigmoid);
 }
 std::vector<Tensor> SiLU::gradient(const Tensor& out_grad, const Tensor& node) const {
+  return {silu_grad(node.input(0), out_grad)};
+}
+
+NDArray SiLUGrad::compute(const Args& args) const {
+  const NDArray &x = args[0], &dy = args[1];
+  check_operand_pair("silu_grad", "x", x, "dy", dy);
+  if (is_floating(x.dtype()))
+    if (auto* fused = find_kernel<kernel::SiluGrad>(kernel::kSiluGrad, x.device()))
+      return run_in_memory_order(fused, x, dy);
   // d/dx x*s(x) = s + x*s*(1-s)
-  Tensor a = node.input(0);
-  Tensor s = sigmoid(a);
-  return {out_grad * s * (a * (1.0 - s) + 1.0)};
+  const NDArray s = x.unary(UnaryOp::sigmoid);
+  return dy * s * (x * (1.0 - s) + 1.0);
+}
+std::vector<Tensor> SiLUGrad::gradient(const Tensor& out_grad, const Tensor& node) const {
+  // dx = dy * f(x), f = s + x s (1 - s): d/dx = u * dy * f'(x) with
+  // f' = s (1 - s) (2 + x (1 - 2 s)), and d/d(dy) = u * f(x), silu_grad itself.
+  Tensor x = node.input(0), dy = node.input(1);
+  Tensor s = sigmoid(x);
+  Tensor df = s * (1.0 - s) * (x * (1.0 - s * 2.0) + 2.0);
+  return {out_grad * dy * df, silu_grad(x, out_grad)};
 }
 
 // --- Selection and casts ---
@@ -435,6 +479,9 @@ Tensor gelu(const Tensor& a, const std::string& approximate) {
 }
 Tensor silu(const Tensor& a) {
   return apply_op(instance<SiLU>(), {a.node()});
+}
+Tensor silu_grad(const Tensor& x, const Tensor& dy) {
+  return apply_op(instance<SiLUGrad>(), {x.node(), dy.node()});
 }
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
   return apply_op(instance<Where>(), {condition.node(), a.node(), b.node()});

@@ -77,7 +77,14 @@ NEEDLE_DECLARE_UNARY_OP(Sigmoid, "sigmoid")
 NEEDLE_DECLARE_UNARY_OP(Sqrt, "sqrt")
 NEEDLE_DECLARE_UNARY_OP(Abs, "abs")
 NEEDLE_DECLARE_UNARY_OP(Erf, "erf")
-NEEDLE_DECLARE_UNARY_OP(SiLU, "silu")  // x * sigmoid(x)
+NEEDLE_DECLARE_UNARY_OP(SiLU, "silu")  // x * sigmoid(x); fused kernels kernel::kSilu(Grad)
+
+// (x, dy) -> dx = dy * s * (1 + x * (1 - s)), s = sigmoid(x): SiLU's adjoint, x its input.
+class SiLUGrad final : public TensorOp {
+ public:
+  int arity() const override { return 2; }
+  NEEDLE_DECLARE_OP_BODY("silu_grad")
+};
 
 // GELU: approximate "none" is the exact x * Phi(x); "tanh" is PyTorch's approximation
 // 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), with that formula's exact gradient.
@@ -142,6 +149,7 @@ Tensor abs(const Tensor& a);
 Tensor erf(const Tensor& a);
 Tensor gelu(const Tensor& a, const std::string& approximate = "none");
 Tensor silu(const Tensor& a);
+Tensor silu_grad(const Tensor& x, const Tensor& dy);
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b);
 Tensor astype(const Tensor& a, DType dtype);
 Tensor to_device(const Tensor& a, Backend& device);

@@ -59,7 +59,7 @@ struct FusedLayout {
     return (order ? a.permute(*order).compact() : a.compact()).reshape(rows(l));
   }
   NDArray result(const NDArray& stored, const Shape& shape) const {
-    return order ? from_channels_last(stored, shape, *order) : stored.reshape(shape);
+    return order ? NDArray::from_memory_order(stored, shape, *order) : stored.reshape(shape);
   }
 };
 

@@ -61,14 +61,6 @@ std::optional<Axes> channels_last_order(const NDArray& a) {
   return order;
 }
 
-NDArray from_channels_last(const NDArray& stored, const Shape& shape, const Axes& order) {
-  Shape in_memory;  // the shape in memory order, then back to the input's axes
-  for (int64_t axis : order) in_memory.push_back(shape[size_t(axis)]);
-  Axes inverse(order.size());
-  for (size_t i = 0; i < order.size(); ++i) inverse[size_t(order[i])] = int64_t(i);
-  return stored.reshape(in_memory).permute(inverse);
-}
-
 void ChannelSums::prepare(std::vector<NodePtr>& inputs) const {
   promote_dtypes("channel_sums", inputs);
 }
@@ -139,7 +131,7 @@ NDArray ChannelAffine::compute(const Args& args) const {
            shift.reshape(per_channel).broadcast_to(layout))
               .compact();
   }
-  return order ? from_channels_last(out, shape, *order) : out.reshape(shape);
+  return order ? NDArray::from_memory_order(out, shape, *order) : out.reshape(shape);
 }
 
 std::vector<Tensor> ChannelAffine::gradient(const Tensor& out_grad, const Tensor& node) const {

@@ -72,10 +72,9 @@ class LayerNormGrad final : public Op {
 // Channels last: when a is the (N, C, ...) view of a compact (N, ..., C) array (what a
 // convolution's NHWC output is as NCHW), the order with a.permute(order) that compact array,
 // which per-channel kernels read as rows of C without a copy; nullopt otherwise (and for a
-// compact a). from_channels_last(stored, shape, order) is the inverse: a compact result in
-// that memory order, seen with `shape`'s axes again.
+// compact a). NDArray::from_memory_order(stored, shape, order) is the inverse: a compact
+// result in that memory order, seen with `shape`'s axes again.
 std::optional<Axes> channels_last_order(const NDArray& a);
-NDArray from_channels_last(const NDArray& stored, const Shape& shape, const Axes& order);
 
 // TypeError, RuntimeError or ValueError naming `op` unless the operand `what` (a weight, a
 // bias, saved statistics) has x's dtype and device and the given shape.

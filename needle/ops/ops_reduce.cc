@@ -6,7 +6,6 @@
 #include <type_traits>
 
 #include "needle/kernels.h"
-
 #include "needle/ops/ops_elementwise.h"
 #include "needle/ops/ops_shape.h"
 
@@ -48,18 +47,6 @@ NDArray run_rows(Fn* fused, std::initializer_list<const NDArray*> inputs) {
   return out;
 }
 
-// Checks the (y, dy) pair of a softmax-family adjoint: one shape, dtype and device.
-void check_pair(const char* op, const NDArray& y, const NDArray& dy) {
-  if (y.shape() != dy.shape())
-    fail<ValueError>("[", op, "] y of shape ", shape_str(y.shape()), " and dy of shape ",
-                     shape_str(dy.shape()), " differ");
-  if (y.dtype() != dy.dtype())
-    fail<TypeError>("[", op, "] y of dtype ", dtype_name(y.dtype()), " and dy of dtype ",
-                    dtype_name(dy.dtype()), " differ");
-  if (&y.device() != &dy.device())
-    fail<RuntimeError>("[", op, "] inputs are on different devices: ", y.device().name(), " and ",
-                       dy.device().name());
-}
 }  // namespace
 
 double finite_limit(DType dtype) {
@@ -180,7 +167,7 @@ std::vector<Tensor> Softmax::gradient(const Tensor& out_grad, const Tensor& node
 
 NDArray SoftmaxGrad::compute(const Args& args) const {
   const NDArray &y = args[0], &dy = args[1];
-  check_pair("softmax_grad", y, dy);
+  check_operand_pair("softmax_grad", "y", y, "dy", dy);
   Axes ax{NDArray::normalize_axis("softmax_grad", axis, y.ndim())};
   if (auto* fused = row_kernel<kernel::SoftmaxGrad>(kernel::kSoftmaxGrad, y, ax[0]))
     return run_rows(fused, {&y, &dy});
@@ -199,7 +186,7 @@ std::vector<Tensor> SoftmaxGrad::gradient(const Tensor& out_grad, const Tensor& 
 
 NDArray LogSoftmaxGrad::compute(const Args& args) const {
   const NDArray &y = args[0], &dy = args[1];
-  check_pair("logsoftmax_grad", y, dy);
+  check_operand_pair("logsoftmax_grad", "y", y, "dy", dy);
   Axes ax{NDArray::normalize_axis("logsoftmax_grad", axis, y.ndim())};
   if (auto* fused = row_kernel<kernel::SoftmaxGrad>(kernel::kLogSoftmaxGrad, y, ax[0]))
     return run_rows(fused, {&y, &dy});

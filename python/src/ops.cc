@@ -144,6 +144,8 @@ void init_ops(py::module_& parent) {
       .def(py::init<std::string>(), py::arg("approximate") = "none")
       .def_property_readonly("approximate", &GELU::approximate);
   op_class<SiLU>(m, "SiLU", "a * sigmoid(a)").def(py::init<>());
+  op_class<SiLUGrad>(m, "SiLUGrad", "SiLU's adjoint: (x, dy) -> dy * s * (1 + x * (1 - s))")
+      .def(py::init<>());
   op_class<AsType>(m, "AsType", "dtype cast");
   op_class<ToDevice>(m, "ToDevice", "device copy");
 
@@ -332,6 +334,7 @@ void init_ops(py::module_& parent) {
   m.def("gelu", &gelu, py::arg("a"), py::arg("approximate") = "none",
         "GELU: approximate='none' is x * Phi(x), 'tanh' 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))");
   m.def("silu", &silu, py::arg("a"));
+  m.def("silu_grad", &silu_grad, py::arg("x"), py::arg("dy"));
   m.def("where", &where, py::arg("condition"), py::arg("a"), py::arg("b"));
   m.def("argmax", &argmax, py::arg("a"), py::arg("axis") = py::none(), py::arg("keepdims") = false);
   m.def("argmin", &argmin, py::arg("a"), py::arg("axis") = py::none(), py::arg("keepdims") = false);

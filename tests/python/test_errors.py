@@ -385,6 +385,8 @@ VALIDATION = [
      "ValueError", r"\[softmax_cross_entropy_grad\] dloss must be \(2,\)"),
     ("ops.softmax_grad(ndl.Tensor(np.ones((2, 3))), ndl.Tensor(np.ones((2, 4))))",
      "ValueError", r"\[softmax_grad\] y of shape \(2, 3\) and dy of shape \(2, 4\) differ"),
+    ("ops.silu_grad(ndl.Tensor(np.ones((2, 3))), ndl.Tensor(np.ones((2, 3)), dtype='float32'))",
+     "TypeError", r"\[silu_grad\] x of dtype float64 and dy of dtype float32 differ"),
     ("ops.gelu(ndl.Tensor(np.ones(2)), 'erf')", "ValueError", r"\[gelu\] approximate must be"),
     ("nn.GELU('fast')", "ValueError", r"\[GELU\] approximate"),
     ("nn.ModuleList([nn.ReLU(), 3])", "TypeError", r"\[ModuleList\] holds Modules, got int"),

@@ -5,7 +5,7 @@ from .._needle import ops as _ops
 _CLASSES = [
     "EWiseAdd", "AddScalar", "EWiseSub", "EWiseMul", "MulScalar", "EWisePow", "PowerScalar",
     "EWiseDiv", "DivScalar", "RDivScalar", "Negate", "Log", "Exp", "ReLU", "Tanh", "Sigmoid",
-    "Sqrt", "Abs", "Erf", "GELU", "SiLU", "Maximum", "Where", "ArgMax", "Take", "ScatterAdd", "AsType", "ToDevice",
+    "Sqrt", "Abs", "Erf", "GELU", "SiLU", "SiLUGrad", "Maximum", "Where", "ArgMax", "Take", "ScatterAdd", "AsType", "ToDevice",
     "Transpose", "Permute", "Reshape", "BroadcastTo", "Summation", "Max", "MatMul", "Flip",
     "Dilate", "UnDilate", "Pad", "Concat", "GetItem", "SetItem", "Conv",
     "ConvWeightGrad", "Im2Col", "ChannelSums", "ChannelAffine", "SoftmaxCrossEntropy",
@@ -14,7 +14,7 @@ _CLASSES = [
 _FUNCTIONS = [
     "add", "add_scalar", "subtract", "multiply", "mul_scalar", "power", "power_scalar",
     "divide", "divide_scalar", "rdivide_scalar", "negate", "log", "exp", "relu", "tanh",
-    "sigmoid", "sqrt", "erf", "gelu", "silu", "maximum", "where", "argmax", "argmin", "take", "scatter_add", "astype", "to_device",
+    "sigmoid", "sqrt", "erf", "gelu", "silu", "silu_grad", "maximum", "where", "argmax", "argmin", "take", "scatter_add", "astype", "to_device",
     "transpose", "permute", "reshape", "broadcast_to", "summation", "mean", "matmul",
     "flip", "dilate", "undilate", "pad", "concat", "getitem", "setitem", "conv",
     "conv_input_grad", "conv_weight_grad", "im2col", "max_pool2d", "avg_pool2d", "upsample_nearest",
