@@ -9,12 +9,12 @@
 // over each pixel's window (col2im), images split over threads.
 // Registered as the "cpu" kernels kernel::Conv2d, Conv2dInputGrad and Conv2dWeightGrad (see
 // needle/kernels.h for their contracts; the conv ops check the operands before calling).
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <vector>
-
-#include <unistd.h>
 
 #include "backend_cpu/gemm.h"
 #include "backend_cpu/threads.h"
@@ -126,8 +126,8 @@ template <class T>
 void conv_product(const T* px, const ConvGeometry& g, const T* pw, T* po) {
   for_each_block<T>(g, [&](int64_t, int64_t row0, int64_t rows, T* cols) {
     // out[block] = cols (rows x patch) @ w (patch x Cout)
-    gemm<T>(rows, g.cout, g.patch(), columns(px, g, row0, rows, cols), g.patch(), 1, pw, g.cout,
-            1, po + row0 * g.cout, g.cout, 1);
+    gemm<T>(rows, g.cout, g.patch(), columns(px, g, row0, rows, cols), g.patch(), 1, pw, g.cout, 1,
+            po + row0 * g.cout, g.cout, 1);
   });
 }
 
@@ -205,7 +205,7 @@ void input_grad_as_conv(const T* pg, const ConvGeometry& g, const T* pw, T* dx) 
   for (int64_t i = 0; i < k; ++i)
     for (int64_t j = 0; j < k; ++j) {
       const T* src = pw + ((k - 1 - i) * k + (k - 1 - j)) * cin * cout;  // (Cin, Cout)
-      T* dst = flipped.data() + (i * k + j) * cout * cin;               // (Cout, Cin)
+      T* dst = flipped.data() + (i * k + j) * cout * cin;                // (Cout, Cin)
       for (int64_t c = 0; c < cin; ++c)
         for (int64_t d = 0; d < cout; ++d) dst[d * cin + c] = src[c * cout + d];
     }
@@ -231,19 +231,20 @@ void conv2d_input_grad_typed(const View& grad, const View& w, int64_t stride, in
   const int64_t block = std::min(g.block_rows(sizeof(T)), std::max<int64_t>(per_image, 1));
   const int64_t work = g.pixels() * g.patch() * g.cout;
   const ScopedBlasThreads single_threaded_blas(1);
-  parallel(int(std::min<int64_t>(threads_for(work, kConvGrain), g.n)), [&](int64_t t, int64_t team) {
-    const int64_t i0 = part_begin(g.n, t, team), i1 = part_begin(g.n, t + 1, team);
-    std::fill(dx + i0 * g.h * g.w * g.cin, dx + i1 * g.h * g.w * g.cin, T(0));
-    std::vector<T> cols(size_t(block * g.patch()));
-    for (int64_t img = i0; img < i1; ++img)
-      for (int64_t r0 = 0; r0 < per_image; r0 += block) {
-        const int64_t row0 = img * per_image + r0, rows = std::min(block, per_image - r0);
-        // cols (rows x patch) = grad[block] (rows x Cout) @ w^T (Cout x patch)
-        gemm<T>(rows, g.patch(), g.cout, pg + row0 * g.cout, g.cout, 1, pw, 1, g.cout,
-                cols.data(), g.patch(), 1);
-        scatter_columns(cols.data(), g, row0, rows, dx);
-      }
-  });
+  parallel(int(std::min<int64_t>(threads_for(work, kConvGrain), g.n)),
+           [&](int64_t t, int64_t team) {
+             const int64_t i0 = part_begin(g.n, t, team), i1 = part_begin(g.n, t + 1, team);
+             std::fill(dx + i0 * g.h * g.w * g.cin, dx + i1 * g.h * g.w * g.cin, T(0));
+             std::vector<T> cols(size_t(block * g.patch()));
+             for (int64_t img = i0; img < i1; ++img)
+               for (int64_t r0 = 0; r0 < per_image; r0 += block) {
+                 const int64_t row0 = img * per_image + r0, rows = std::min(block, per_image - r0);
+                 // cols (rows x patch) = grad[block] (rows x Cout) @ w^T (Cout x patch)
+                 gemm<T>(rows, g.patch(), g.cout, pg + row0 * g.cout, g.cout, 1, pw, 1, g.cout,
+                         cols.data(), g.patch(), 1);
+                 scatter_columns(cols.data(), g, row0, rows, dx);
+               }
+           });
 }
 
 void conv2d(const View& x, const View& w, int64_t stride, int64_t padding, const View& out) {
