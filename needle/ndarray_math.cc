@@ -158,7 +158,7 @@ NDArray NDArray::concatenate(const std::vector<NDArray>& arrays, int64_t axis) {
   // and the next convolution reads its NHWC input without a transpose.
   std::optional<Axes> order = first.memory_order();
   for (const NDArray& a : arrays)
-    if (order && a.permute(*order).is_compact() == false) order.reset();
+    if (order && !a.permute(*order).is_compact()) order.reset();
   NDArray out = empty(shape, dtype, first.device());
   if (order) out = from_memory_order(out, shape, *order);
   int64_t at = 0;

@@ -2,8 +2,6 @@
 #include "needle/ops/ops_elementwise.h"
 
 #include <cmath>
-#include <numeric>
-#include <optional>
 
 #include "needle/kernels.h"
 #include "needle/ops/ops_shape.h"
@@ -336,14 +334,13 @@ namespace {
 // memory order, the rest when laid out otherwise), the result in that order too.
 template <class Kernel, class... Rest>
 NDArray run_in_memory_order(Kernel* kernel, const NDArray& first, const Rest&... rest) {
-  Axes order(size_t(first.ndim()));
-  std::iota(order.begin(), order.end(), int64_t(0));
-  if (std::optional<Axes> memory = first.memory_order()) order = *memory;
+  const NDArray laid_out = first.memory_order() ? first : first.compact();
+  const Axes order = *laid_out.memory_order();
   auto in_order = [&](const NDArray& a) {
     NDArray block = a.permute(order);
     return block.is_compact() ? block : block.compact();
   };
-  const NDArray x = in_order(first);
+  const NDArray x = laid_out.permute(order);
   NDArray out = NDArray::empty(x.shape(), first.dtype(), first.device());
   kernel(x.view(), in_order(rest).view()..., out.view());
   return NDArray::from_memory_order(out, first.shape(), order);
