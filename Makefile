@@ -8,11 +8,6 @@ export PYTHONPATH := $(CURDIR)/python$(if $(PYTHONPATH),:$(PYTHONPATH))
 # ccache stores paths relative to the repository, so the homework student trees under
 # build/homework/ reuse the reference build's objects for every file they do not change.
 export CCACHE_BASEDIR := $(CURDIR)
-# Idle OpenMP threads spin only briefly before sleeping (see python/needle/__init__.py),
-# for the C++ programs too; a value in the environment wins.
-ifeq ($(origin OMP_WAIT_POLICY),undefined)
-export GOMP_SPINCOUNT ?= 10000
-endif
 
 .PHONY: all deps build build-asan test test-cpp test-asan test-python test-homework demo lm gpt diffusion distributed bench format clean
 

@@ -1,15 +1,12 @@
-// Thread count of the CPU backend. One setting sizes our OpenMP team, which does the
-// backend's threading: the GEMM libraries (Eigen, OpenBLAS) run single-threaded and are
+// Threading of the CPU backend: one team of threads (threads.cc) runs every parallel loop,
+// sized by one setting. The GEMM libraries (Eigen, OpenBLAS) run single-threaded and are
 // handed one block of a product per thread (matmul.cc, conv.cc), so no second thread pool
 // competes with the team for the cores. The one exception is a single large product, which
 // OpenBLAS threads itself with the same thread count (its own blocking beats our split there).
 #pragma once
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cstdint>
-#include <exception>
 
 namespace needle::cpu {
 
@@ -30,25 +27,23 @@ constexpr int64_t kParallelGrainHeavy = 4096;
 // never more than get_num_threads().
 int threads_for(int64_t work, int64_t grain = kParallelGrain);
 
-// Runs fn(t, team) on a team of nt threads (inline when nt <= 1). An exception thrown by any
-// thread (a homework stub's NotImplemented, say) is rethrown here instead of terminating.
+// Runs body(context, t, team) for t in [0, team) on the team's threads, the caller being
+// thread 0; team is nt, or 1 (everything on the caller) when called from inside a parallel
+// loop or while another thread's loop holds the team. An exception thrown by any thread (a
+// homework stub's NotImplemented, say) is rethrown here instead of terminating.
+using TeamBody = void (*)(const void* context, int64_t t, int64_t team);
+void run_on_team(int nt, TeamBody body, const void* context);
+
+// Runs fn(t, team) on a team of nt threads (inline when nt <= 1), as run_on_team.
 template <class Fn>
 void parallel(int nt, const Fn& fn) {
   if (nt <= 1) {
     fn(int64_t(0), int64_t(1));
     return;
   }
-  std::exception_ptr error;
-#pragma omp parallel num_threads(nt)
-  {
-    try {
-      fn(int64_t(omp_get_thread_num()), int64_t(omp_get_num_threads()));
-    } catch (...) {
-#pragma omp critical(needle_cpu_parallel_error)
-      if (!error) error = std::current_exception();
-    }
-  }
-  if (error) std::rethrow_exception(error);
+  run_on_team(
+      nt, [](const void* f, int64_t t, int64_t team) { (*static_cast<const Fn*>(f))(t, team); },
+      &fn);
 }
 
 // While alive, OpenBLAS runs on `threads` threads; the caller's setting comes back after.

@@ -336,7 +336,7 @@ template <class Kernel, class... Rest>
 NDArray run_in_memory_order(Kernel* kernel, const NDArray& first, const Rest&... rest) {
   const NDArray laid_out = first.memory_order() ? first : first.compact();
   const Axes order = *laid_out.memory_order();
-  auto in_order = [&](const NDArray& a) {
+  [[maybe_unused]] auto in_order = [&](const NDArray& a) {
     NDArray block = a.permute(order);
     return block.is_compact() ? block : block.compact();
   };

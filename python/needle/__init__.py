@@ -5,19 +5,7 @@
     (x * x).sum().backward()
     x.grad  # -> needle.Tensor([[2. 4.]])
 """
-import os as _os
-
-# Idle OpenMP threads spin only briefly (10,000 turns, tens of microseconds) before they
-# sleep; libgomp's default is 300,000. Short enough that spinning threads do not take the
-# cores OpenBLAS's threads and other processes need (a GPT training step here, with two
-# other jobs running, took 4.2 s with the default, 0.35 s without spinning), long enough
-# that the next op's parallel loop still finds them awake (sleeping at once made a ViT
-# step 38 -> 56 ms on an idle machine). libgomp reads it when it loads, so it is set before
-# the extension is imported; OMP_WAIT_POLICY or GOMP_SPINCOUNT in the environment win.
-if "OMP_WAIT_POLICY" not in _os.environ:
-    _os.environ.setdefault("GOMP_SPINCOUNT", "10000")
-
-from . import backend_ndarray  # noqa: E402
+from . import backend_ndarray
 from .backend_ndarray import cpu, cuda, cpu_numpy, default_device, all_devices
 from . import autograd, ops
 from .autograd import Tensor, TensorTuple, Value
