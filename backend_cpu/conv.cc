@@ -18,6 +18,7 @@
 
 #include "backend_cpu/gemm.h"
 #include "backend_cpu/threads.h"
+#include "backend_cpu/workspace.h"
 #include "needle/kernels.h"
 
 namespace needle::cpu {
@@ -113,7 +114,7 @@ void for_each_block(const ConvGeometry& g, const Body& body) {
   const ScopedBlasThreads single_threaded_blas(1);
   std::atomic<int64_t> next{0};
   parallel(std::min<int64_t>(threads_for(work, kConvGrain), blocks), [&](int64_t t, int64_t) {
-    std::vector<T> cols(size_t(block * g.patch()));
+    const Workspace<T> cols(size_t(block * g.patch()));
     for (int64_t b = next++; b < blocks; b = next++) {
       const int64_t row0 = b * block, rows = std::min(block, g.pixels() - row0);
       body(t, row0, rows, cols.data());
@@ -144,23 +145,27 @@ void conv2d_weight_grad_typed(const View& x, const View& grad, int64_t stride, i
   const int64_t size = g.patch() * g.cout;
   const T* px = x.ptr<T>();
   const T* pg = grad.ptr<T>();
-  // Per thread: a (patch x Cout) partial sum and the product of its current block. Blocks
-  // go to whichever thread is free, so the summation order (not the result, up to
-  // rounding) can differ between runs.
+  // Per thread: a (patch x Cout) partial sum, thread 0's in `out` itself; a thread's first
+  // block writes its sum, later ones add to it. Blocks go to whichever thread is free, so the
+  // summation order (not the result, up to rounding) can differ between runs.
   const int64_t threads = get_num_threads();
-  std::vector<T> partial(size_t(size * threads), T(0)), product(size_t(size * threads));
-  for_each_block<T>(g, [&](int64_t t, int64_t row0, int64_t rows, T* cols) {
-    // partial += cols^T (patch x rows) @ grad[block] (rows x Cout)
-    T* prod = product.data() + t * size;
-    gemm<T>(g.patch(), g.cout, rows, columns(px, g, row0, rows, cols), 1, g.patch(),
-            pg + row0 * g.cout, g.cout, 1, prod, g.cout, 1);
-    T* acc = partial.data() + t * size;
-    for (int64_t i = 0; i < size; ++i) acc[i] += prod[i];
-  });
   T* po = out.ptr<T>();
-  std::fill_n(po, size, T(0));
-  for (int64_t t = 0; t < threads; ++t)
-    for (int64_t i = 0; i < size; ++i) po[i] += partial[size_t(t * size + i)];
+  const Workspace<T> partials(size_t(size * std::max<int64_t>(threads - 1, 1)));
+  std::vector<char> used(size_t(threads), 0);
+  for_each_block<T>(g, [&](int64_t t, int64_t row0, int64_t rows, T* cols) {
+    // sum (+)= cols^T (patch x rows) @ grad[block] (rows x Cout)
+    T* sum = t == 0 ? po : partials.data() + (t - 1) * size;
+    auto* product = used[size_t(t)] ? gemm_accumulate<T> : gemm<T>;
+    product(g.patch(), g.cout, rows, columns(px, g, row0, rows, cols), 1, g.patch(),
+            pg + row0 * g.cout, g.cout, 1, sum, g.cout, 1);
+    used[size_t(t)] = 1;
+  });
+  if (!used[0]) std::fill_n(po, size, T(0));
+  for (int64_t t = 1; t < threads; ++t) {
+    if (!used[size_t(t)]) continue;
+    const T* partial = partials.data() + (t - 1) * size;
+    for (int64_t i = 0; i < size; ++i) po[i] += partial[i];
+  }
 }
 
 // Adds rows [row0, row0 + rows) of a column matrix back into the input gradient dx: the
@@ -201,7 +206,7 @@ bool input_grad_is_conv(const ConvGeometry& g) {
 template <class T>
 void input_grad_as_conv(const T* pg, const ConvGeometry& g, const T* pw, T* dx) {
   const int64_t k = g.kh, cin = g.cin, cout = g.cout;
-  std::vector<T> flipped(size_t(k * k * cin * cout));
+  const Workspace<T> flipped(size_t(k * k * cin * cout));
   for (int64_t i = 0; i < k; ++i)
     for (int64_t j = 0; j < k; ++j) {
       const T* src = pw + ((k - 1 - i) * k + (k - 1 - j)) * cin * cout;  // (Cin, Cout)
@@ -235,7 +240,7 @@ void conv2d_input_grad_typed(const View& grad, const View& w, int64_t stride, in
            [&](int64_t t, int64_t team) {
              const int64_t i0 = part_begin(g.n, t, team), i1 = part_begin(g.n, t + 1, team);
              std::fill(dx + i0 * g.h * g.w * g.cin, dx + i1 * g.h * g.w * g.cin, T(0));
-             std::vector<T> cols(size_t(block * g.patch()));
+             const Workspace<T> cols(size_t(block * g.patch()));
              for (int64_t img = i0; img < i1; ++img)
                for (int64_t r0 = 0; r0 < per_image; r0 += block) {
                  const int64_t row0 = img * per_image + r0, rows = std::min(block, per_image - r0);

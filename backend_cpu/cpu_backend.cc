@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "backend_cpu/kernels.h"
+#include "backend_cpu/workspace.h"
 #include "needle/backend.h"
 
 namespace needle::cpu {
@@ -143,6 +144,13 @@ BlockCache& block_cache() {
 }
 
 }  // namespace
+
+void* workspace_allocate(size_t bytes) {
+  return block_cache().allocate(bytes);
+}
+void workspace_free(void* block) noexcept {
+  block_cache().deallocate(block);
+}
 
 class CpuBackend final : public Backend {
  public:

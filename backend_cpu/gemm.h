@@ -1,5 +1,7 @@
 // The one GEMM of the CPU backend: C = A @ B on strided matrices, C (m x n), A (m x k),
-// B (k x n), every matrix given by a pointer and a (row, column) stride in elements.
+// B (k x n), every matrix given by a pointer and a (row, column) stride in elements; or
+// C += A @ B when asked to accumulate (a sum over blocks of a product, as conv.cc's weight
+// gradient, then needs no product buffer and no pass to add it).
 //
 // Four implementations sit here; gemm<T>() picks the fast one:
 //  - gemm_naive: the teaching version, a plain triple loop in i-k-j order (the innermost
@@ -128,7 +130,8 @@ void with_input_matrix(const T* p, int64_t rows, int64_t cols, int64_t rs, int64
 
 template <class T>
 void gemm_eigen(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int64_t a_cs, const T* b,
-                int64_t b_rs, int64_t b_cs, T* c, int64_t c_rs, int64_t c_cs) {
+                int64_t b_rs, int64_t b_cs, T* c, int64_t c_rs, int64_t c_cs,
+                bool accumulate = false) {
   using namespace detail;
   normalize_strides(m, n, c_rs, c_cs);
   const bool c_row_major = c_cs == 1 && c_rs >= n;
@@ -138,14 +141,22 @@ void gemm_eigen(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int64
   if (!c_row_major && !c_col_major) {
     c_tmp.resize(size_t(m * n));
     c_data = c_tmp.data();
+    if (accumulate)
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) c_tmp[size_t(i * n + j)] = c[i * c_rs + j * c_cs];
   }
   auto product = [&](auto&& out) {
     if (k == 0) {
-      out.setZero();
+      if (!accumulate) out.setZero();
       return;
     }
     with_input_matrix(a, m, k, a_rs, a_cs, [&](const auto& ma) {
-      with_input_matrix(b, k, n, b_rs, b_cs, [&](const auto& mb) { out.noalias() = ma * mb; });
+      with_input_matrix(b, k, n, b_rs, b_cs, [&](const auto& mb) {
+        if (accumulate)
+          out.noalias() += ma * mb;
+        else
+          out.noalias() = ma * mb;
+      });
     });
   };
   if (c_col_major) {
@@ -196,33 +207,60 @@ inline BlasLayouts blas_layouts(int64_t m, int64_t n, int64_t k, int64_t a_rs, i
   return l;
 }
 
-// C = A @ B through OpenBLAS; false (nothing done) when a layout is not expressible in BLAS.
+// C = A @ B (C += A @ B when accumulating) through OpenBLAS; false (nothing done) when a
+// layout is not expressible in BLAS.
 template <class T>
 bool gemm_blas(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int64_t a_cs, const T* b,
-               int64_t b_rs, int64_t b_cs, T* c, int64_t c_rs, int64_t c_cs) {
+               int64_t b_rs, int64_t b_cs, T* c, int64_t c_rs, int64_t c_cs,
+               bool accumulate = false) {
   const BlasLayouts l = blas_layouts(m, n, k, a_rs, a_cs, b_rs, b_cs, c_rs, c_cs);
   if (!l.ok) return false;
+  const T beta = accumulate ? T(1) : T(0);
   if constexpr (std::is_same_v<T, float>) {
-    cblas_sgemm(CblasRowMajor, l.ta, l.tb, m, n, k, 1.0f, a, l.lda, b, l.ldb, 0.0f, c, l.ldc);
+    cblas_sgemm(CblasRowMajor, l.ta, l.tb, m, n, k, 1.0f, a, l.lda, b, l.ldb, beta, c, l.ldc);
   } else {
-    cblas_dgemm(CblasRowMajor, l.ta, l.tb, m, n, k, 1.0, a, l.lda, b, l.ldb, 0.0, c, l.ldc);
+    cblas_dgemm(CblasRowMajor, l.ta, l.tb, m, n, k, 1.0, a, l.lda, b, l.ldb, beta, c, l.ldc);
   }
   return true;
 }
 #endif
 
-// The GEMM the backend uses.
+namespace detail {
+// The GEMM the backend uses: C = A @ B, or C += A @ B when accumulate.
 template <class T>
-void gemm(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int64_t a_cs, const T* b,
-          int64_t b_rs, int64_t b_cs, T* c, int64_t c_rs, int64_t c_cs) {
+void gemm_fast(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int64_t a_cs, const T* b,
+               int64_t b_rs, int64_t b_cs, T* c, int64_t c_rs, int64_t c_cs, bool accumulate) {
 #ifdef NEEDLE_NAIVE_GEMM
+  if (accumulate) {  // the teaching loop writes C: compute the product aside, then add it
+    std::vector<T> product(size_t(m * n));
+    gemm_naive(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, product.data(), n, int64_t(1));
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * c_rs + j * c_cs] += product[size_t(i * n + j)];
+    return;
+  }
   gemm_naive(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, c_rs, c_cs);
 #else
 #ifdef NEEDLE_WITH_OPENBLAS
-  if (gemm_blas(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, c_rs, c_cs)) return;
+  if (gemm_blas(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, c_rs, c_cs, accumulate)) return;
 #endif
-  gemm_eigen(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, c_rs, c_cs);
+  gemm_eigen(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, c_rs, c_cs, accumulate);
 #endif
+}
+
+}  // namespace detail
+
+// C = A @ B, by the GEMM the backend uses.
+template <class T>
+void gemm(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int64_t a_cs, const T* b,
+          int64_t b_rs, int64_t b_cs, T* c, int64_t c_rs, int64_t c_cs) {
+  detail::gemm_fast(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, c_rs, c_cs, false);
+}
+
+// C += A @ B, by the same GEMM.
+template <class T>
+void gemm_accumulate(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int64_t a_cs,
+                     const T* b, int64_t b_rs, int64_t b_cs, T* c, int64_t c_rs, int64_t c_cs) {
+  detail::gemm_fast(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, c_rs, c_cs, true);
 }
 
 }  // namespace needle::cpu

@@ -94,7 +94,8 @@ TEST_CASE("fused conv kernels agree with the im2col composite", "[kernels][hw4]"
   // The same conv, forward and both gradients, three ways: the CPU's fused kernels, the CPU
   // with them disabled (im2col + matmul), and the reference backend (no fused kernels).
   // The geometries cover padding beyond the kernel, strides that skip input, non-square
-  // kernels, and (the last) many cache blocks spread over threads.
+  // kernels, and (the last) many cache blocks spread over threads: 5-11 MB of columns, so
+  // at least two blocks even at the largest block size (4 MiB, conv.cc's block_bytes).
   struct Geometry {
     Shape x, w;
     int64_t stride, padding;
@@ -103,7 +104,7 @@ TEST_CASE("fused conv kernels agree with the im2col composite", "[kernels][hw4]"
                                                           {{1, 7, 7, 2}, {3, 2, 2, 3}, 2, 0},
                                                           {{2, 6, 5, 2}, {2, 3, 2, 2}, 3, 2},
                                                           {{1, 3, 4, 1}, {1, 1, 1, 2}, 1, 3},
-                                                          {{3, 24, 20, 16}, {3, 3, 16, 8}, 1, 1}}) {
+                                                          {{4, 48, 48, 16}, {3, 3, 16, 8}, 1, 1}}) {
     INFO("x " << shape_str(xs) << " w " << shape_str(ws) << " stride " << stride << " pad " << pad);
     std::vector<double> xv = random_vector(numel(xs)), wv = random_vector(numel(ws));
     for (DType dt : {DType::float64, DType::float32}) {
