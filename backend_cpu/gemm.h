@@ -130,8 +130,7 @@ void with_input_matrix(const T* p, int64_t rows, int64_t cols, int64_t rs, int64
 
 template <class T>
 void gemm_eigen(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int64_t a_cs, const T* b,
-                int64_t b_rs, int64_t b_cs, T* c, int64_t c_rs, int64_t c_cs,
-                bool accumulate = false) {
+                int64_t b_rs, int64_t b_cs, T* c, int64_t c_rs, int64_t c_cs, bool accumulate) {
   using namespace detail;
   normalize_strides(m, n, c_rs, c_cs);
   const bool c_row_major = c_cs == 1 && c_rs >= n;
@@ -211,8 +210,7 @@ inline BlasLayouts blas_layouts(int64_t m, int64_t n, int64_t k, int64_t a_rs, i
 // layout is not expressible in BLAS.
 template <class T>
 bool gemm_blas(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int64_t a_cs, const T* b,
-               int64_t b_rs, int64_t b_cs, T* c, int64_t c_rs, int64_t c_cs,
-               bool accumulate = false) {
+               int64_t b_rs, int64_t b_cs, T* c, int64_t c_rs, int64_t c_cs, bool accumulate) {
   const BlasLayouts l = blas_layouts(m, n, k, a_rs, a_cs, b_rs, b_cs, c_rs, c_cs);
   if (!l.ok) return false;
   const T beta = accumulate ? T(1) : T(0);

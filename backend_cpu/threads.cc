@@ -1,9 +1,9 @@
 // The CPU backend's threads: the team that runs every parallel loop (parallel() in
 // threads.h), and its size, one atomic setting (default: OMP_NUM_THREADS, else every core
 // this process may run on). Eigen, built without OpenMP, runs on its caller's thread;
-// OpenBLAS's count is set for the length of our own calls (threads.h). The setting is registered as
-// the "cpu" kernels set_num_threads / get_num_threads (needle/kernels.h), which is how the bindings
-// reach it.
+// OpenBLAS's count is set for the length of our own calls (threads.h). The setting is
+// registered as the "cpu" kernels set_num_threads / get_num_threads (needle/kernels.h),
+// which is how the bindings reach it.
 //
 // The team is our own, not OpenMP's: libgomp reads how long an idle thread spins before it
 // sleeps (GOMP_SPINCOUNT) once, when the library loads, and the first library to load it
